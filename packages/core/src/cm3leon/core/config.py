@@ -1,0 +1,170 @@
+"""OmegaConf configs: YAML + dotted overrides validated against dataclass schemas.
+
+Loading is deliberately strict and inert:
+
+* YAML is parsed with ``yaml.safe_load`` semantics; python tags such as
+  ``!!python/object/apply`` are rejected before anything is constructed.
+* The parsed mapping is merged onto ``OmegaConf.structured(schema)``: unknown or
+  misspelled keys and values of the wrong type fail with the dotted path.
+* Required keys are ``MISSING`` (``???``) in the schema; any left unset fails.
+* Only OmegaConf's built-in resolvers exist; cm3leon registers none, and never an
+  ``eval`` resolver.
+
+Example::
+
+    cfg = load_config(TrainConfig, "configs/pretrain/tiny.yaml", ["optim.lr=3e-4"])
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from cm3leon.core.io import atomic_write_text
+
+__all__ = [
+    "ConfigError",
+    "apply_overrides",
+    "config_to_yaml",
+    "load_config",
+    "load_yaml_file",
+    "merge_config",
+    "save_config",
+    "schema_for",
+]
+
+T = TypeVar("T")
+
+
+class ConfigError(ValueError):
+    """A config file or override is invalid; the message names the file and dotted key."""
+
+
+def load_yaml_file(path: str | Path) -> dict[str, Any]:
+    """Parse a YAML mapping safely, raising :class:`ConfigError` that names the file."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"{path}: cannot read config file: {err}") from err
+    try:
+        data = yaml.safe_load(io.StringIO(text))
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+        problem = getattr(err, "problem", None) or str(err)
+        raise ConfigError(f"{path}{where}: invalid YAML: {problem}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{path}: top level must be a mapping, got {type(data).__name__}")
+    return dict(data)
+
+
+def _describe(err: OmegaConfBaseException) -> str:
+    key = getattr(err, "full_key", None) or getattr(err, "key", None)
+    msg = getattr(err, "msg", None) or str(err).split("\n")[0]
+    return f"key {key!r}: {msg}" if key else msg
+
+
+def merge_config(schema: type[T], data: Mapping[str, Any], *, source: str = "<config>") -> DictConfig:
+    """Merge ``data`` onto the structured ``schema``; errors name ``source`` and the key."""
+    if not dataclasses.is_dataclass(schema):
+        raise TypeError(f"config schema must be a dataclass, got {schema!r}")
+    base = OmegaConf.structured(schema)
+    try:
+        return OmegaConf.merge(base, OmegaConf.create(dict(data)))  # type: ignore[return-value]
+    except OmegaConfBaseException as err:
+        raise ConfigError(f"{source}: {_describe(err)}") from None
+
+
+def apply_overrides(cfg: DictConfig, overrides: Sequence[str]) -> DictConfig:
+    """Apply dotted ``key=value`` overrides (values parsed as YAML scalars/lists)."""
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ConfigError(f"override {item!r}: expected dotted.key=value")
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError as err:
+            raise ConfigError(f"override {item!r}: invalid value: {err}") from None
+        # Structured nodes are in struct mode: an unknown key raises here with its
+        # full dotted path; free-form ``dict`` fields accept new keys.
+        try:
+            OmegaConf.update(cfg, key, value, merge=True)
+        except OmegaConfBaseException as err:
+            raise ConfigError(f"override {item!r}: {_describe(err)}") from None
+    return cfg
+
+
+def load_config(
+    schema: type[T],
+    path: str | Path | None = None,
+    overrides: Sequence[str] = (),
+    *,
+    data: Mapping[str, Any] | None = None,
+) -> T:
+    """Load, validate and resolve a config.
+
+    Args:
+        schema: dataclass describing the config (``MISSING`` marks required keys).
+        path: YAML file; may be ``None`` when ``data`` is given.
+        overrides: dotted ``key=value`` strings applied after the file.
+        data: an already-parsed mapping (used instead of, or merged after, ``path``).
+
+    Returns:
+        An instance of ``schema`` (nested dataclasses) with every interpolation resolved.
+
+    Raises:
+        ConfigError: malformed YAML, python tags, unknown keys, wrong types, missing
+            required values or unresolved interpolations; the message names the file
+            and the dotted key.
+    """
+    source = str(path) if path is not None else "<config>"
+    loaded: dict[str, Any] = load_yaml_file(path) if path is not None else {}
+    cfg = merge_config(schema, loaded, source=source)
+    if data is not None:
+        try:
+            cfg = OmegaConf.merge(cfg, OmegaConf.create(dict(data)))  # type: ignore[assignment]
+        except OmegaConfBaseException as err:
+            raise ConfigError(f"{source}: {_describe(err)}") from None
+    try:
+        cfg = apply_overrides(cfg, overrides)
+    except ConfigError as err:
+        raise ConfigError(f"{source}: {err}") from None
+    missing = sorted(OmegaConf.missing_keys(cfg))
+    if missing:
+        raise ConfigError(f"{source}: missing required value(s) for key(s): {', '.join(missing)}")
+    try:
+        OmegaConf.resolve(cfg)
+        obj = OmegaConf.to_object(cfg)
+    except OmegaConfBaseException as err:
+        raise ConfigError(f"{source}: {_describe(err)}") from None
+    return obj  # type: ignore[return-value]
+
+
+def config_to_yaml(cfg: Any) -> str:
+    """Serialise a config (dataclass instance or DictConfig) to YAML."""
+    return OmegaConf.to_yaml(OmegaConf.structured(cfg) if dataclasses.is_dataclass(cfg) else cfg)
+
+
+def save_config(cfg: Any, path: str | Path) -> Path:
+    """Write ``cfg`` as YAML atomically (the file is either complete or absent)."""
+    return atomic_write_text(Path(path), config_to_yaml(cfg))
+
+
+def schema_for(name: str) -> type:
+    """Return the dataclass registered under ``name`` in the config-schema registry."""
+    from cm3leon.core.plugins import get_registries
+
+    return get_registries().config_schemas.get(name).load()

@@ -1,0 +1,234 @@
+"""Typed multimodal documents: an ordered list of text and image segments.
+
+A :class:`Document` is what every stage passes around before tokenization:
+raw pairs, world scenes, SFT task renderings and retrieved neighbours are all
+documents.  An image segment holds pixels (``PIL.Image``/``numpy``), VQ codes,
+or both; serialisation to token ids (Figure 8) lives in
+:mod:`cm3leon.core.serialize`.
+
+Documents are JSON-serialisable (images as PNG bytes, base64) so they can be
+stored in MDS shards and moved between processes.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Union
+
+import numpy as np
+
+__all__ = [
+    "Document",
+    "ImageSegment",
+    "Segment",
+    "TextSegment",
+    "image_from_png",
+    "image_to_png",
+]
+
+
+@dataclass(frozen=True)
+class TextSegment:
+    """A run of text."""
+
+    text: str
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.text, str):
+            raise TypeError(f"TextSegment.text must be str, got {type(self.text).__name__}")
+
+    @property
+    def modality(self) -> str:
+        return "text"
+
+
+@dataclass(frozen=True, eq=False)
+class ImageSegment:
+    """An image, as pixels and/or VQ codes.
+
+    Attributes:
+        image: ``PIL.Image.Image`` or ``(H, W, 3)`` uint8 array, or ``None``.
+        codes: VQ codebook indices ``(N,)`` (not global ids), or ``None``.
+    """
+
+    image: Any = None
+    codes: tuple[int, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if self.image is None and self.codes is None:
+            raise ValueError("ImageSegment needs pixels (image=...) or VQ codes (codes=...)")
+        if self.codes is not None and not isinstance(self.codes, tuple):
+            object.__setattr__(self, "codes", tuple(int(c) for c in np.asarray(self.codes).ravel()))
+
+    @property
+    def modality(self) -> str:
+        return "image"
+
+    def pil(self) -> Any:
+        """The pixels as an RGB ``PIL.Image`` (raises if only codes are present)."""
+        from PIL import Image
+
+        if self.image is None:
+            raise ValueError("ImageSegment has only VQ codes; decode them with an image tokenizer")
+        if isinstance(self.image, Image.Image):
+            return self.image if self.image.mode == "RGB" else self.image.convert("RGB")
+        arr = np.asarray(self.image)
+        if arr.dtype != np.uint8:
+            raise ValueError(f"ImageSegment array must be uint8, got {arr.dtype}")
+        return Image.fromarray(arr).convert("RGB")
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, ImageSegment):
+            return NotImplemented
+        if self.codes != other.codes:
+            return False
+        if (self.image is None) != (other.image is None):
+            return False
+        if self.image is None:
+            return True
+        return np.array_equal(np.asarray(self.pil()), np.asarray(other.pil()))
+
+    def __hash__(self) -> int:
+        return hash(self.codes)
+
+
+Segment = Union[TextSegment, ImageSegment]
+
+
+@dataclass(frozen=True)
+class Document:
+    """An ordered multimodal document.
+
+    Attributes:
+        segments: text and image segments in reading order.
+        id: stable identifier (used by retrieval to map index rows back to documents).
+        meta: free-form JSON-serialisable metadata (task name, ground truth, ...).
+    """
+
+    segments: tuple[Segment, ...]
+    id: str = ""
+    meta: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.segments, tuple):
+            object.__setattr__(self, "segments", tuple(self.segments))
+        for i, seg in enumerate(self.segments):
+            if not isinstance(seg, (TextSegment, ImageSegment)):
+                raise TypeError(f"document {self.id!r}: segment {i} is {type(seg).__name__}")
+
+    @classmethod
+    def of(cls, *parts: str | Any, id: str = "", meta: Mapping[str, Any] | None = None) -> Document:
+        """Build from parts: ``str`` -> text, anything else -> image (pixels or segment)."""
+        segs: list[Segment] = []
+        for p in parts:
+            if isinstance(p, (TextSegment, ImageSegment)):
+                segs.append(p)
+            elif isinstance(p, str):
+                segs.append(TextSegment(p))
+            else:
+                segs.append(ImageSegment(image=p))
+        return cls(tuple(segs), id=id, meta=dict(meta or {}))
+
+    @property
+    def texts(self) -> list[str]:
+        return [s.text for s in self.segments if isinstance(s, TextSegment)]
+
+    @property
+    def images(self) -> list[ImageSegment]:
+        return [s for s in self.segments if isinstance(s, ImageSegment)]
+
+    @property
+    def text(self) -> str:
+        """All text segments joined by a space (what a text encoder sees)."""
+        return " ".join(self.texts)
+
+    @property
+    def modalities(self) -> tuple[str, ...]:
+        return tuple(s.modality for s in self.segments)
+
+    def is_empty(self) -> bool:
+        return not self.segments or all(
+            isinstance(s, TextSegment) and not s.text.strip() for s in self.segments
+        )
+
+    def replace(self, **changes: Any) -> Document:
+        data = {"segments": self.segments, "id": self.id, "meta": self.meta} | changes
+        return Document(**data)
+
+    # ----------------------------------------------------------- persistence
+    def to_json(self) -> dict[str, Any]:
+        """JSON-able dict; images are PNG (base64), codes are lists."""
+        segs: list[dict[str, Any]] = []
+        for s in self.segments:
+            if isinstance(s, TextSegment):
+                segs.append({"type": "text", "text": s.text})
+            else:
+                item: dict[str, Any] = {"type": "image"}
+                if s.image is not None:
+                    item["png"] = base64.b64encode(image_to_png(s.pil())).decode("ascii")
+                if s.codes is not None:
+                    item["codes"] = list(s.codes)
+                segs.append(item)
+        return {"id": self.id, "meta": dict(self.meta), "segments": segs}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any], *, source: str = "<json>") -> Document:
+        """Inverse of :meth:`to_json`; errors name ``source`` and the segment."""
+        if not isinstance(data, Mapping) or "segments" not in data:
+            raise ValueError(f"{source}: document JSON needs a 'segments' list")
+        segs: list[Segment] = []
+        for i, item in enumerate(_as_list(data["segments"], source)):
+            kind = item.get("type") if isinstance(item, Mapping) else None
+            if kind == "text":
+                if not isinstance(item.get("text"), str):
+                    raise ValueError(f"{source}: segment {i}: 'text' must be a string")
+                segs.append(TextSegment(item["text"]))
+            elif kind == "image":
+                image = None
+                if "png" in item:
+                    try:
+                        image = image_from_png(base64.b64decode(item["png"]))
+                    except Exception as err:
+                        raise ValueError(f"{source}: segment {i}: bad PNG payload: {err}") from None
+                codes = tuple(int(c) for c in item["codes"]) if "codes" in item else None
+                try:
+                    segs.append(ImageSegment(image=image, codes=codes))
+                except ValueError as err:
+                    raise ValueError(f"{source}: segment {i}: {err}") from None
+            else:
+                raise ValueError(f"{source}: segment {i}: unknown type {kind!r}")
+        return cls(tuple(segs), id=str(data.get("id", "")), meta=dict(data.get("meta") or {}))
+
+
+def _as_list(value: Any, source: str) -> Sequence[Any]:
+    if not isinstance(value, (list, tuple)):
+        raise ValueError(f"{source}: 'segments' must be a list")
+    return value
+
+
+def image_to_png(image: Any) -> bytes:
+    """Encode a PIL image (or uint8 array) as PNG bytes."""
+    from PIL import Image
+
+    if not isinstance(image, Image.Image):
+        image = Image.fromarray(np.asarray(image, dtype=np.uint8))
+    buf = io.BytesIO()
+    image.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def image_from_png(data: bytes) -> Any:
+    """Decode PNG (or any PIL-readable) bytes to an RGB ``PIL.Image``."""
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as im:
+        im.load()
+        return im.convert("RGB")
+
+
+def concat_texts(docs: Iterable[Document]) -> list[str]:
+    """The text of each document (helper for text encoders)."""
+    return [d.text for d in docs]

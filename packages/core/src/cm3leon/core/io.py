@@ -1,0 +1,142 @@
+"""Atomic file and directory writes, hashing and safe loading helpers.
+
+Everything cm3leon writes that a later step reads (configs, shards, indexes,
+checkpoints, tokenizers, reports) goes through these helpers, so a crash never
+leaves a partial file under its final name:
+
+* files are written to a temporary sibling, flushed, ``fsync``-ed and renamed
+  with :func:`os.replace` (atomic on POSIX);
+* directories are filled under a temporary sibling name and renamed into place
+  when complete, with a ``COMPLETE`` marker file written last.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "COMPLETE_MARKER",
+    "atomic_directory",
+    "atomic_write_bytes",
+    "atomic_write_json",
+    "atomic_write_text",
+    "is_complete",
+    "mark_complete",
+    "read_json",
+    "sha256_file",
+]
+
+COMPLETE_MARKER = "COMPLETE"
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically; the parent directory is created."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    _fsync_dir(path.parent)
+    return path
+
+
+def atomic_write_text(path: str | Path, text: str) -> Path:
+    """Write UTF-8 ``text`` to ``path`` atomically."""
+    return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: str | Path, obj: Any, *, indent: int = 2) -> Path:
+    """Write ``obj`` as JSON atomically (keys sorted, so hashes are stable)."""
+    return atomic_write_text(path, json.dumps(obj, indent=indent, sort_keys=True) + "\n")
+
+
+def read_json(path: str | Path) -> Any:
+    """Read a JSON file; errors name the file."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: file not found") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f"{path}: not valid JSON: {err}") from None
+
+
+def sha256_file(path: str | Path, *, chunk_size: int = 1 << 20) -> str:
+    """Hex SHA-256 of a file, streamed."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(chunk_size):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def mark_complete(directory: str | Path, info: dict[str, Any] | None = None) -> Path:
+    """Write the ``COMPLETE`` marker (JSON) into ``directory``; call it last."""
+    return atomic_write_json(Path(directory) / COMPLETE_MARKER, info or {})
+
+
+def is_complete(directory: str | Path) -> bool:
+    """True when ``directory`` holds a ``COMPLETE`` marker."""
+    return (Path(directory) / COMPLETE_MARKER).is_file()
+
+
+@contextlib.contextmanager
+def atomic_directory(path: str | Path, *, overwrite: bool = False) -> Iterator[Path]:
+    """Fill a directory under a temporary name and move it to ``path`` when done.
+
+    Yields the temporary directory.  On success a ``COMPLETE`` marker is written and the
+    directory is renamed to ``path``; on error the temporary directory is removed and
+    ``path`` is untouched.  Readers should check :func:`is_complete`.
+
+    Raises:
+        FileExistsError: ``path`` exists and ``overwrite`` is false.
+    """
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{path}: already exists (pass overwrite=True to replace it)")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent))
+    try:
+        yield tmp
+        if not is_complete(tmp):
+            mark_complete(tmp)
+        if path.exists():
+            trash = path.with_name(f".{path.name}.old-{os.getpid()}")
+            os.replace(path, trash)
+            os.replace(tmp, path)
+            shutil.rmtree(trash, ignore_errors=True)
+        else:
+            os.replace(tmp, path)
+        _fsync_dir(path.parent)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
