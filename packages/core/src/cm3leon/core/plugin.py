@@ -1,9 +1,14 @@
-"""Built-in components of ``cm3leon-core``, registered like any third-party plugin."""
+"""Built-in components of ``cm3leon-core``, registered like any third-party plugin.
+
+One hookimpl per hook (pluggy allows one per plugin); each returns the specs of
+every core area.  Factories are lazy ``"module:attr"`` strings so that listing
+plugins does not import torch.
+"""
 
 from __future__ import annotations
 
 from cm3leon.core.hookspecs import hookimpl
-from cm3leon.core.registry import CommandSpec
+from cm3leon.core.registry import CommandSpec, SourceSpec
 
 
 @hookimpl
@@ -20,3 +25,8 @@ def cm3leon_register_commands() -> list[CommandSpec]:
             "Validate a YAML config (with dotted overrides) against a registered schema.",
         ),
     ]
+
+
+@hookimpl
+def cm3leon_register_sources() -> list[SourceSpec]:
+    return []
