@@ -35,6 +35,7 @@ from cm3leon.core.registry import (
     MetricSpec,
     ModelSpec,
     RetrieverSpec,
+    RunnerSpec,
     SourceSpec,
     TaskSpec,
     TokenizerSpec,
@@ -176,4 +177,16 @@ def cm3leon_register_commands() -> list[CommandSpec]:
     :class:`CommandSpec` objects whose ``factory()`` returns a ``click.Command`` (often a
     group) named like the spec; the factory is only called when that command runs or its
     help is shown.  Name clash: :class:`DuplicateComponentError`.
+    """
+
+
+@hookspec
+def cm3leon_register_runners() -> list[RunnerSpec]:
+    """Register experiment runners that ``cm3leon ablate`` executes once per matrix cell.
+
+    Called when an ablation file names its runner (``base.runner``) and when plugins are
+    listed.  Returns :class:`RunnerSpec` objects whose ``factory(cfg, run_dir)`` runs one
+    configuration (``cfg`` validated against the spec's ``schema`` dataclass, if any) and
+    returns a JSON-serialisable mapping of results.  Name clash:
+    :class:`DuplicateComponentError`.
     """

@@ -21,6 +21,7 @@ registry               hook                             what a component is
 ``callbacks``          ``cm3leon_register_callbacks``   Composer callback/algorithm
 ``config_schemas``     ``..._config_schemas``           schema for a configs/ folder
 ``commands``           ``cm3leon_register_commands``    ``cm3leon`` CLI subcommand
+``runners``            ``cm3leon_register_runners``     one run of ``cm3leon ablate``
 =====================  ===============================  ============================
 
 Factories may be given as a callable or as an ``"package.module:attribute"``
@@ -54,6 +55,7 @@ __all__ = [
     "Registries",
     "Registry",
     "RetrieverSpec",
+    "RunnerSpec",
     "SourceSpec",
     "TaskSpec",
     "TokenizerSpec",
@@ -216,6 +218,19 @@ class CommandSpec(ComponentSpec):
     """
 
 
+@dataclass(frozen=True)
+class RunnerSpec(ComponentSpec):
+    """An experiment runner: one run of an ablation matrix (``cm3leon ablate``).
+
+    ``factory(cfg, run_dir)`` executes one run and returns a JSON-serialisable mapping of
+    results (``{"fid": 12.3, ...}``); ``cfg`` is an instance of ``schema`` (a dataclass, or a
+    lazy ``"module:attr"`` string) or, without a schema, a plain ``dict``; ``run_dir`` is a
+    private directory for the run's artefacts.
+    """
+
+    schema: type | str | None = None
+
+
 SpecT = TypeVar("SpecT", bound=ComponentSpec)
 
 
@@ -314,6 +329,7 @@ REGISTRY_HOOKS: dict[str, tuple[str, type[ComponentSpec]]] = {
     "callbacks": ("cm3leon_register_callbacks", CallbackSpec),
     "config_schemas": ("cm3leon_register_config_schemas", ConfigSchemaSpec),
     "commands": ("cm3leon_register_commands", CommandSpec),
+    "runners": ("cm3leon_register_runners", RunnerSpec),
 }
 
 
@@ -349,6 +365,7 @@ class Registries:
     commands: Registry[CommandSpec] = field(
         default_factory=lambda: Registry("command", CommandSpec)
     )
+    runners: Registry[RunnerSpec] = field(default_factory=lambda: Registry("runner", RunnerSpec))
 
     def all(self) -> Iterator[tuple[str, Registry[Any]]]:
         """Yield ``(attribute name, registry)`` for every registry, in table order."""
