@@ -18,10 +18,12 @@ Example::
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import io
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import yaml
 from omegaconf import DictConfig, OmegaConf
@@ -29,8 +31,13 @@ from omegaconf.errors import OmegaConfBaseException
 
 from cm3leon.core.io import atomic_write_text
 
+if TYPE_CHECKING:
+    from cm3leon.core.registry import Registry
+
 __all__ = [
+    "ComponentConfig",
     "ConfigError",
+    "build_component",
     "apply_overrides",
     "config_to_yaml",
     "load_config",
@@ -45,6 +52,59 @@ T = TypeVar("T")
 
 class ConfigError(ValueError):
     """A config file or override is invalid; the message names the file and dotted key."""
+
+
+@dataclass
+class ComponentConfig:
+    """A component chosen by registered name, with keyword options for its factory.
+
+    YAML::
+
+        retriever:
+          name: clip
+          options: {k: 2, min_score: 0.0}
+    """
+
+    name: str = "???"
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+def build_component(registry: Registry[Any], cfg: ComponentConfig | Mapping[str, Any], *, where: str) -> Any:
+    """Build ``cfg.name`` from ``registry`` with ``cfg.options``.
+
+    Args:
+        registry: e.g. ``get_registries().metrics``.
+        cfg: a :class:`ComponentConfig` (or mapping with ``name``/``options``).
+        where: dotted config path used in error messages (``"eval.metric"``).
+
+    Raises:
+        ConfigError: unknown name (lists the registered ones) or options the factory does
+            not accept (names the option and ``where``).
+    """
+    from cm3leon.core.registry import UnknownComponentError
+
+    name = cfg["name"] if isinstance(cfg, Mapping) else cfg.name
+    options = dict((cfg.get("options") if isinstance(cfg, Mapping) else cfg.options) or {})
+    try:
+        spec = registry.get(name, where=f"{where}.name")
+    except UnknownComponentError as err:
+        raise ConfigError(str(err)) from None
+    factory = spec.load()
+    try:
+        signature = inspect.signature(factory)
+    except (TypeError, ValueError):
+        signature = None
+    if signature is not None and not any(
+        p.kind is inspect.Parameter.VAR_KEYWORD for p in signature.parameters.values()
+    ):
+        unknown = sorted(set(options) - set(signature.parameters))
+        if unknown:
+            accepted = ", ".join(p for p in signature.parameters if p != "self") or "none"
+            raise ConfigError(
+                f"{where}.options: unknown option(s) {unknown} for {registry.kind} {name!r} "
+                f"(accepted: {accepted})"
+            )
+    return factory(**options)
 
 
 def load_yaml_file(path: str | Path) -> dict[str, Any]:
@@ -142,7 +202,10 @@ def load_config(
         cfg = apply_overrides(cfg, overrides)
     except ConfigError as err:
         raise ConfigError(f"{source}: {err}") from None
-    missing = sorted(OmegaConf.missing_keys(cfg))
+    try:
+        missing = sorted(OmegaConf.missing_keys(cfg))
+    except OmegaConfBaseException as err:
+        raise ConfigError(f"{source}: {_describe(err)}") from None
     if missing:
         raise ConfigError(f"{source}: missing required value(s) for key(s): {', '.join(missing)}")
     try:

@@ -16,7 +16,7 @@ import base64
 import io
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 
@@ -95,7 +95,7 @@ class ImageSegment:
         return hash(self.codes)
 
 
-Segment = Union[TextSegment, ImageSegment]
+Segment = TextSegment | ImageSegment
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,280 @@
+"""Plugin discovery, duplicate detection, hook validation, allowlist and tracing."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from cm3leon.core.config import ComponentConfig, ConfigError, build_component, load_config
+from cm3leon.core.plugins import (
+    PluginError,
+    get_plugin_manager,
+    get_registries,
+    plugin_infos,
+    registries_with,
+)
+from cm3leon.core.registry import (
+    REGISTRY_HOOKS,
+    CommandSpec,
+    DuplicateComponentError,
+    MetricSpec,
+    UnknownComponentError,
+)
+from tests.core.plugin_fixtures import make_distribution
+
+
+@dataclass
+class EvalCfg:
+    metric: ComponentConfig = field(default_factory=ComponentConfig)
+
+FIRST_PARTY = {
+    "cm3leon-core",
+    "cm3leon-tokenizers",
+    "cm3leon-retrieval",
+    "cm3leon-decoding",
+    "cm3leon-tasks",
+    "cm3leon-eval",
+}
+
+METRIC_PLUGIN = """
+from cm3leon.core.hookspecs import hookimpl
+from cm3leon.core.registry import MetricSpec
+
+
+class Counter:
+    def __init__(self, start=0):
+        self.value = start
+
+
+@hookimpl
+def cm3leon_register_metrics():
+    return [MetricSpec("{name}", Counter, "counts things")]
+"""
+
+
+def test_all_first_party_distributions_load(fresh_plugins) -> None:
+    dists = {info.distribution for info in plugin_infos().values()}
+    assert dists >= FIRST_PARTY
+    # every plugin was registered and validated against the hookspecs
+    assert len(get_plugin_manager().get_plugins()) >= len(FIRST_PARTY)
+
+
+def test_every_registry_hook_has_a_spec(fresh_plugins) -> None:
+    pm = get_plugin_manager()
+    for hook_name, _ in REGISTRY_HOOKS.values():
+        assert hasattr(pm.hook, hook_name), hook_name
+        assert getattr(pm.hook, hook_name).spec is not None, hook_name
+
+
+def test_core_commands_registered_with_distribution(fresh_plugins) -> None:
+    reg = get_registries().commands.registration("plugins")
+    assert reg.distribution == "cm3leon-core"
+    assert reg.version
+
+
+def test_unknown_component_lists_known_names(fresh_plugins) -> None:
+    with pytest.raises(UnknownComponentError, match=r"unknown command 'nope' \(at cmd\.name\).*plugins"):
+        get_registries().commands.get("nope", where="cmd.name")
+
+
+def test_third_party_distribution_discovered(tmp_path, monkeypatch, fresh_plugins) -> None:
+    make_distribution(tmp_path, "acme-metrics", "acme_metrics", METRIC_PLUGIN.replace("{name}", "acme-count"))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    fresh_plugins()
+    reg = get_registries().metrics.registration("acme-count")
+    assert reg.distribution == "acme-metrics"
+    assert get_registries().metrics.build("acme-count", start=3).value == 3
+
+
+def test_component_chosen_by_name_from_config(tmp_path, monkeypatch, fresh_plugins) -> None:
+    make_distribution(tmp_path / "site", "acme-metrics", "acme_metrics", METRIC_PLUGIN.replace("{name}", "acme-count"))
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    fresh_plugins()
+
+    path = tmp_path / "eval.yaml"
+    path.write_text("metric:\n  name: acme-count\n  options: {start: 7}\n")
+    cfg = load_config(EvalCfg, path)
+    assert build_component(get_registries().metrics, cfg.metric, where="metric").value == 7
+
+    bad = load_config(EvalCfg, path, ["metric.options.stat=1"])
+    with pytest.raises(ConfigError, match=r"metric\.options: unknown option\(s\) \['stat'\]"):
+        build_component(get_registries().metrics, bad.metric, where="metric")
+    other = load_config(EvalCfg, path, ["metric.name=acme-cnt"])
+    with pytest.raises(ConfigError, match=r"unknown metric 'acme-cnt' \(at metric\.name\)"):
+        build_component(get_registries().metrics, other.metric, where="metric")
+
+
+def test_duplicate_name_names_both_distributions(tmp_path, monkeypatch, fresh_plugins) -> None:
+    make_distribution(tmp_path, "acme-one", "acme_one", METRIC_PLUGIN.replace("{name}", "same"))
+    make_distribution(tmp_path, "acme-two", "acme_two", METRIC_PLUGIN.replace("{name}", "same"))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    fresh_plugins()
+    with pytest.raises(DuplicateComponentError) as info:
+        get_registries()
+    message = str(info.value)
+    assert "'acme-one'" in message and "'acme-two'" in message and "'same'" in message
+
+
+def test_duplicate_of_builtin_name(fresh_plugins) -> None:
+    from cm3leon.core.hookspecs import hookimpl
+
+    class Clash:
+        @hookimpl
+        def cm3leon_register_commands(self):
+            return [CommandSpec("plugins", "cm3leon.core.cli:plugins_command", "clash")]
+
+    with pytest.raises(DuplicateComponentError, match="cm3leon-core.*<local>|<local>.*cm3leon-core"):
+        registries_with(Clash())
+
+
+def test_misspelled_hookimpl_is_an_error(tmp_path, monkeypatch, fresh_plugins) -> None:
+    source = """
+from cm3leon.core.hookspecs import hookimpl
+
+@hookimpl
+def cm3leon_register_taks():
+    return []
+"""
+    make_distribution(tmp_path, "acme-typo", "acme_typo", source)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    fresh_plugins()
+    with pytest.raises(PluginError, match=r"cm3leon_register_taks.*|acme-typo"):
+        get_plugin_manager()
+    with pytest.raises(PluginError) as info:
+        get_plugin_manager()
+    assert "acme-typo" in str(info.value) and "cm3leon_register_taks" in str(info.value)
+
+
+def test_wrong_return_type_is_an_error(fresh_plugins) -> None:
+    from cm3leon.core.hookspecs import hookimpl
+
+    class Bad:
+        @hookimpl
+        def cm3leon_register_metrics(self):
+            return [CommandSpec("x", "a:b", "not a metric")]
+
+    with pytest.raises(TypeError, match="returned CommandSpec from the metric hook"):
+        registries_with(Bad())
+
+
+def test_broken_plugin_import_names_distribution(tmp_path, monkeypatch, fresh_plugins) -> None:
+    make_distribution(tmp_path, "acme-broken", "acme_broken", "raise RuntimeError('boom')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    fresh_plugins()
+    with pytest.raises(PluginError, match="acme-broken.*boom"):
+        get_plugin_manager()
+
+
+def test_allowlist_restricts_distributions(tmp_path, monkeypatch, fresh_plugins) -> None:
+    make_distribution(tmp_path, "acme-metrics", "acme_metrics", METRIC_PLUGIN.replace("{name}", "acme-count"))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("CM3LEON_LOAD_PLUGINS", "cm3leon-core, cm3leon_tasks")
+    fresh_plugins()
+    dists = {info.distribution for info in plugin_infos().values()}
+    assert dists == {"cm3leon-core", "cm3leon-tasks"}
+    assert "acme-count" not in get_registries().metrics
+
+
+def test_metric_spec_validates_name() -> None:
+    with pytest.raises(ValueError, match="non-empty word"):
+        MetricSpec("two words", "a:b")
+
+
+def _run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "cm3leon.core.cli", *args],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        check=False,
+    )
+
+
+def test_trace_env_writes_hook_calls() -> None:
+    result = _run_cli("plugins", "list", "--json", env={"CM3LEON_TRACE_PLUGINS": "1"})
+    assert result.returncode == 0, result.stderr
+    assert "cm3leon_register_commands" in result.stderr
+    assert json.loads(result.stdout)["components"]
+
+
+def test_plugins_list_shows_every_first_party_distribution() -> None:
+    result = _run_cli("plugins", "list", "--json")
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert {p["distribution"] for p in data["plugins"]} >= FIRST_PARTY
+    providers = {c["distribution"] for c in data["components"]}
+    # every first-party package contributes at least one component
+    missing = FIRST_PARTY - providers
+    assert not missing, f"packages registering no component: {sorted(missing)}"
+
+
+@pytest.mark.integration
+def test_pip_installed_plugin_package(tmp_path: Path) -> None:
+    """A real throwaway package, pip-installed, is discovered, usable and listed."""
+    import shutil
+
+    uv = shutil.which("uv")
+    assert uv, "uv must be on PATH (the CI installs it)"
+    pkg = tmp_path / "acme-pipplug"
+    (pkg / "src" / "acme_pipplug").mkdir(parents=True)
+    (pkg / "pyproject.toml").write_text(
+        """
+[build-system]
+requires = ["hatchling"]
+build-backend = "hatchling.build"
+
+[project]
+name = "acme-pipplug"
+version = "0.3.0"
+dependencies = ["cm3leon-core"]
+
+[project.entry-points.cm3leon]
+acme = "acme_pipplug.plugin"
+
+[tool.hatch.build.targets.wheel]
+packages = ["src/acme_pipplug"]
+"""
+    )
+    (pkg / "src" / "acme_pipplug" / "__init__.py").write_text("")
+    (pkg / "src" / "acme_pipplug" / "plugin.py").write_text(METRIC_PLUGIN.replace("{name}", "acme-pip-count"))
+    env = {**os.environ, "VIRTUAL_ENV": sys.prefix}
+    install = subprocess.run(
+        [uv, "pip", "install", "--python", sys.executable, "--no-deps", str(pkg)],
+        capture_output=True, text=True, env=env, check=False,
+    )
+    assert install.returncode == 0, install.stderr
+    try:
+        listed = _run_cli("plugins", "list", "--json")
+        assert listed.returncode == 0, listed.stderr
+        rows = [c for c in json.loads(listed.stdout)["components"] if c["name"] == "acme-pip-count"]
+        assert rows == [
+            {
+                "registry": "metrics",
+                "name": "acme-pip-count",
+                "distribution": "acme-pipplug",
+                "version": "0.3.0",
+                "description": "counts things",
+            }
+        ]
+        table = _run_cli("plugins", "list", "--kind", "metrics")
+        assert "acme-pip-count" in table.stdout and "acme-pipplug" in table.stdout
+        code = (
+            "from cm3leon.core.plugins import get_registries;"
+            "from cm3leon.core.config import ComponentConfig, build_component;"
+            "m = build_component(get_registries().metrics, ComponentConfig('acme-pip-count', {'start': 5}), where='m');"
+            "print(m.value)"
+        )
+        used = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+        assert used.stdout.strip() == "5", used.stderr
+    finally:
+        subprocess.run(
+            [uv, "pip", "uninstall", "--python", sys.executable, "acme-pipplug"],
+            capture_output=True, text=True, env=env, check=False,
+        )
