@@ -8,7 +8,7 @@ plugins does not import torch.
 from __future__ import annotations
 
 from cm3leon.core.hookspecs import hookimpl
-from cm3leon.core.registry import CommandSpec, SourceSpec
+from cm3leon.core.registry import CommandSpec, ModelSpec, SourceSpec
 
 
 @hookimpl
@@ -30,3 +30,21 @@ def cm3leon_register_commands() -> list[CommandSpec]:
 @hookimpl
 def cm3leon_register_sources() -> list[SourceSpec]:
     return []
+
+
+_MODEL_BUILDERS = {
+    "cm3leon_transformer": "Component builder: every TransformerConfig knob explicit.",
+    "cm3leon_350m": "CM3Leon-350M, Table 3: 24 layers, d_model 1024, seq 4096.",
+    "cm3leon_760m": "CM3Leon-760M, Table 3: 24 layers, d_model 1536, seq 4096.",
+    "cm3leon_7b": "CM3Leon-7B, Table 3: 32 layers, d_model 4096, seq 4096.",
+    "cm3leon_small": "CPU demo preset: 4 layers, d_model 256, seq 1024.",
+    "cm3leon_tiny": "Unit-test preset: 2 layers, d_model 64, seq 256.",
+}
+
+
+@hookimpl
+def cm3leon_register_models() -> list[ModelSpec]:
+    return [
+        ModelSpec(name, f"cm3leon.core.model.builders:{name}", description)
+        for name, description in _MODEL_BUILDERS.items()
+    ]
