@@ -22,6 +22,14 @@ def _hooks() -> dict[str, object]:
     }
 
 
+def test_hooks_md_is_generated_from_the_hookspecs() -> None:
+    from cm3leon.core.hooks_doc import render_hooks_markdown
+
+    assert render_hooks_markdown() == HOOKS_MD, (
+        "docs/hooks.md is stale: run `uv run cm3leon plugins hooks > docs/hooks.md`"
+    )
+
+
 def test_every_hook_documented_with_exact_signature() -> None:
     for name, fn in _hooks().items():
         signature = str(inspect.signature(fn)).replace("'", "")

@@ -119,6 +119,14 @@ def plugins_list(kind: str | None, as_json: bool) -> None:
     console.print(f"{len(rows)} components from {len(_plugin_rows())} plugins")
 
 
+@plugins_command.command("hooks")
+def plugins_hooks() -> None:
+    """Print every hook with its signature, contract and spec fields (docs/hooks.md)."""
+    from cm3leon.core.hooks_doc import render_hooks_markdown
+
+    click.echo(render_hooks_markdown(), nl=False)
+
+
 def _plugin_rows() -> list[dict[str, str]]:
     return [
         {"plugin": i.name, "distribution": i.distribution, "version": i.version, "entry_point": i.entry_point}
