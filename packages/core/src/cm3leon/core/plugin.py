@@ -8,7 +8,7 @@ plugins does not import torch.
 from __future__ import annotations
 
 from cm3leon.core.hookspecs import hookimpl
-from cm3leon.core.registry import CommandSpec, ModelSpec, SourceSpec
+from cm3leon.core.registry import CommandSpec, ModelSpec, SourceSpec, TokenizerSpec
 
 
 @hookimpl
@@ -24,12 +24,41 @@ def cm3leon_register_commands() -> list[CommandSpec]:
             "cm3leon.core.cli:config_command",
             "Validate a YAML config (with dotted overrides) against a registered schema.",
         ),
+        CommandSpec(
+            "data",
+            "cm3leon.core.data_cli:data_command",
+            "Prepare MDS shards of documents or token ids; inspect and hash-check them.",
+        ),
     ]
 
 
 @hookimpl
 def cm3leon_register_sources() -> list[SourceSpec]:
-    return []
+    return [
+        SourceSpec(
+            "folder",
+            "cm3leon.core.sources:folder_source",
+            "Image files with same-stem .txt captions (recursive).",
+        ),
+        SourceSpec(
+            "jsonl",
+            "cm3leon.core.sources:jsonl_source",
+            "JSONL of {image, caption[, codes]} records or full document JSON.",
+        ),
+    ]
+
+
+@hookimpl
+def cm3leon_register_tokenizers() -> list[TokenizerSpec]:
+    return [
+        TokenizerSpec(
+            "bytes",
+            "cm3leon.core.tokenization:ByteTokenizer",
+            "UTF-8 byte text tokenizer (vocab 256); tests and fallback.",
+            modality="text",
+            loader="cm3leon.core.tokenization:ByteTokenizer.load",
+        ),
+    ]
 
 
 _MODEL_BUILDERS = {

@@ -1,0 +1,289 @@
+"""``cm3leon data``: turn raw data into MDS shards and inspect shard directories.
+
+::
+
+    cm3leon data prepare --source folder data/pairs --out shards/docs
+    cm3leon data prepare --source jsonl pairs.jsonl --out shards/tok --kind tokens \\
+        --text-tokenizer bytes --image-codebook-size 8192 --tokens-per-image 1024
+    cm3leon data prepare --task coco_captioning annotations/ --out shards/sft --kind tokens \\
+        --text-tokenizer bpe:tok/text --image-tokenizer vqgan:tok/image
+    cm3leon data inspect shards/tok
+
+Sources, tasks and tokenizers are resolved by registered name (``cm3leon plugins list``).
+Output directories appear only when complete (see :mod:`cm3leon.core.shards`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import click
+
+__all__ = ["PrepareReport", "data_command", "inspect_dataset", "prepare_dataset"]
+
+log = logging.getLogger("cm3leon.data")
+
+
+@dataclass
+class PrepareReport:
+    """What :func:`prepare_dataset` did."""
+
+    out: str
+    kind: str
+    written: int = 0
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    stats: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"out": self.out, "kind": self.kind, "written": self.written,
+                "skipped": len(self.skipped), "skipped_items": [list(s) for s in self.skipped[:50]],
+                "stats": self.stats}
+
+
+def prepare_dataset(documents: Iterable[Any], out: str | Path, *, kind: str = "documents",
+                    doc_tokenizer: Any = None, max_samples: int | None = None, skip_bad: bool = False,
+                    overwrite: bool = False, meta: dict[str, Any] | None = None,
+                    progress: bool = True, total: int | None = None) -> PrepareReport:
+    """Write ``documents`` as document shards or (with ``doc_tokenizer``) token shards.
+
+    Args:
+        documents: iterable of :class:`Document`; a ``skipped`` attribute (list of
+            ``(where, reason)``) on it is merged into the report.
+        out: dataset directory (created atomically).
+        kind: ``"documents"`` or ``"tokens"``.
+        doc_tokenizer: a :class:`cm3leon.core.serialize.DocumentTokenizer` (tokens only).
+        max_samples: stop after this many written samples.
+        skip_bad: skip documents that fail to encode (counted) instead of failing.
+        overwrite / meta: passed to the writer.
+        progress / total: tqdm progress bar and its total.
+    """
+    from tqdm.auto import tqdm
+
+    from cm3leon.core.shards import DocumentShardWriter, TokenShardWriter
+
+    report = PrepareReport(str(out), kind)
+    if kind == "tokens":
+        if doc_tokenizer is None:
+            raise ValueError("--kind tokens needs a text tokenizer (and an image tokenizer or precomputed codes)")
+        writer: Any = TokenShardWriter(out, doc_tokenizer.vocab, overwrite=overwrite, meta=meta,
+                                       with_loss_weights=doc_tokenizer.query_loss_weight is not None)
+    elif kind == "documents":
+        writer = DocumentShardWriter(out, overwrite=overwrite, meta=meta)
+    else:
+        raise ValueError(f"kind must be 'documents' or 'tokens', got {kind!r}")
+    if max_samples is not None:
+        total = min(total, max_samples) if total is not None else max_samples
+    bar = tqdm(total=total, unit="doc", desc=f"prepare {Path(out).name}", disable=not progress)
+    with writer, bar:
+        for doc in documents:
+            if max_samples is not None and report.written >= max_samples:
+                break
+            try:
+                if kind == "tokens":
+                    ids, weights = doc_tokenizer.encode_example_with_weights(doc)
+                    writer.write(ids, id=doc.id or str(report.written), loss_weights=weights)
+                else:
+                    writer.write(doc)
+            except ValueError as err:
+                if not skip_bad:
+                    raise
+                report.skipped.append((f"document {doc.id!r}", str(err)))
+                log.warning("skipped document %r: %s", doc.id, err)
+                continue
+            report.written += 1
+            bar.update(1)
+        report.skipped = list(getattr(documents, "skipped", [])) + report.skipped
+        report.stats = writer.stats()
+    log.info("prepared %s: %s", out, json.dumps(report.as_dict()))
+    return report
+
+
+def inspect_dataset(path: str | Path, *, check_hashes: bool = True) -> dict[str, Any]:
+    """Verify a dataset directory and recount what it holds (per-modality token accounting)."""
+    from cm3leon.core.shards import iter_documents, iter_token_samples, verify_dataset
+
+    info = verify_dataset(path, check_hashes=check_hashes)
+    result: dict[str, Any] = {"path": str(info.path), "kind": info.kind, "samples": info.num_samples,
+                              "shards": len(info.shards), "hashes_checked": check_hashes,
+                              "meta": info.meta}
+    if info.kind == "tokens":
+        assert info.vocab is not None
+        counts: Counter[str] = Counter()
+        lengths = []
+        weighted = 0
+        for sample in iter_token_samples(path, verify=False):
+            counts.update(info.vocab.count_modalities(sample.tokens))
+            lengths.append(sample.tokens.size)
+            weighted += sample.loss_weights is not None
+        result.update({"vocab": info.vocab.to_dict(), "tokens": sum(lengths),
+                       "text_tokens": counts["text"], "image_tokens": counts["image"],
+                       "special_tokens": counts["special"] + counts["pad"],
+                       "min_length": min(lengths), "max_length": max(lengths),
+                       "mean_length": round(sum(lengths) / len(lengths), 2),
+                       "with_loss_weights": weighted > 0})
+    else:
+        images = texts = 0
+        for doc in iter_documents(path, verify=False):
+            images += len(doc.images)
+            texts += len(doc.texts)
+        result.update({"images": images, "text_segments": texts})
+    return result
+
+
+@click.group("data")
+def data_command() -> None:
+    """Prepare and inspect MosaicML (MDS) shards of documents or token ids."""
+
+
+def _parse_options(options: tuple[str, ...]) -> dict[str, Any]:
+    import yaml
+
+    parsed: dict[str, Any] = {}
+    for item in options:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"expected KEY=VALUE, got {item!r}", param_hint="--option")
+        parsed[key] = yaml.safe_load(value)
+    return parsed
+
+
+def _documents_from_task(name: str, path: str, options: dict[str, Any], skip_bad: bool,
+                         seed: int) -> Iterator[Any]:
+    import numpy as np
+
+    from cm3leon.core.plugins import get_registries
+    from cm3leon.core.registry import resolve_object
+
+    spec = get_registries().tasks.get(name, where="--task")
+    if spec.reader is None:
+        raise click.ClickException(f"task {name!r} has no reader for raw files")
+    task = spec.build()
+    stats: Counter[str] = Counter()
+    records = resolve_object(spec.reader)(path, skip_bad=skip_bad, stats=stats, **options)
+
+    class _Docs:
+        def __init__(self) -> None:
+            self.skipped: list[tuple[str, str]] = []
+
+        def __iter__(self) -> Iterator[Any]:
+            for index, record in enumerate(records):
+                where = f"{name} record {record.get('id', index)!r}"
+                try:
+                    doc = task.render(record, rng=np.random.default_rng([seed, index]))
+                except ValueError as err:
+                    if not skip_bad:
+                        raise ValueError(f"{where}: {err}") from err
+                    self.skipped.append((where, str(err)))
+                    continue
+                yield doc if doc.id else doc.replace(id=str(record.get("id", index)))
+            if stats.get("skipped"):
+                self.skipped.append((f"{name} reader {path}", f"{stats['skipped']} record(s) skipped: {dict(stats)}"))
+
+    return _Docs()  # type: ignore[return-value]
+
+
+def _doc_tokenizer(text: str | None, image: str | None, codebook: int | None, per_image: int | None,
+                   num_sentinels: int) -> Any:
+    from cm3leon.core.serialize import DocumentTokenizer
+    from cm3leon.core.tokenization import resolve_tokenizer
+    from cm3leon.core.vocab import Vocabulary
+
+    if text is None:
+        raise click.UsageError("--kind tokens needs --text-tokenizer (a registered name, NAME:DIR or DIR)")
+    try:
+        text_tok = resolve_tokenizer(text, "text")
+        image_tok = resolve_tokenizer(image, "image") if image is not None else None
+    except (ValueError, KeyError) as err:
+        raise click.UsageError(str(err)) from None
+    if image_tok is not None:
+        codebook = image_tok.codebook_size
+    if codebook is None:
+        raise click.UsageError("give --image-tokenizer, or --image-codebook-size for precomputed VQ codes")
+    vocab = Vocabulary(text_size=text_tok.vocab_size, image_size=codebook, num_sentinels=num_sentinels)
+    return DocumentTokenizer(vocab, text_tok, image_tok, tokens_per_image=per_image)
+
+
+@data_command.command("prepare")
+@click.argument("path", type=click.Path())
+@click.option("--source", "source", default=None, help="Registered source (folder, jsonl, world, ...).")
+@click.option("--task", "task", default=None, help="Registered SFT task; PATH is read with its reader.")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Output dataset directory.")
+@click.option("--kind", type=click.Choice(["documents", "tokens"]), default="documents", show_default=True)
+@click.option("--text-tokenizer", default=None, help="Registered name, NAME:DIR or DIR (e.g. 'bytes').")
+@click.option("--image-tokenizer", default=None, help="Registered name, NAME:DIR or DIR.")
+@click.option("--image-codebook-size", type=int, default=None, help="Codebook size of precomputed codes.")
+@click.option("--tokens-per-image", type=int, default=None, help="Expected codes per image (checked).")
+@click.option("--num-sentinels", type=int, default=8, show_default=True, help="CM3 <mask:i>/<infill:i> pairs.")
+@click.option("--max-samples", type=int, default=None, help="Stop after N written samples.")
+@click.option("--skip-bad", is_flag=True, help="Skip (and count) bad items instead of failing.")
+@click.option("-o", "--option", "options", multiple=True, help="KEY=VALUE passed to the source/reader.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed for task template choice.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing output directory.")
+@click.option("--log-file", type=click.Path(dir_okay=False), default=None,
+              help="Log file (default: OUT.prepare.log next to OUT).")
+def prepare_command(path: str, source: str | None, task: str | None, out: str, kind: str,
+                    text_tokenizer: str | None, image_tokenizer: str | None, image_codebook_size: int | None,
+                    tokens_per_image: int | None, num_sentinels: int, max_samples: int | None,
+                    skip_bad: bool, options: tuple[str, ...], seed: int, overwrite: bool,
+                    log_file: str | None) -> None:
+    """Turn raw data at PATH into MDS shards at --out (documents or token ids)."""
+    from cm3leon.core.plugins import get_registries
+    from cm3leon.core.registry import UnknownComponentError
+
+    if (source is None) == (task is None):
+        raise click.UsageError("give exactly one of --source NAME or --task NAME")
+    handler = logging.FileHandler(log_file or f"{out.rstrip('/')}.prepare.log")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger("cm3leon")
+    root.addHandler(handler)
+    root.setLevel(min(root.level or logging.INFO, logging.INFO))
+    try:
+        opts = _parse_options(options)
+        doc_tok = None
+        if kind == "tokens":
+            doc_tok = _doc_tokenizer(text_tokenizer, image_tokenizer, image_codebook_size,
+                                     tokens_per_image, num_sentinels)
+        try:
+            if task is not None:
+                docs: Any = _documents_from_task(task, path, opts, skip_bad, seed)
+            else:
+                spec = get_registries().sources.get(source, where="--source")  # type: ignore[arg-type]
+                docs = spec.build(path, skip_bad=skip_bad, **opts) if skip_bad else spec.build(path, **opts)
+        except UnknownComponentError as err:
+            raise click.UsageError(str(err)) from None
+        meta = {"source": source, "task": task, "path": str(path), "options": opts, "kind": kind,
+                "text_tokenizer": text_tokenizer, "image_tokenizer": image_tokenizer}
+        total = len(docs) if hasattr(docs, "__len__") else None
+        report = prepare_dataset(docs, out, kind=kind, doc_tokenizer=doc_tok, max_samples=max_samples,
+                                 skip_bad=skip_bad, overwrite=overwrite, meta=meta, total=total)
+    except (ValueError, FileExistsError, FileNotFoundError) as err:
+        log.error("prepare failed: %s", err)
+        raise click.ClickException(str(err)) from None
+    finally:
+        root.removeHandler(handler)
+        handler.close()
+    click.echo(json.dumps(report.as_dict(), indent=2))
+
+
+@data_command.command("inspect")
+@click.argument("directory", type=click.Path(file_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("--no-hash-check", is_flag=True, help="Check sizes only (faster on huge datasets).")
+def inspect_command(directory: str, as_json: bool, no_hash_check: bool) -> None:
+    """Verify DIRECTORY (COMPLETE, manifest, hashes) and print counts and token accounting."""
+    try:
+        result = inspect_dataset(directory, check_hashes=not no_hash_check)
+    except (ValueError, FileNotFoundError) as err:
+        raise click.ClickException(str(err)) from None
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+        return
+    for key, value in result.items():
+        if key != "meta":
+            click.echo(f"{key:>16}: {value}")

@@ -1,0 +1,440 @@
+"""The CM3 objective (§2.2): move masked spans to the end, behind numbered sentinels.
+
+Pure span helpers plus one transform, in the spirit of metaseq's ``cm3_dataset.py``::
+
+    <eos> Image of a chameleon <break> c_1 .. c_N <break>
+ -> <eos> Image of <mask:0> <break> c_1 .. c_N <break> <infill:0> a chameleon
+
+* :func:`maskable_runs` finds the runs a span may come from: maximal runs of text or of
+  image tokens.  Specials (``<break>``, ``<eos>``, ``<pad>``, ``<unk>``) and sentinels end a
+  run, so **no span ever contains or crosses a** ``<break>`` (CM3Leon's modification of
+  CM3) and none contains ``<eos>``/``<pad>``/sentinels.
+* :func:`sample_spans` draws the number of spans (CM3 default: Poisson(1) clamped to
+  ``[1, num_sentinels]``) and their lengths (default: metaseq's two uniform end points,
+  here within one run), rejecting overlaps; everything comes from one
+  ``numpy.random.Generator``, so the transform is deterministic given a seed.
+* :func:`mask_spans` / :func:`cm3_transform` replace span ``i`` (in order of position) by
+  ``<mask:i>`` and append ``<infill:i> span_i`` blocks; :func:`cm3_inverse` undoes it.
+
+**Images.** CM3 masks image spans too, and the paper only forbids crossing ``<break>``;
+an image span may therefore be part of an image (image infilling) or, when both end points
+land on the run's ends, a whole image, which teaches generating an image from both sides
+of its context.  ``CM3Config.image_spans`` switches to ``"whole"`` (an image is masked only
+as a whole) or ``"none"`` (text spans only).
+
+The loss is plain next-token prediction over the whole transformed sequence (§2.2); the
+length grows by exactly two tokens per span.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from cm3leon.core.vocab import Vocabulary
+
+__all__ = [
+    "CM3Config",
+    "CM3Dataset",
+    "CM3Result",
+    "Run",
+    "SpanCount",
+    "SpanLength",
+    "cm3_example",
+    "cm3_inverse",
+    "cm3_rng",
+    "cm3_transform",
+    "mask_spans",
+    "maskable_runs",
+    "sample_num_spans",
+    "sample_span_length",
+    "sample_spans",
+]
+
+_COUNT_KINDS = ("poisson", "fixed", "uniform")
+_LENGTH_KINDS = ("uniform", "poisson", "geometric", "fixed")
+_IMAGE_MODES = ("any", "whole", "none")
+
+
+@dataclass
+class SpanCount:
+    """Distribution of the number of spans per example.
+
+    Attributes:
+        kind: ``"poisson"`` (``lam``), ``"fixed"`` (``value``) or ``"uniform"`` over
+            ``[min, max]``; the draw is clamped to ``[min, max]`` (CM3: Clamp(Poisson(1), 1, K)).
+        lam: Poisson rate.
+        value: the fixed count.
+        min: smallest count (CM3: 1, every example gets at least one span).
+        max: largest count; ``None`` = the number of sentinels of the vocabulary.
+    """
+
+    kind: str = "poisson"
+    lam: float = 1.0
+    value: int = 1
+    min: int = 1
+    max: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in _COUNT_KINDS:
+            raise ValueError(f"SpanCount.kind must be one of {_COUNT_KINDS}, got {self.kind!r}")
+        if self.lam < 0 or self.value < 0 or self.min < 0:
+            raise ValueError(f"SpanCount values must be non-negative: {self}")
+        if self.max is not None and self.max < self.min:
+            raise ValueError(f"SpanCount.max ({self.max}) < min ({self.min})")
+
+
+@dataclass
+class SpanLength:
+    """Distribution of span lengths (in tokens), always clipped to ``[1, run length]``.
+
+    Attributes:
+        kind: ``"uniform"`` (metaseq: two uniform end points inside the run, mean ~ run/3),
+            ``"poisson"`` (``1 + Poisson(lam - 1)``, mean ``lam``), ``"geometric"`` (``p``) or
+            ``"fixed"`` (``value``).
+    """
+
+    kind: str = "uniform"
+    lam: float = 5.0
+    p: float = 0.2
+    value: int = 1
+
+    def __post_init__(self) -> None:
+        if self.kind not in _LENGTH_KINDS:
+            raise ValueError(f"SpanLength.kind must be one of {_LENGTH_KINDS}, got {self.kind!r}")
+        if self.lam < 1 or not 0 < self.p <= 1 or self.value < 1:
+            raise ValueError(f"SpanLength needs lam >= 1, 0 < p <= 1, value >= 1: {self}")
+
+
+@dataclass
+class CM3Config:
+    """CM3 transform settings (OmegaConf-friendly; defaults follow CM3 / CM3Leon).
+
+    Attributes:
+        num_spans: how many spans per example.
+        span_length: how long each span is.
+        image_spans: ``"any"`` (partial or whole images), ``"whole"`` or ``"none"``.
+        apply_prob: probability that an example is transformed at all (1.0 in CM3).
+        max_attempts: candidate draws per wanted span before giving up on overlaps.
+    """
+
+    num_spans: SpanCount = field(default_factory=SpanCount)
+    span_length: SpanLength = field(default_factory=SpanLength)
+    image_spans: str = "any"
+    apply_prob: float = 1.0
+    max_attempts: int = 8
+
+    def __post_init__(self) -> None:
+        if isinstance(self.num_spans, dict):
+            self.num_spans = SpanCount(**self.num_spans)
+        if isinstance(self.span_length, dict):
+            self.span_length = SpanLength(**self.span_length)
+        if self.image_spans not in _IMAGE_MODES:
+            raise ValueError(f"CM3Config.image_spans must be one of {_IMAGE_MODES}, got {self.image_spans!r}")
+        if not 0.0 <= self.apply_prob <= 1.0:
+            raise ValueError(f"CM3Config.apply_prob must be in [0, 1], got {self.apply_prob}")
+        if self.max_attempts < 1:
+            raise ValueError(f"CM3Config.max_attempts must be >= 1, got {self.max_attempts}")
+
+
+class Run(NamedTuple):
+    """A maximal run ``[start, end)`` of one modality, a span may be drawn from it."""
+
+    start: int
+    end: int
+    modality: str  # "text" or "image"
+
+
+class CM3Result(NamedTuple):
+    """Output of :func:`cm3_transform`."""
+
+    tokens: np.ndarray  # (L + 2k,) int64
+    spans: list[tuple[int, int]]  # [start, end) in the input, by position
+    weights: np.ndarray | None  # (L + 2k,) float32, or None
+
+
+# --------------------------------------------------------------------- helpers
+def cm3_rng(seed: int, epoch: int = 0, index: int = 0) -> np.random.Generator:
+    """The generator for one example: a pure function of ``(seed, epoch, index)``."""
+    for name, value in (("seed", seed), ("epoch", epoch), ("index", index)):
+        if int(value) < 0:
+            raise ValueError(f"cm3_rng: {name} must be non-negative, got {value}")
+    return np.random.default_rng(np.random.SeedSequence([int(seed), int(epoch), int(index)]))
+
+
+def maskable_runs(tokens: np.ndarray, vocab: Vocabulary) -> list[Run]:
+    """Maximal runs of text tokens and of image tokens (specials and sentinels split runs)."""
+    tokens = np.asarray(tokens)
+    kind = np.zeros(tokens.shape[0], dtype=np.int8)  # 0 special, 1 text, 2 image
+    kind[np.asarray(vocab.is_text(tokens), dtype=bool)] = 1
+    kind[np.asarray(vocab.is_image(tokens), dtype=bool)] = 2
+    if kind.size == 0:
+        return []
+    change = np.flatnonzero(np.diff(kind)) + 1
+    starts = np.concatenate([[0], change])
+    ends = np.concatenate([change, [kind.size]])
+    return [
+        Run(int(s), int(e), "text" if kind[s] == 1 else "image")
+        for s, e in zip(starts, ends, strict=True)
+        if kind[s] != 0
+    ]
+
+
+def sample_num_spans(rng: np.random.Generator, dist: SpanCount, num_sentinels: int) -> int:
+    """Draw the number of spans, clamped to ``[dist.min, min(dist.max, num_sentinels)]``."""
+    hi = num_sentinels if dist.max is None else min(dist.max, num_sentinels)
+    lo = min(dist.min, hi)
+    if dist.kind == "poisson":
+        n = int(rng.poisson(dist.lam))
+    elif dist.kind == "fixed":
+        n = dist.value
+    else:
+        n = int(rng.integers(lo, hi + 1))
+    return int(np.clip(n, lo, hi))
+
+
+def sample_span_length(rng: np.random.Generator, dist: SpanLength, run_length: int) -> int:
+    """Draw a span length in ``[1, run_length]`` (``"uniform"`` is handled by :func:`_draw_span`)."""
+    if dist.kind == "poisson":
+        n = 1 + int(rng.poisson(dist.lam - 1))
+    elif dist.kind == "geometric":
+        n = int(rng.geometric(dist.p))
+    elif dist.kind == "fixed":
+        n = dist.value
+    else:
+        n = int(rng.integers(1, run_length + 1))
+    return int(np.clip(n, 1, run_length))
+
+
+def _draw_span(rng: np.random.Generator, run: Run, cfg: CM3Config) -> tuple[int, int]:
+    size = run.end - run.start
+    if run.modality == "image" and cfg.image_spans == "whole":
+        return run.start, run.end
+    if cfg.span_length.kind == "uniform":
+        # metaseq: two uniform end points, start rounded down, end rounded half up.
+        a, b = sorted(rng.uniform(size=2).tolist())
+        start = int(a * size)
+        end = max(int(b * size + 0.5), start + 1)
+        return run.start + start, run.start + min(end, size)
+    length = sample_span_length(rng, cfg.span_length, size)
+    start = int(rng.integers(0, size - length + 1))
+    return run.start + start, run.start + start + length
+
+
+def sample_spans(
+    tokens: np.ndarray, vocab: Vocabulary, cfg: CM3Config, rng: np.random.Generator
+) -> list[tuple[int, int]]:
+    """Choose non-overlapping spans ``[start, end)`` inside maskable runs, sorted by start.
+
+    A run is picked with probability proportional to its length, a span is drawn inside it,
+    and candidates overlapping an accepted span are rejected (``cfg.max_attempts`` draws per
+    wanted span), so fewer spans than drawn may come back.
+    """
+    runs = maskable_runs(tokens, vocab)
+    if cfg.image_spans == "none":
+        runs = [r for r in runs if r.modality != "image"]
+    if not runs or (cfg.apply_prob < 1.0 and rng.uniform() >= cfg.apply_prob):
+        return []
+    wanted = sample_num_spans(rng, cfg.num_spans, vocab.num_sentinels)
+    if wanted == 0:
+        return []
+    lengths = np.array([r.end - r.start for r in runs], dtype=np.float64)
+    probs = lengths / lengths.sum()
+    taken = np.zeros(len(tokens), dtype=bool)
+    spans: list[tuple[int, int]] = []
+    for _ in range(wanted * cfg.max_attempts):
+        if len(spans) == wanted:
+            break
+        run = runs[int(rng.choice(len(runs), p=probs))]
+        start, end = _draw_span(rng, run, cfg)
+        if taken[start:end].any():
+            continue
+        taken[start:end] = True
+        spans.append((start, end))
+    return sorted(spans)
+
+
+def _check_spans(tokens: np.ndarray, spans: Sequence[tuple[int, int]], vocab: Vocabulary) -> None:
+    if len(spans) > vocab.num_sentinels:
+        raise ValueError(f"{len(spans)} spans but only {vocab.num_sentinels} sentinels")
+    allowed = np.asarray(vocab.is_text(tokens), dtype=bool) | np.asarray(vocab.is_image(tokens), dtype=bool)
+    previous_end = 0
+    for i, (start, end) in enumerate(spans):
+        if not 0 <= start < end <= len(tokens):
+            raise ValueError(f"span {i} [{start}, {end}) is empty or outside [0, {len(tokens)})")
+        if start < previous_end:
+            raise ValueError(f"span {i} [{start}, {end}) overlaps or precedes the previous span")
+        if not allowed[start:end].all():
+            bad = start + int(np.argmin(allowed[start:end]))
+            name = vocab.token_name(int(tokens[bad]))
+            raise ValueError(f"span {i} [{start}, {end}) contains {name} at position {bad}")
+        previous_end = end
+
+
+def mask_spans(
+    tokens: np.ndarray,
+    spans: Sequence[tuple[int, int]],
+    vocab: Vocabulary,
+    weights: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Replace span ``i`` by ``<mask:i>`` and append ``<infill:i> span_i`` blocks.
+
+    ``weights`` (per input token) travel with their tokens; each sentinel takes the weight of
+    its span's first token.
+
+    Raises:
+        ValueError: spans out of order, overlapping, or containing a special token.
+    """
+    tokens = np.asarray(tokens, dtype=np.int64)
+    _check_spans(tokens, spans, vocab)
+    if not spans:
+        return tokens.copy(), None if weights is None else np.asarray(weights, np.float32).copy()
+    head: list[np.ndarray] = []
+    tail: list[np.ndarray] = []
+    w_head: list[np.ndarray] = []
+    w_tail: list[np.ndarray] = []
+    w = None if weights is None else np.asarray(weights, dtype=np.float32)
+    cursor = 0
+    for i, (start, end) in enumerate(spans):
+        head += [tokens[cursor:start], np.array([vocab.mask_id(i)], dtype=np.int64)]
+        tail += [np.array([vocab.infill_id(i)], dtype=np.int64), tokens[start:end]]
+        if w is not None:
+            w_head += [w[cursor:start], w[start : start + 1]]
+            w_tail += [w[start : start + 1], w[start:end]]
+        cursor = end
+    head.append(tokens[cursor:])
+    out = np.concatenate(head + tail)
+    if w is None:
+        return out, None
+    w_head.append(w[cursor:])
+    return out, np.concatenate(w_head + w_tail).astype(np.float32)
+
+
+def cm3_transform(
+    tokens: Sequence[int] | np.ndarray,
+    vocab: Vocabulary,
+    cfg: CM3Config,
+    rng: np.random.Generator,
+    *,
+    weights: np.ndarray | None = None,
+    where: str = "cm3_transform",
+) -> CM3Result:
+    """Apply the CM3 objective to one example (ids checked first; input must have no sentinels).
+
+    Raises:
+        ValueError: an id out of range, an input that already holds a sentinel, or weights of
+            the wrong length; the message starts with ``where``.
+    """
+    arr = vocab.check_ids(tokens, where=where)
+    if arr.ndim != 1:
+        raise ValueError(f"{where}: expected a 1-D token sequence, got shape {arr.shape}")
+    sentinel = np.flatnonzero(np.asarray(vocab.is_sentinel(arr), dtype=bool))
+    if sentinel.size:
+        pos = int(sentinel[0])
+        raise ValueError(
+            f"{where}: input already contains the CM3 sentinel {vocab.token_name(int(arr[pos]))} "
+            f"at position {pos}; the transform must run on untransformed examples"
+        )
+    if weights is not None and np.shape(weights) != arr.shape:
+        raise ValueError(f"{where}: weights shape {np.shape(weights)} != tokens shape {arr.shape}")
+    spans = sample_spans(arr, vocab, cfg, rng)
+    out, out_w = mask_spans(arr, spans, vocab, weights)
+    return CM3Result(out, spans, out_w)
+
+
+def cm3_inverse(tokens: Sequence[int] | np.ndarray, vocab: Vocabulary) -> np.ndarray:
+    """Undo :func:`cm3_transform`: put every ``<infill:i>`` block back at ``<mask:i>``.
+
+    Raises:
+        ValueError: a mask without its infill block (or the reverse), duplicated or
+            out-of-order sentinels, or a sentinel inside an infill block.
+    """
+    arr = vocab.check_ids(tokens, where="cm3_inverse")
+    is_infill = np.isin(arr, vocab.infill_ids)
+    first = int(np.argmax(is_infill)) if is_infill.any() else arr.size
+    head, tail = arr[:first], arr[first:]
+    blocks: dict[int, np.ndarray] = {}
+    starts = np.flatnonzero(np.isin(tail, vocab.infill_ids))
+    for n, s in enumerate(starts):
+        index = int(tail[s]) - vocab.infill_id(0)
+        end = int(starts[n + 1]) if n + 1 < starts.size else tail.size
+        if index != n:
+            raise ValueError(f"cm3_inverse: infill block {n} is <infill:{index}>, expected <infill:{n}>")
+        body = tail[s + 1 : end]
+        if np.asarray(vocab.is_sentinel(body), dtype=bool).any():
+            raise ValueError(f"cm3_inverse: <infill:{index}> block contains a sentinel")
+        blocks[index] = body
+    mask_pos = np.flatnonzero(np.isin(head, vocab.mask_ids))
+    found = [int(head[p]) - vocab.mask_id(0) for p in mask_pos]
+    if found != list(range(len(blocks))):
+        raise ValueError(
+            f"cm3_inverse: masks {[f'<mask:{i}>' for i in found]} do not match "
+            f"{len(blocks)} infill block(s)"
+        )
+    out: list[np.ndarray] = []
+    cursor = 0
+    for p, i in zip(mask_pos.tolist(), found, strict=True):
+        out += [head[cursor:p], blocks[i]]
+        cursor = p + 1
+    out.append(head[cursor:])
+    return np.concatenate(out) if out else head.copy()
+
+
+def cm3_example(
+    tokens: np.ndarray,
+    vocab: Vocabulary,
+    cfg: CM3Config,
+    *,
+    seed: int,
+    epoch: int,
+    index: int,
+    weights: np.ndarray | None = None,
+    where: str | None = None,
+) -> CM3Result:
+    """The transform of sample ``index`` in ``epoch``: deterministic in ``(seed, epoch, index)``."""
+    rng = cm3_rng(seed, epoch, index)
+    return cm3_transform(tokens, vocab, cfg, rng, weights=weights, where=where or f"sample {index}")
+
+
+class CM3Dataset:
+    """Map-style wrapper applying the CM3 transform on the fly (metaseq's dataset wrapper).
+
+    Args:
+        base: indexable of examples: token arrays, or mappings with ``"tokens"`` (and
+            optionally ``"loss_weights"``, ``"id"``).
+        vocab: the unified vocabulary.
+        cfg: transform settings.
+        seed: base seed; sample ``i`` of epoch ``e`` uses :func:`cm3_rng` ``(seed, e, i)``.
+
+    Items are dicts ``{"tokens", "loss_weights", "id", "index"}``; call :meth:`set_epoch`
+    between epochs to draw new spans.
+    """
+
+    def __init__(self, base: Sequence[Any], vocab: Vocabulary, cfg: CM3Config | None = None, *, seed: int = 0) -> None:
+        self.base = base
+        self.vocab = vocab
+        self.cfg = cfg or CM3Config()
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        item = self.base[index]
+        if isinstance(item, dict):
+            tokens, weights, ident = item["tokens"], item.get("loss_weights"), str(item.get("id", ""))
+        else:
+            tokens, weights, ident = item, None, ""
+        where = f"sample {index}" + (f" (id {ident!r})" if ident else "")
+        result = cm3_example(
+            np.asarray(tokens), self.vocab, self.cfg, seed=self.seed, epoch=self.epoch,
+            index=index, weights=weights, where=where,
+        )
+        return {"tokens": result.tokens, "loss_weights": result.weights, "id": ident, "index": index}

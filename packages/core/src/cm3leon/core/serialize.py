@@ -1,0 +1,289 @@
+"""Documents <-> one token sequence in the unified vocabulary (Figures 8 and 9).
+
+Layout (see ``docs/architecture.md``, "Token layout")::
+
+    caption-image pair (Figure 8):   caption <break> c_1 ... c_N <break>
+    training example (Figure 9):     <eos> doc_1 [<break>] doc_2 ... [<break>] query
+
+* every image is bracketed by ``<break>``; a ``<break>`` also separates two adjacent text
+  segments; two ``<break>`` never follow each other (an image's closing ``<break>`` is the
+  next image's opening one);
+* a document boundary inside an example is marked by one ``<break>``: the one that closes
+  an image when the previous document ends with an image (or opens one when the next
+  starts with an image), else an inserted ``<break>``;
+* the example starts with ``<eos>`` (metaseq's begin-of-document), so zero-shot
+  text-to-image continues from ``<eos> caption <break>`` (§2.2).
+
+RA-CM3 up-weighted the query pair's loss; CM3Leon removed that weighting (§2.2) and so
+does the default here (``query_loss_weight=None``).  When set, it comes back as a
+per-token weight array from :meth:`DocumentTokenizer.encode_example_with_weights`.
+
+Decoding renders CM3 sentinels inside text as literal markers (``"<mask:0>"``) so that
+a person reading a transformed example sees where spans went; run
+:func:`cm3leon.core.objective.cm3_inverse` first to get the original document back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from cm3leon.core.documents import Document, ImageSegment, TextSegment
+from cm3leon.core.interfaces import ImageTokenizer, TextTokenizer
+from cm3leon.core.vocab import Vocabulary
+
+__all__ = ["DocumentTokenizer", "join_documents"]
+
+
+class DocumentTokenizer:
+    """Serialise :class:`Document` objects to global token ids and back.
+
+    Args:
+        vocab: the unified vocabulary (``text_size`` must equal the text tokenizer's
+            ``vocab_size``; ``image_size`` the image codebook size).
+        text_tokenizer: any :class:`TextTokenizer` (BPE, :class:`ByteTokenizer`, ...).
+        image_tokenizer: encodes pixels of image segments that carry no VQ codes; optional
+            when every image carries precomputed codes.
+        tokens_per_image: codes per image; defaults to ``image_tokenizer.num_tokens``.  When
+            neither is known, any non-empty code sequence is accepted.
+        query_loss_weight: RA-CM3's up-weighting of the query document's loss (``None`` =
+            off, as in CM3Leon); see :meth:`encode_example_with_weights`.
+    """
+
+    def __init__(
+        self,
+        vocab: Vocabulary,
+        text_tokenizer: TextTokenizer,
+        image_tokenizer: ImageTokenizer | None = None,
+        *,
+        tokens_per_image: int | None = None,
+        query_loss_weight: float | None = None,
+    ) -> None:
+        if text_tokenizer.vocab_size != vocab.text_size:
+            raise ValueError(
+                f"text tokenizer vocab_size {text_tokenizer.vocab_size} != vocabulary "
+                f"text_size {vocab.text_size}"
+            )
+        if image_tokenizer is not None:
+            if image_tokenizer.codebook_size != vocab.image_size:
+                raise ValueError(
+                    f"image tokenizer codebook_size {image_tokenizer.codebook_size} != vocabulary "
+                    f"image_size {vocab.image_size}"
+                )
+            if tokens_per_image is None:
+                tokens_per_image = int(image_tokenizer.num_tokens)
+            elif tokens_per_image != image_tokenizer.num_tokens:
+                raise ValueError(
+                    f"tokens_per_image {tokens_per_image} != image tokenizer num_tokens "
+                    f"{image_tokenizer.num_tokens}"
+                )
+        if tokens_per_image is not None and tokens_per_image < 1:
+            raise ValueError(f"tokens_per_image must be positive, got {tokens_per_image}")
+        if query_loss_weight is not None and not query_loss_weight > 0:
+            raise ValueError(f"query_loss_weight must be positive, got {query_loss_weight}")
+        self.vocab = vocab
+        self.text_tokenizer = text_tokenizer
+        self.image_tokenizer = image_tokenizer
+        self.tokens_per_image = tokens_per_image
+        self.query_loss_weight = query_loss_weight
+
+    # ------------------------------------------------------------------ encode
+    def encode(self, doc: Document) -> np.ndarray:
+        """Global ids ``(L,)`` int64 of one document (Figure 8; no leading ``<eos>``).
+
+        Raises:
+            ValueError: empty document, an image with the wrong number of codes or codes out
+                of the codebook, or an image with pixels only and no image tokenizer; the
+                message names the document id and the segment index.
+        """
+        where = f"document {doc.id!r}"
+        if doc.is_empty():
+            raise ValueError(f"{where} is empty (no text and no image)")
+        image_codes = self._image_codes(doc)
+        vocab = self.vocab
+        out: list[np.ndarray] = []
+        last: str | None = None  # modality of the previous emitted segment
+        for i, seg in enumerate(doc.segments):
+            if isinstance(seg, TextSegment):
+                if not seg.text:
+                    continue
+                ids = vocab.text_to_global(
+                    self.text_tokenizer.encode(seg.text), where=f"{where}, segment {i} (text)"
+                )
+                if not ids.size:
+                    continue
+                if last is not None and not _ends_with_break(out, vocab):
+                    out.append(np.array([vocab.break_id], dtype=np.int64))
+                out.append(ids)
+                last = "text"
+            else:
+                if not _ends_with_break(out, vocab):
+                    out.append(np.array([vocab.break_id], dtype=np.int64))
+                out.append(vocab.image_to_global(image_codes[i], where=f"{where}, segment {i} (image)"))
+                out.append(np.array([vocab.break_id], dtype=np.int64))
+                last = "image"
+        if not out:
+            raise ValueError(f"{where} is empty (its text encodes to no tokens)")
+        return np.concatenate(out).astype(np.int64, copy=False)
+
+    def encode_example(self, query: Document, retrieved: Sequence[Document] = ()) -> np.ndarray:
+        """``<eos>`` + retrieved documents + query document (Figure 9), int64 ``(L,)``."""
+        return self.encode_example_with_weights(query, retrieved)[0]
+
+    def encode_example_with_weights(
+        self, query: Document, retrieved: Sequence[Document] = ()
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """Like :meth:`encode_example`, plus per-token loss weights when enabled.
+
+        Returns:
+            ``(ids, weights)``: ``weights`` is ``None`` when ``query_loss_weight`` is off;
+            otherwise float32 ``(L,)`` with ``query_loss_weight`` on the query document's
+            tokens and 1.0 on ``<eos>``, the retrieved documents and the separators.
+        """
+        parts = [self.encode(d) for d in retrieved]
+        query_ids = self.encode(query)
+        ids, starts = join_documents([*parts, query_ids], self.vocab)
+        if self.query_loss_weight is None:
+            return ids, None
+        weights = np.ones(ids.shape[0], dtype=np.float32)
+        weights[starts[-1] :] = self.query_loss_weight
+        return ids, weights
+
+    def _image_codes(self, doc: Document) -> dict[int, np.ndarray]:
+        """Codes of every image segment (precomputed or encoded in one batch), checked."""
+        codes: dict[int, np.ndarray] = {}
+        pending: list[int] = []
+        for i, seg in enumerate(doc.segments):
+            if isinstance(seg, ImageSegment):
+                if seg.codes is not None:
+                    codes[i] = np.asarray(seg.codes, dtype=np.int64)
+                else:
+                    pending.append(i)
+        if pending:
+            if self.image_tokenizer is None:
+                raise ValueError(
+                    f"document {doc.id!r}, segment {pending[0]}: image has pixels but no VQ codes "
+                    "and no image tokenizer was given"
+                )
+            images = [doc.segments[i].pil() for i in pending]  # type: ignore[union-attr]
+            encoded = self.image_tokenizer.encode(images)  # (B, N)
+            array = _to_numpy(encoded)
+            for row, i in zip(array, pending, strict=True):
+                codes[i] = row.astype(np.int64).ravel()
+        for i, c in codes.items():
+            expected = self.tokens_per_image
+            if c.size == 0 or (expected is not None and c.size != expected):
+                want = expected if expected is not None else "at least 1"
+                raise ValueError(
+                    f"document {doc.id!r}, segment {i}: image has {c.size} codes, expected {want}"
+                )
+        return codes
+
+    # ------------------------------------------------------------------ decode
+    def decode(self, ids: Sequence[int] | np.ndarray, *, id: str = "") -> Document:
+        """Inverse of :meth:`encode` (and of :meth:`encode_example`, as one document).
+
+        A leading ``<eos>`` is skipped and a later ``<eos>`` ends the document; ``<pad>`` is
+        ignored.  Text runs are decoded with the text tokenizer; image runs become
+        :class:`ImageSegment` objects carrying codes (decode pixels with an image tokenizer).
+        ``<mask:i>``, ``<infill:i>`` and ``<unk>`` are rendered as literal text markers.
+        Document boundaries inside an example are not recoverable from tokens (the model
+        sees one stream), so an example decodes to one document with all segments.
+
+        Raises:
+            ValueError: an id outside the vocabulary (naming the position).
+        """
+        vocab = self.vocab
+        arr = vocab.check_ids(ids, where=f"decode {id!r}" if id else "decode")
+        if arr.ndim != 1:
+            raise ValueError(f"decode expects a 1-D id sequence, got shape {arr.shape}")
+        if arr.size and arr[0] == vocab.eos_id:
+            arr = arr[1:]
+        segments: list[TextSegment | ImageSegment] = []
+        run: list[int] = []
+        kind: str | None = None  # "text" (text ids + markers) or "image"
+
+        def flush() -> None:
+            nonlocal run, kind
+            if run and kind == "image":
+                segments.append(ImageSegment(codes=tuple(c - vocab.image_offset for c in run)))
+            elif run and kind == "text":
+                segments.append(TextSegment(self._decode_text_run(run)))
+            run, kind = [], None
+
+        for token in arr.tolist():
+            if token == vocab.eos_id:
+                break
+            if token == vocab.pad_id:
+                continue
+            if token == vocab.break_id:
+                flush()
+                continue
+            token_kind = "image" if vocab.image_offset <= token else "text"
+            if kind is not None and token_kind != kind:
+                flush()
+            kind = token_kind
+            run.append(token)
+        flush()
+        return Document(tuple(segments), id=id)
+
+    def _decode_text_run(self, run: list[int]) -> str:
+        vocab = self.vocab
+        names = vocab.special_tokens()
+        pieces: list[str] = []
+        text_ids: list[int] = []
+        for token in run:
+            if token >= vocab.text_offset:
+                text_ids.append(token - vocab.text_offset)
+                continue
+            if text_ids:
+                pieces.append(self.text_tokenizer.decode(text_ids))
+                text_ids = []
+            pieces.append(names[token])
+        if text_ids:
+            pieces.append(self.text_tokenizer.decode(text_ids))
+        return "".join(pieces)
+
+
+def join_documents(parts: Sequence[np.ndarray], vocab: Vocabulary) -> tuple[np.ndarray, list[int]]:
+    """Concatenate serialised documents into one example (Figure 9).
+
+    Args:
+        parts: serialised documents (from :meth:`DocumentTokenizer.encode`), query last.
+        vocab: the unified vocabulary.
+
+    Returns:
+        ``(ids, starts)``: ``<eos>`` + documents with one ``<break>`` at each boundary that is
+        not already marked by an image's ``<break>``; ``starts[i]`` is where part ``i`` begins.
+    """
+    if not parts:
+        raise ValueError("join_documents needs at least one document")
+    out: list[np.ndarray] = [np.array([vocab.eos_id], dtype=np.int64)]
+    starts: list[int] = []
+    length = 1
+    for i, part in enumerate(parts):
+        part = np.asarray(part, dtype=np.int64)
+        if part.size == 0:
+            raise ValueError(f"join_documents: document {i} is empty")
+        if i > 0 and out[-1][-1] != vocab.break_id and part[0] != vocab.break_id:
+            out.append(np.array([vocab.break_id], dtype=np.int64))
+            length += 1
+        starts.append(length)
+        out.append(part)
+        length += part.size
+    return np.concatenate(out), starts
+
+
+def _ends_with_break(out: list[np.ndarray], vocab: Vocabulary) -> bool:
+    return bool(out) and int(out[-1][-1]) == vocab.break_id
+
+
+def _to_numpy(x: Any) -> np.ndarray:
+    if hasattr(x, "detach"):
+        x = x.detach().cpu().numpy()
+    arr = np.asarray(x)
+    if arr.ndim != 2:
+        raise ValueError(f"image tokenizer returned codes of shape {arr.shape}, expected (B, N)")
+    return arr

@@ -1,0 +1,230 @@
+"""Reading shards for training: ``StreamingDataset`` readers with the CM3 transform, packed batches.
+
+The pipeline the trainer uses::
+
+    ds = CM3StreamingDataset(remote="s3://bucket/pretrain", local="/cache/pretrain",
+                             batch_size=8, shuffle=True, cm3=CM3Config(), cm3_seed=17)
+    loader = build_packed_dataloader(ds, seq_len=4096)   # rows (R, 4096) per step
+    state = loader.state_dict()  ...  loader.load_state_dict(state)   # exact resumption
+
+**Why these classes subclass** ``StreamingDataset``: overriding ``get_item`` is the extension
+point the library documents, and both ``StreamingDataLoader`` and Composer's checkpointing
+only save/restore iteration state for ``isinstance(dataset, StreamingDataset)``.
+
+**Exact resumption with packing.** ``StreamingDataset`` resumes at a global sample offset
+and assumes every rank consumed the same number of samples.  Packing happens in the
+``collate_fn`` (:class:`cm3leon.core.packing.PackingCollator`), so every step consumes
+exactly ``batch_size`` examples per rank and the offset is exact.  The loader here counts
+examples (not rows) towards that offset; with Composer pass
+``DataSpec(loader, get_num_samples_in_batch=raw_samples_in_batch)``.
+The CM3 spans of sample ``i`` in epoch ``e`` come from ``cm3_rng(cm3_seed, e, i)``, so a
+resumed run sees exactly the same transformed examples.
+
+**Integrity.** Before ``StreamingDataset`` opens anything, the ``COMPLETE`` marker,
+``manifest.json`` and ``index.json`` are fetched from ``remote`` (or read from ``local``)
+and verified, every shard already in the local cache is hash-checked, and shards
+downloaded later are checked by streaming's ``validate_hash="sha256"``.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from streaming import Stream, StreamingDataLoader, StreamingDataset
+
+from cm3leon.core.documents import Document
+from cm3leon.core.io import COMPLETE_MARKER
+from cm3leon.core.objective import CM3Config, cm3_example
+from cm3leon.core.packing import PackingCollator, raw_samples_in_batch
+from cm3leon.core.shards import (
+    INDEX_FILE,
+    MANIFEST_FILE,
+    DatasetInfo,
+    ShardIntegrityError,
+    parse_index,
+    read_manifest,
+    verify_dataset,
+    verify_files,
+)
+from cm3leon.core.vocab import Vocabulary
+
+__all__ = [
+    "CM3StreamingDataset",
+    "DocumentStreamingDataset",
+    "PackedStreamingDataLoader",
+    "build_packed_dataloader",
+    "stage_dataset",
+]
+
+
+def _join(remote: str, name: str) -> str:
+    return f"{remote.rstrip('/')}/{name}" if "://" in remote else os.path.join(remote, name)
+
+
+def _fetch(remote: str, name: str, local_dir: Path, timeout: float) -> None:
+    """Copy ``remote/name`` to ``local_dir/name`` atomically (per-process temporary name)."""
+    from streaming.base.storage import CloudDownloader
+
+    target = local_dir / name
+    tmp = local_dir / f".{name}.{os.getpid()}.{uuid.uuid4().hex}.tmp"
+    source = _join(remote, name)
+    try:
+        downloader = CloudDownloader.get(remote)
+        downloader.download(source, str(tmp), timeout)
+        downloader.clean_up()
+    except Exception as err:
+        tmp.unlink(missing_ok=True)
+        raise FileNotFoundError(f"{source}: cannot fetch dataset file: {err}") from err
+    os.replace(tmp, target)
+
+
+def stage_dataset(remote: str | None, local: str | Path, *, check_hashes: bool = True,
+                  timeout: float = 60.0) -> DatasetInfo:
+    """Verify a dataset (and its local cache) before ``StreamingDataset`` reads it.
+
+    Args:
+        remote: object-store URL or directory, or ``None`` when ``local`` is the dataset.
+        local: the dataset directory (``remote=None``) or the local cache of ``remote``.
+        check_hashes: hash every shard present locally (sizes are always checked).
+        timeout: seconds per metadata download.
+
+    Raises:
+        ShardIntegrityError: missing ``COMPLETE``, corrupt ``index.json``, a truncated or
+            modified shard; the message names the file.
+    """
+    local = Path(local)
+    if remote is None:
+        return verify_dataset(local, check_hashes=check_hashes)
+    local.mkdir(parents=True, exist_ok=True)
+    for name in (COMPLETE_MARKER, MANIFEST_FILE, INDEX_FILE):
+        _fetch(remote, name, local, timeout)
+    manifest = read_manifest(local)
+    verify_files(local, manifest["files"], [INDEX_FILE])
+    shards = parse_index(local / INDEX_FILE, manifest)
+    present = [s["raw_data"]["basename"] for s in shards if (local / s["raw_data"]["basename"]).exists()]
+    verify_files(local, manifest["files"], present, check_hashes=check_hashes)
+    vocab = Vocabulary.from_dict(manifest["vocab"], source=str(local / MANIFEST_FILE)) if manifest.get("vocab") else None
+    return DatasetInfo(local, manifest["kind"], int(manifest["num_samples"]), dict(manifest["columns"]),
+                       vocab, dict(manifest.get("stats") or {}), dict(manifest.get("meta") or {}), shards)
+
+
+def _stage_all(remote: str | None, local: str | None, streams: Sequence[Stream] | None,
+               kind: str, check_hashes: bool) -> list[DatasetInfo]:
+    pairs = [(s.remote, s.local) for s in streams] if streams else [(remote, local)]
+    infos = []
+    for r, loc in pairs:
+        if loc is None:
+            raise ValueError(f"stream {r!r}: give a `local` directory (cache) so it can be verified")
+        info = stage_dataset(r, loc, check_hashes=check_hashes)
+        if info.kind != kind:
+            raise ValueError(f"{r or loc}: holds {info.kind} shards, expected {kind}")
+        infos.append(info)
+    return infos
+
+
+class CM3StreamingDataset(StreamingDataset):
+    """Token shards -> CM3-transformed examples, on top of ``StreamingDataset``.
+
+    Args:
+        remote / local / streams: as ``StreamingDataset`` (every stream needs a ``local``).
+        cm3: transform settings; ``None`` yields untransformed examples (evaluation).
+        cm3_seed: seed of the per-sample span draws.
+        check_hashes: hash local shards when opening (sizes are always checked).
+        **kwargs: any other ``StreamingDataset`` argument (``batch_size`` is required for
+            iteration; ``shuffle``, ``shuffle_seed``, ``epoch_size``, ...).
+
+    Items: ``{"tokens": int64 (L',), "loss_weights": float32 (L',) | None, "id": str,
+    "sample_id": int}``, ids range-checked before the transform (errors name the sample).
+    """
+
+    def __init__(self, *, remote: str | None = None, local: str | None = None,
+                 streams: Sequence[Stream] | None = None, cm3: CM3Config | None = None,
+                 cm3_seed: int = 0, check_hashes: bool = True, **kwargs: Any) -> None:
+        infos = _stage_all(remote, local, streams, "tokens", check_hashes)
+        vocabs = {info.vocab for info in infos}
+        if len(vocabs) != 1 or None in vocabs:
+            raise ValueError(f"streams disagree on the vocabulary: {sorted(map(str, vocabs))}")
+        self.vocab: Vocabulary = infos[0].vocab  # type: ignore[assignment]
+        self.infos = infos
+        self.cm3 = cm3
+        self.cm3_seed = int(cm3_seed)
+        if any(s.remote is not None for s in streams or []) or remote is not None:
+            kwargs.setdefault("validate_hash", "sha256")
+        super().__init__(remote=remote, local=local, streams=streams, **kwargs)
+
+    @property
+    def current_epoch(self) -> int:
+        """The epoch being iterated (0 before the first ``__iter__``)."""
+        return max(int(self.next_epoch) - 1, 0)
+
+    def get_item(self, sample_id: int, retry: int = 7) -> dict[str, Any]:
+        sample = super().get_item(sample_id, retry)
+        ident = str(sample["id"])
+        where = f"sample {sample_id} (id {ident!r})"
+        tokens = self.vocab.check_ids(sample["tokens"], where=where)
+        weights = sample.get("loss_weights")
+        if self.cm3 is not None:
+            result = cm3_example(tokens, self.vocab, self.cm3, seed=self.cm3_seed, epoch=self.current_epoch,
+                                 index=sample_id, weights=weights, where=where)
+            tokens, weights = result.tokens, result.weights
+        return {
+            "tokens": tokens,
+            "loss_weights": None if weights is None else np.asarray(weights, np.float32),
+            "id": ident,
+            "sample_id": int(sample_id),
+        }
+
+
+class DocumentStreamingDataset(StreamingDataset):
+    """Document shards -> ``{"id": str, "document": Document}`` (use ``collate_fn=list``)."""
+
+    def __init__(self, *, remote: str | None = None, local: str | None = None,
+                 streams: Sequence[Stream] | None = None, check_hashes: bool = True, **kwargs: Any) -> None:
+        self.infos = _stage_all(remote, local, streams, "documents", check_hashes)
+        if any(s.remote is not None for s in streams or []) or remote is not None:
+            kwargs.setdefault("validate_hash", "sha256")
+        super().__init__(remote=remote, local=local, streams=streams, **kwargs)
+
+    def get_item(self, sample_id: int, retry: int = 7) -> dict[str, Any]:
+        sample = super().get_item(sample_id, retry)
+        ident = str(sample["id"])
+        try:
+            doc = Document.from_json(sample["document"], source=f"sample {sample_id} (id {ident!r})")
+        except ValueError as err:
+            raise ShardIntegrityError(str(err)) from None
+        return {"id": ident, "document": doc}
+
+
+class PackedStreamingDataLoader(StreamingDataLoader):
+    """``StreamingDataLoader`` whose sample count is source examples, not packed rows."""
+
+    def _get_batch_size(self, batch: Any) -> int:
+        return raw_samples_in_batch(batch)
+
+
+def build_packed_dataloader(dataset: CM3StreamingDataset, *, seq_len: int, batch_size: int | None = None,
+                            overflow: str = "truncate", strategy: str = "ffd", num_rows: int | None = None,
+                            num_workers: int = 0, **kwargs: Any) -> PackedStreamingDataLoader:
+    """A loader yielding packed rows from ``batch_size`` examples per step (per rank).
+
+    Args:
+        dataset: the examples; its ``batch_size`` must equal the loader's (exact resumption).
+        seq_len: row length.
+        batch_size: examples per step per rank (default: ``dataset.batch_size``).
+        overflow / strategy / num_rows: see :class:`PackingCollator`.
+        num_workers / **kwargs: passed to the DataLoader.
+    """
+    batch_size = batch_size if batch_size is not None else dataset.batch_size
+    if batch_size is None or dataset.batch_size != batch_size:
+        raise ValueError(
+            f"StreamingDataset batch_size ({dataset.batch_size}) must equal the loader batch_size "
+            f"({batch_size}) for deterministic resumption"
+        )
+    collate = PackingCollator(seq_len, dataset.vocab, overflow=overflow, strategy=strategy, num_rows=num_rows)
+    return PackedStreamingDataLoader(dataset, batch_size=batch_size, collate_fn=collate,
+                                     num_workers=num_workers, **kwargs)

@@ -1,0 +1,163 @@
+"""Raw-data readers for ``cm3leon data prepare --source NAME PATH``.
+
+A source is ``factory(path, **options) -> iterable of Document`` registered with a
+:class:`cm3leon.core.registry.SourceSpec`.  Built-ins:
+
+``folder``
+    Image files (``.png .jpg .jpeg .bmp .gif .webp .tif .tiff``, searched recursively,
+    sorted) each with a same-stem ``.txt`` caption next to it -> ``caption, image``
+    documents (Figure 8 order) with id = the image path relative to ``PATH`` without suffix.
+``jsonl``
+    One JSON object per line: ``{"image": "rel/or/abs.png", "caption": "...", "id": ...,
+    "codes": [...]}`` (``image`` and/or precomputed VQ ``codes``) or a full document in
+    :meth:`Document.to_json` form (a ``"segments"`` list).  Relative image paths are
+    resolved against the JSONL file's directory.
+
+Bad input (unreadable or corrupt image, missing or empty caption, malformed line) raises
+``ValueError`` naming the file (and line).  With ``skip_bad=True`` the item is skipped
+instead and recorded in the source's ``skipped`` list as ``(where, reason)``, so the
+caller can report how many were lost; nothing is lost silently.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from cm3leon.core.documents import Document, ImageSegment, TextSegment
+
+__all__ = ["IMAGE_SUFFIXES", "FolderSource", "JsonlSource", "folder_source", "jsonl_source", "load_image"]
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+
+
+def load_image(path: str | Path) -> Any:
+    """Open an image file fully (so truncation is detected) as RGB; errors name the file."""
+    from PIL import Image, UnidentifiedImageError
+
+    path = Path(path)
+    try:
+        with Image.open(path) as im:
+            im.load()
+            return im.convert("RGB")
+    except FileNotFoundError:
+        raise ValueError(f"{path}: image file not found") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+        raise ValueError(f"{path}: cannot read image: {err}") from None
+
+
+class _SkippingSource:
+    """Shared skip bookkeeping."""
+
+    def __init__(self, path: str | Path, skip_bad: bool) -> None:
+        self.path = Path(path)
+        self.skip_bad = skip_bad
+        self.skipped: list[tuple[str, str]] = []
+
+    def _bad(self, where: str, err: ValueError) -> None:
+        if not self.skip_bad:
+            raise err
+        self.skipped.append((where, str(err)))
+
+
+class FolderSource(_SkippingSource):
+    """Image + same-stem ``.txt`` caption pairs from a directory tree."""
+
+    def __init__(self, path: str | Path, *, skip_bad: bool = False, caption_first: bool = True) -> None:
+        super().__init__(path, skip_bad)
+        if not self.path.is_dir():
+            raise ValueError(f"{self.path}: folder source needs a directory")
+        self.caption_first = caption_first
+        self.images = sorted(
+            p for p in self.path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+        )
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __iter__(self) -> Iterator[Document]:
+        for image_path in self.images:
+            try:
+                yield self._document(image_path)
+            except ValueError as err:
+                self._bad(str(image_path), err)
+
+    def _document(self, image_path: Path) -> Document:
+        caption_path = image_path.with_suffix(".txt")
+        if not caption_path.is_file():
+            raise ValueError(f"{image_path}: no caption file {caption_path.name} next to it")
+        try:
+            caption = caption_path.read_text(encoding="utf-8").strip()
+        except UnicodeDecodeError as err:
+            raise ValueError(f"{caption_path}: caption is not UTF-8: {err}") from None
+        if not caption:
+            raise ValueError(f"{caption_path}: empty caption")
+        image = ImageSegment(image=load_image(image_path))
+        rel = image_path.relative_to(self.path).with_suffix("").as_posix()
+        segments = (TextSegment(caption), image) if self.caption_first else (image, TextSegment(caption))
+        return Document(segments, id=rel, meta={"source": "folder", "image": image_path.relative_to(self.path).as_posix()})
+
+
+class JsonlSource(_SkippingSource):
+    """Caption-image records or full documents, one JSON object per line."""
+
+    def __init__(self, path: str | Path, *, skip_bad: bool = False, caption_first: bool = True) -> None:
+        super().__init__(path, skip_bad)
+        if not self.path.is_file():
+            raise ValueError(f"{self.path}: jsonl source needs a file")
+        self.caption_first = caption_first
+
+    def __iter__(self) -> Iterator[Document]:
+        with self.path.open("rb") as fh:
+            for number, raw in enumerate(fh, start=1):
+                if not raw.strip():
+                    continue
+                where = f"{self.path}:{number}"
+                try:
+                    yield self._document(raw, where, number)
+                except ValueError as err:
+                    self._bad(where, err)
+
+    def _document(self, raw: bytes, where: str, number: int) -> Document:
+        try:
+            record = json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise ValueError(f"{where}: not valid JSON: {err}") from None
+        if not isinstance(record, dict):
+            raise ValueError(f"{where}: expected a JSON object, got {type(record).__name__}")
+        if "segments" in record:
+            doc = Document.from_json(record, source=where)
+            return doc if doc.id else doc.replace(id=str(number))
+        caption = record.get("caption")
+        if not isinstance(caption, str) or not caption.strip():
+            raise ValueError(f"{where}: 'caption' must be a non-empty string")
+        if "image" not in record and "codes" not in record:
+            raise ValueError(f"{where}: needs 'image' (a path) and/or 'codes' (VQ codes)")
+        image = None
+        if "image" in record:
+            if not isinstance(record["image"], str):
+                raise ValueError(f"{where}: 'image' must be a path string")
+            image_path = Path(record["image"])
+            image = load_image(image_path if image_path.is_absolute() else self.path.parent / image_path)
+        codes = record.get("codes")
+        if codes is not None and (
+            not isinstance(codes, list) or not all(isinstance(c, int) and not isinstance(c, bool) for c in codes)
+        ):
+            raise ValueError(f"{where}: 'codes' must be a list of integers")
+        segment = ImageSegment(image=image, codes=tuple(codes) if codes is not None else None)
+        text = TextSegment(caption.strip())
+        segments = (text, segment) if self.caption_first else (segment, text)
+        ident = str(record.get("id", number))
+        return Document(segments, id=ident, meta={"source": "jsonl", "line": number})
+
+
+def folder_source(path: str | Path, **options: Any) -> FolderSource:
+    """Factory of the ``folder`` source (options: ``skip_bad``, ``caption_first``)."""
+    return FolderSource(path, **options)
+
+
+def jsonl_source(path: str | Path, **options: Any) -> JsonlSource:
+    """Factory of the ``jsonl`` source (options: ``skip_bad``, ``caption_first``)."""
+    return JsonlSource(path, **options)
