@@ -1,0 +1,314 @@
+"""The memory bank: a FAISS index over document vectors, ids and the documents.
+
+On disk (written atomically as one directory, ``COMPLETE`` marker last)::
+
+    bank/
+      manifest.json            kind, size, dim, factory string, search params,
+                               encoder fingerprint, sizes + SHA-256 of every file
+      index.faiss              the FAISS index (row i = document i)
+      ids.json                 row -> document id
+      documents.jsonl          row -> document (Document.to_json per line)
+      documents.offsets.npy    byte offsets into documents.jsonl
+      COMPLETE
+
+:meth:`MemoryBank.load` checks the marker, the manifest, every file's size and
+hash and the index header's dimension before FAISS reads the index.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cm3leon.core.documents import Document
+from cm3leon.retrieval.index import (
+    IndexIntegrityError,
+    add_vectors,
+    configure_search,
+    make_index,
+    read_index_verified,
+    reconstruct,
+    train_index,
+    write_index,
+)
+from cm3leon.retrieval.store import (
+    DOCUMENTS_FILE,
+    OFFSETS_FILE,
+    DocumentStore,
+    JsonlDocumentStore,
+    ListDocumentStore,
+    write_jsonl_documents,
+)
+
+__all__ = [
+    "BANK_FORMAT",
+    "IDS_FILE",
+    "INDEX_FILE",
+    "MANIFEST_FILE",
+    "BankError",
+    "BankManifest",
+    "MemoryBank",
+    "read_manifest",
+    "verify_files",
+]
+
+BANK_FORMAT = 1
+MANIFEST_FILE = "manifest.json"
+INDEX_FILE = "index.faiss"
+IDS_FILE = "ids.json"
+
+
+class BankError(ValueError):
+    """A bank directory is incomplete, inconsistent or of the wrong kind."""
+
+
+@dataclass(frozen=True)
+class BankManifest:
+    """What a bank directory holds; every file is recorded with its size and SHA-256.
+
+    Attributes:
+        kind: ``"faiss"`` (dense) or ``"bm25"``.
+        size: number of documents (rows).
+        dim: vector dimension (0 for banks without vectors).
+        factory: FAISS index-factory string.
+        search_params: FAISS ``ParameterSpace`` string applied after loading.
+        encoder: name and fingerprint of the encoder that produced the vectors.
+        files: file name -> ``{"bytes": n, "sha256": hex}``.
+        extra: kind-specific settings (BM25 ``k1``/``b``, training sample size, ...).
+    """
+
+    kind: str
+    size: int
+    dim: int = 0
+    factory: str = ""
+    search_params: str = ""
+    encoder: dict[str, str] = field(default_factory=dict)
+    files: dict[str, dict[str, Any]] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+    format: int = BANK_FORMAT
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def read_manifest(directory: str | Path, *, kind: str | None = None) -> BankManifest:
+    """Read and validate ``manifest.json`` of a complete bank directory."""
+    from cm3leon.core.io import is_complete, read_json
+
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise FileNotFoundError(f"{directory}: bank directory not found")
+    if not is_complete(directory):
+        raise BankError(f"{directory}: no COMPLETE marker (an interrupted build?); rebuild the bank")
+    data = read_json(directory / MANIFEST_FILE)
+    if not isinstance(data, dict):
+        raise BankError(f"{directory / MANIFEST_FILE}: must hold a JSON object")
+    try:
+        manifest = BankManifest(**data)
+    except TypeError as err:
+        raise BankError(f"{directory / MANIFEST_FILE}: unexpected manifest fields: {err}") from None
+    if manifest.format != BANK_FORMAT:
+        raise BankError(f"{directory}: bank format {manifest.format}, this version reads {BANK_FORMAT}")
+    if kind is not None and manifest.kind != kind:
+        raise BankError(f"{directory}: a {manifest.kind!r} bank, expected a {kind!r} bank")
+    return manifest
+
+
+def file_record(path: Path) -> dict[str, Any]:
+    from cm3leon.core.io import sha256_file
+
+    return {"bytes": path.stat().st_size, "sha256": sha256_file(path)}
+
+
+def verify_files(directory: Path, manifest: BankManifest, names: Sequence[str]) -> None:
+    """Check size and SHA-256 of ``names`` against the manifest (before parsing them)."""
+    from cm3leon.core.io import sha256_file
+
+    for name in names:
+        rec = manifest.files.get(name)
+        if rec is None:
+            raise BankError(f"{directory / MANIFEST_FILE}: no record for {name}")
+        path = directory / name
+        if not path.is_file():
+            raise BankError(f"{path}: missing (listed in the manifest)")
+        if path.stat().st_size != rec["bytes"] or sha256_file(path) != rec["sha256"]:
+            raise IndexIntegrityError(f"{path}: size or SHA-256 does not match the manifest; refusing to load")
+
+
+class MemoryBank:
+    """Dense document vectors in a FAISS index, with ids and documents.
+
+    Args:
+        index: a FAISS index holding ``len(ids)`` unit vectors (row = position).
+        ids: document id per row.
+        store: documents per row.
+        factory: the index-factory string the index was built from.
+        search_params: FAISS search parameters in effect.
+        encoder: ``{"name", "fingerprint"}`` of the encoder that produced the vectors.
+        extra: free-form build settings recorded in the manifest.
+        manifest: set when loaded from / saved to disk.
+    """
+
+    def __init__(
+        self,
+        index: Any,
+        ids: Sequence[str],
+        store: DocumentStore,
+        *,
+        factory: str = "Flat",
+        search_params: str = "",
+        encoder: dict[str, str] | None = None,
+        extra: dict[str, Any] | None = None,
+        manifest: BankManifest | None = None,
+    ) -> None:
+        if index.ntotal != len(ids) or len(store) != len(ids):
+            raise BankError(f"bank rows disagree: index {index.ntotal}, ids {len(ids)}, documents {len(store)}")
+        self.index = index
+        self.ids = list(ids)
+        self.store = store
+        self.factory = factory
+        self.search_params = search_params
+        self.encoder = dict(encoder or {})
+        self.extra = dict(extra or {})
+        self.manifest = manifest
+
+    # ----------------------------------------------------------------- build
+    @classmethod
+    def build(
+        cls,
+        vectors: np.ndarray,
+        docs: Sequence[Document],
+        *,
+        factory: str = "Flat",
+        search_params: str = "",
+        train_size: int = 65536,
+        seed: int = 0,
+        encoder: dict[str, str] | None = None,
+    ) -> MemoryBank:
+        """Index ``vectors (N, D)`` of ``docs`` in memory (single process).
+
+        Indexes that need training are trained on ``train_size`` rows sampled with ``seed``.
+        """
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        if vectors.ndim != 2 or len(vectors) != len(docs):
+            raise BankError(f"{len(docs)} documents but vectors of shape {vectors.shape}")
+        index = make_index(vectors.shape[1], factory)
+        train_index(index, training_sample(vectors, train_size, seed))
+        add_vectors(index, vectors)
+        configure_search(index, search_params)
+        return cls(
+            index, [d.id for d in docs], ListDocumentStore(docs), factory=factory,
+            search_params=search_params, encoder=encoder, extra={"train_size": train_size, "seed": seed},
+        )
+
+    # ---------------------------------------------------------------- access
+    @property
+    def size(self) -> int:
+        return len(self.ids)
+
+    @property
+    def dim(self) -> int:
+        return int(self.index.d)
+
+    def search(self, vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """MIPS: ``scores (Q, k')``, ``rows (Q, k')`` with ``k' = min(k, size)``; -1 = no result."""
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        if vectors.ndim != 2 or vectors.shape[1] != self.dim:
+            raise ValueError(f"query vectors of shape {vectors.shape} do not match bank dim {self.dim}")
+        k = min(int(k), self.size)
+        if k <= 0 or len(vectors) == 0:
+            return np.zeros((len(vectors), 0), np.float32), np.zeros((len(vectors), 0), np.int64)
+        scores, rows = self.index.search(vectors, k)
+        return scores, rows
+
+    def vectors(self, rows: np.ndarray) -> np.ndarray:
+        """Stored vectors of ``rows`` ``(n, D)``."""
+        return reconstruct(self.index, rows)
+
+    def documents(self, rows: Sequence[int]) -> list[Document]:
+        return self.store.get(rows)
+
+    # ----------------------------------------------------------- persistence
+    def save(self, directory: str | Path, *, overwrite: bool = False) -> Path:
+        """Write the bank directory atomically (see the module docstring)."""
+        from cm3leon.core.io import atomic_directory, atomic_write_json, mark_complete
+
+        with atomic_directory(directory, overwrite=overwrite) as tmp:
+            write_index(self.index, tmp / INDEX_FILE)
+            atomic_write_json(tmp / IDS_FILE, self.ids, indent=0)
+            write_jsonl_documents(self._iter_documents(), tmp)
+            files = {name: file_record(tmp / name) for name in (INDEX_FILE, IDS_FILE, DOCUMENTS_FILE, OFFSETS_FILE)}
+            manifest = BankManifest(
+                kind="faiss", size=self.size, dim=self.dim, factory=self.factory,
+                search_params=self.search_params, encoder=self.encoder, files=files, extra=self.extra,
+            )
+            atomic_write_json(tmp / MANIFEST_FILE, manifest.to_json())
+            mark_complete(tmp, {"kind": "faiss", "size": self.size})
+        self.manifest = manifest
+        return Path(directory)
+
+    @classmethod
+    def load(
+        cls,
+        directory: str | Path,
+        *,
+        expected_dim: int | None = None,
+        encoder_fingerprint: str | None = None,
+        search_params: str | None = None,
+    ) -> MemoryBank:
+        """Load a bank, verifying it before FAISS reads anything.
+
+        Args:
+            directory: bank directory.
+            expected_dim: refuse a bank whose dimension differs (the encoder's ``dim``).
+            encoder_fingerprint: refuse a bank built with a different encoder.
+            search_params: override the manifest's FAISS search parameters.
+
+        Raises:
+            BankError / IndexIntegrityError: incomplete directory, dimension or encoder
+                mismatch, or any file whose size or SHA-256 differs from the manifest.
+        """
+        directory = Path(directory)
+        manifest = read_manifest(directory, kind="faiss")
+        if expected_dim is not None and manifest.dim != expected_dim:
+            raise BankError(f"{directory}: bank dimension {manifest.dim} != encoder dimension {expected_dim}")
+        fp = manifest.encoder.get("fingerprint")
+        if encoder_fingerprint is not None and fp and fp != encoder_fingerprint:
+            raise BankError(
+                f"{directory}: bank was built with encoder {fp} ({manifest.encoder.get('name')}), "
+                f"not with the given encoder {encoder_fingerprint}"
+            )
+        rec = manifest.files.get(INDEX_FILE)
+        if rec is None:
+            raise BankError(f"{directory / MANIFEST_FILE}: no record for {INDEX_FILE}")
+        index = read_index_verified(
+            directory / INDEX_FILE, size=rec["bytes"], sha256=rec["sha256"], dim=manifest.dim
+        )
+        verify_files(directory, manifest, (IDS_FILE, DOCUMENTS_FILE, OFFSETS_FILE))
+        ids = json.loads((directory / IDS_FILE).read_text(encoding="utf-8"))
+        if index.ntotal != manifest.size:
+            raise BankError(f"{directory}: index holds {index.ntotal} vectors, manifest says {manifest.size}")
+        params = manifest.search_params if search_params is None else search_params
+        configure_search(index, params)
+        return cls(
+            index, ids, JsonlDocumentStore(directory), factory=manifest.factory, search_params=params,
+            encoder=manifest.encoder, extra=manifest.extra, manifest=manifest,
+        )
+
+    # -------------------------------------------------------------- helpers
+    def _iter_documents(self, chunk: int = 1024):
+        for start in range(0, self.size, chunk):
+            yield from self.store.get(range(start, min(start + chunk, self.size)))
+
+
+def training_sample(vectors: np.ndarray, size: int, seed: int) -> np.ndarray:
+    """At most ``size`` rows of ``vectors`` chosen without replacement by ``seed``."""
+    if len(vectors) <= size:
+        return vectors
+    rows = np.sort(np.random.default_rng(seed).choice(len(vectors), size=size, replace=False))
+    return vectors[rows]

@@ -1,0 +1,193 @@
+"""FAISS index building, merging and hash-checked persistence.
+
+Indexes are chosen by a FAISS *index-factory* string with inner-product metric
+(MIPS over unit vectors = cosine):
+
+* ``"Flat"`` (default): exact search, no training;
+* ``"IVF4096,Flat"`` / ``"IVF1024,PQ32"``: inverted lists (optionally product
+  quantised), trained on a sample of the bank;
+* ``"HNSW32"``: graph search, no training.
+
+Search-time knobs are FAISS ``ParameterSpace`` strings (``"nprobe=32"``,
+``"efSearch=128"``).  An index file is only ever handed to FAISS after its size,
+SHA-256 and header dimension were checked against the manifest that describes it
+(:func:`read_index_verified`), so a truncated or tampered file is refused before
+FAISS parses a byte of it.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "IndexIntegrityError",
+    "add_vectors",
+    "configure_search",
+    "make_index",
+    "merge_indexes",
+    "read_index_verified",
+    "reconstruct",
+    "train_index",
+    "write_index",
+]
+
+# Above this size the verified bytes are not kept in memory: the file is hashed in a
+# streaming pass and then read by FAISS from disk.
+_IN_MEMORY_LIMIT = 512 * 1024 * 1024
+
+
+class IndexIntegrityError(ValueError):
+    """An index file does not match its manifest (size, hash or dimension)."""
+
+
+def _faiss() -> Any:
+    import faiss
+
+    return faiss
+
+
+def make_index(dim: int, factory: str = "Flat") -> Any:
+    """An empty inner-product index from a factory string.
+
+    Raises:
+        ValueError: the factory string is not understood by FAISS (message names it).
+    """
+    faiss = _faiss()
+    if dim < 1:
+        raise ValueError(f"index dimension must be >= 1, got {dim}")
+    try:
+        return faiss.index_factory(int(dim), factory, faiss.METRIC_INNER_PRODUCT)
+    except RuntimeError as err:
+        first = str(err).strip().splitlines()[-1] if str(err).strip() else str(err)
+        raise ValueError(f"invalid FAISS index factory string {factory!r}: {first}") from None
+
+
+def train_index(index: Any, sample: np.ndarray) -> Any:
+    """Train ``index`` on ``sample (n, D)`` if it needs training; returns it."""
+    if not index.is_trained:
+        sample = np.ascontiguousarray(sample, dtype=np.float32)
+        if len(sample) == 0:
+            raise ValueError("index needs training but the training sample is empty")
+        index.train(sample)
+    return index
+
+
+def add_vectors(index: Any, vectors: np.ndarray) -> None:
+    """Append ``vectors (n, D)`` (rows get the next sequential ids)."""
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    if vectors.ndim != 2 or vectors.shape[1] != index.d:
+        raise ValueError(f"vectors of shape {vectors.shape} do not match index dimension {index.d}")
+    if len(vectors):
+        index.add(vectors)
+
+
+def merge_indexes(shards: Sequence[Any]) -> Any:
+    """Concatenate shard indexes in order: row ``i`` of shard ``r`` gets id ``offset_r + i``.
+
+    IVF indexes are merged list by list (``merge_from`` with shifted ids), flat-code
+    indexes by appending codes; others (HNSW) by reconstructing the vectors and adding
+    them to the first shard.
+    """
+    faiss = _faiss()
+    if not shards:
+        raise ValueError("merge_indexes: no shard indexes")
+    dst = faiss.clone_index(shards[0])
+    for src in shards[1:]:
+        if src.d != dst.d:
+            raise ValueError(f"merge_indexes: dimension mismatch {src.d} vs {dst.d}")
+        if src.ntotal == 0:
+            continue
+        if faiss.try_extract_index_ivf(dst) is not None:
+            dst.merge_from(src, dst.ntotal)  # shift the sequential ids of src
+        elif isinstance(faiss.downcast_index(dst), faiss.IndexFlatCodes):
+            dst.merge_from(src)  # flat codes: ids are positions
+        else:
+            dst.add(src.reconstruct_n(0, src.ntotal))
+    return dst
+
+
+def configure_search(index: Any, params: str) -> None:
+    """Apply FAISS ``ParameterSpace`` settings such as ``"nprobe=32,efSearch=64"``."""
+    faiss = _faiss()
+    if params.strip():
+        try:
+            faiss.ParameterSpace().set_index_parameters(index, params)
+        except RuntimeError as err:
+            raise ValueError(f"invalid FAISS search parameters {params!r}: {str(err).strip()}") from None
+    ivf = faiss.try_extract_index_ivf(index)
+    if ivf is not None and ivf.direct_map.type == faiss.DirectMap.NoMap:
+        ivf.make_direct_map()  # needed by reconstruct() (near-duplicate rule)
+
+
+def reconstruct(index: Any, rows: np.ndarray) -> np.ndarray:
+    """Stored (possibly quantised) vectors ``(n, D)`` of ``rows``."""
+    rows = np.ascontiguousarray(rows, dtype=np.int64)
+    if rows.size == 0:
+        return np.zeros((0, index.d), dtype=np.float32)
+    return index.reconstruct_batch(rows)
+
+
+def write_index(index: Any, path: str | Path) -> Path:
+    """Serialise ``index`` to ``path`` atomically."""
+    from cm3leon.core.io import atomic_write_bytes
+
+    faiss = _faiss()
+    return atomic_write_bytes(path, faiss.serialize_index(index).tobytes())
+
+
+def header_dimension(head: bytes, path: Path) -> int:
+    """The vector dimension stored in a FAISS index header (bytes 4..8, int32)."""
+    if len(head) < 8:
+        raise IndexIntegrityError(f"{path}: {len(head)} bytes is too short for a FAISS index header")
+    return int(struct.unpack("<i", head[4:8])[0])
+
+
+def read_index_verified(path: str | Path, *, size: int, sha256: str, dim: int) -> Any:
+    """Read a FAISS index only if it matches ``size`` bytes, ``sha256`` and ``dim``.
+
+    Every check happens before FAISS sees the file.
+
+    Raises:
+        FileNotFoundError: the file is missing.
+        IndexIntegrityError: truncated/extended file, hash mismatch, or a header
+            dimension different from ``dim``.
+    """
+    import hashlib
+
+    from cm3leon.core.io import sha256_file
+
+    faiss = _faiss()
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: index file not found")
+    actual = path.stat().st_size
+    if actual != size:
+        raise IndexIntegrityError(
+            f"{path}: index file has {actual} bytes, manifest records {size} (truncated or replaced)"
+        )
+    data: bytes | None = None
+    if size <= _IN_MEMORY_LIMIT:
+        data = path.read_bytes()
+        digest = hashlib.sha256(data).hexdigest()
+        head = data[:8]
+    else:
+        digest = sha256_file(path)
+        with open(path, "rb") as fh:
+            head = fh.read(8)
+    if digest != sha256:
+        raise IndexIntegrityError(f"{path}: SHA-256 {digest} does not match manifest {sha256}; refusing to load")
+    header_dim = header_dimension(head, path)
+    if header_dim != dim:
+        raise IndexIntegrityError(f"{path}: index dimension {header_dim} does not match manifest dim {dim}")
+    if data is not None:
+        index = faiss.deserialize_index(np.frombuffer(data, dtype=np.uint8))
+    else:
+        index = faiss.read_index(str(path))
+    if index.d != dim:
+        raise IndexIntegrityError(f"{path}: FAISS reports dimension {index.d}, manifest says {dim}")
+    return index
