@@ -1,0 +1,73 @@
+"""Localized Narratives reader: the public ``*_localized_narratives.jsonl`` files.
+
+Each line::
+
+    {"dataset_id": "mscoco_val2017", "image_id": "137576", "annotator_id": 93,
+     "caption": "In this image there are group of cows ...", "timed_caption": [...],
+     "traces": [...], "voice_recording": "coco_val/coco_val_137576_93.ogg"}
+
+``path`` is the JSONL file or a folder of them (with ``split``, only files whose name
+contains it).  Images are ``<image_id>.jpg`` or, for COCO, ``<image_id:012d>.jpg``
+(``.png`` also accepted), next to the file, in ``images/`` or in ``<split>/``;
+``image_dir=`` overrides.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from cm3leon.tasks.readers.common import (
+    FormatError,
+    ReadContext,
+    entry_field,
+    first_existing,
+    load_image,
+    pick_image_dir,
+    reader,
+)
+from cm3leon.tasks.readers.ocr import iter_jsonl
+
+__all__ = ["image_names", "read_localized_narratives"]
+
+
+def image_names(image_id: str) -> list[str]:
+    """File names an image id may have: ``<id>.jpg``, zero-padded COCO names, ``.png``."""
+    stems = [image_id] + ([f"{int(image_id):012d}"] if image_id.isdigit() else [])
+    return [f"{s}{ext}" for s in stems for ext in (".jpg", ".png")]
+
+
+@reader
+def read_localized_narratives(path: Path, *, split: str | None, ctx: ReadContext,
+                              image_dir: Any = None) -> Iterator[dict]:  # fmt: skip
+    """One :class:`CaptionRecord` per narration: ``{"id": "<image_id>/<annotator_id>", "image", "caption"}``."""
+    files = [path] if path.is_file() else sorted(path.glob("*.jsonl"))
+    files = [f for f in files if path.is_file() or split is None or split in f.name]
+    if not files:
+        raise FormatError(f"{path}: no localized narratives .jsonl files" + (f" for {split!r}" if split else ""))
+    for file in files:
+        yield from _read_file(file, split, ctx, image_dir)
+
+
+def _read_file(file: Path, split: str | None, ctx: ReadContext, image_dir: Any) -> Iterator[dict]:
+    rows = list(iter_jsonl(file, ctx))
+    if image_dir is not None:
+        folder = Path(image_dir)
+    else:
+        here = file.parent
+        probes = [image_names(str(o["image_id"])) for _, o in rows[:8] if "image_id" in o]
+        candidates = [here, here / "images"] + ([here / split, here / "images" / split] if split else [])
+        folder = pick_image_dir(candidates, probes, file)
+    for lineno, obj in rows:
+        where = f"{file}: line {lineno}"
+
+        def make(o: dict = obj, w: str = where, n: int = lineno) -> dict:
+            image_id = str(entry_field(o, "image_id", (str, int), w))
+            caption = entry_field(o, "caption", str, w).strip()
+            image = load_image(first_existing(folder, image_names(image_id)), w)
+            return {"id": f"{image_id}/{o.get('annotator_id', n)}", "image": image, "caption": caption}
+
+        record = ctx.build(make)
+        if record is not None:
+            yield record

@@ -1,0 +1,69 @@
+"""OCR ("how to write") reader: cm3leon's ``ocr.jsonl`` format.
+
+There is no standard public format for this task (the paper mined Shutterstock
+with an OCR detector), so cm3leon defines one, which the procedural world exports::
+
+    {"image": "<path relative to the JSONL file>", "text": "OPEN 24 HOURS"}
+
+one JSON object per line.  ``path`` is the file or a folder holding ``ocr.jsonl``
+(or ``ocr_<split>.jsonl`` when ``split`` is given).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+from cm3leon.tasks.readers.common import (
+    FormatError,
+    ReadContext,
+    RecordError,
+    entry_field,
+    load_image,
+    reader,
+)
+
+__all__ = ["iter_jsonl", "read_ocr"]
+
+
+def iter_jsonl(path: Path, ctx: ReadContext) -> Iterator[tuple[int, dict]]:
+    """``(line number, object)`` for every non-blank line; a bad line is a RecordError."""
+    if not path.is_file():
+        raise FormatError(f"{path}: file not found")
+    with open(path, encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+
+            def parse(text: str = line, n: int = lineno) -> dict:
+                try:
+                    obj = json.loads(text)
+                except json.JSONDecodeError as err:
+                    raise RecordError(f"{path}: line {n}: not valid JSON: {err}", reason="bad_json") from None
+                if not isinstance(obj, dict):
+                    raise RecordError(f"{path}: line {n}: must be a JSON object", reason="wrong_type")
+                return obj
+
+            obj = ctx.attempt(parse)
+            if obj is not None:
+                yield lineno, obj
+
+
+@reader
+def read_ocr(path: Path, *, split: str | None, ctx: ReadContext) -> Iterator[dict]:
+    """One :class:`OCRRecord` per line: ``{"id": "<line>", "image", "text"}``."""
+    file = path if path.is_file() else path / (f"ocr_{split}.jsonl" if split else "ocr.jsonl")
+    if not file.is_file():
+        raise FormatError(f"{path}: no {file.name} here")
+    for lineno, obj in iter_jsonl(file, ctx):
+        where = f"{file}: line {lineno}"
+
+        def make(o: dict = obj, w: str = where, n: int = lineno) -> dict:
+            text = entry_field(o, "text", str, w)
+            image = load_image(file.parent / entry_field(o, "image", str, w), w)
+            return {"id": str(o.get("id", n)), "image": image, "text": text}
+
+        record = ctx.build(make)
+        if record is not None:
+            yield record

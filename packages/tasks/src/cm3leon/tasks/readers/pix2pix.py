@@ -1,0 +1,141 @@
+"""InstructPix2Pix readers: the released sample folders and the parquet release.
+
+Folder layout (``clip-filtered-dataset``)::
+
+    <root>/<sample>/prompt.json     {"input": "<input caption>", "edit": "<instruction>",
+                                     "output": "<edited caption>"}
+    <root>/<sample>/<seed>_0.jpg    input image of one seed
+    <root>/<sample>/<seed>_1.jpg    edited image of that seed
+
+Every ``<seed>_0`` / ``<seed>_1`` pair of a sample is one record (``id`` =
+``<sample>/<seed>``).  A pair with one half missing is a bad record.
+
+Parquet layout (the Hugging Face ``instructpix2pix`` datasets): columns
+``original_prompt``, ``original_image``, ``edit_prompt``, ``edited_prompt``,
+``edited_image``, the image columns being structs ``{"bytes": ..., "path": ...}``.
+``path`` is a ``.parquet`` file or a folder of them (with ``split``, only files whose
+name contains it); rows are streamed a batch at a time.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from cm3leon.tasks.readers.common import (
+    FormatError,
+    ReadContext,
+    RecordError,
+    entry_field,
+    load_image,
+    reader,
+)
+
+__all__ = ["PARQUET_COLUMNS", "read_instructpix2pix", "read_pix2pix_folder", "read_pix2pix_parquet"]
+
+PARQUET_COLUMNS = ("original_prompt", "original_image", "edit_prompt", "edited_prompt", "edited_image")
+
+
+@reader
+def read_instructpix2pix(path: Path, *, split: str | None, ctx: ReadContext) -> Iterator[dict]:
+    """Either layout, chosen by what ``path`` holds (parquet files or sample folders)."""
+    parquet = [path] if path.suffix == ".parquet" else sorted(path.glob("*.parquet")) if path.is_dir() else []
+    if parquet:
+        yield from _parquet(parquet, split, ctx, path)
+    elif path.is_dir():
+        yield from _folders(path, ctx)
+    else:
+        raise FormatError(f"{path}: expected a .parquet file or a folder of samples / parquet files")
+
+
+@reader
+def read_pix2pix_folder(path: Path, *, split: str | None, ctx: ReadContext) -> Iterator[dict]:
+    """Only the folder layout."""
+    yield from _folders(path, ctx)
+
+
+@reader
+def read_pix2pix_parquet(path: Path, *, split: str | None, ctx: ReadContext) -> Iterator[dict]:
+    """Only the parquet layout."""
+    yield from _parquet([path] if path.is_file() else sorted(path.glob("*.parquet")), split, ctx, path)
+
+
+def _folders(root: Path, ctx: ReadContext) -> Iterator[dict]:
+    prompts = sorted(root.glob("*/prompt.json")) or ([root / "prompt.json"] if (root / "prompt.json").is_file() else [])
+    if not prompts:
+        raise FormatError(f"{root}: no <sample>/prompt.json folders")
+    for prompt_file in prompts:
+        sample = prompt_file.parent
+        prompt = ctx.attempt(lambda f=prompt_file: _prompt(f))
+        if prompt is None:
+            continue
+        seeds = sorted({p.name.rsplit("_", 1)[0] for p in sample.glob("*_[01].jpg")})
+        if not seeds:
+            ctx.attempt(lambda f=prompt_file: _raise(f"{f}: no <seed>_0.jpg / <seed>_1.jpg images", "missing_image"))
+        for seed in seeds:
+            where = f"{prompt_file}: seed {seed}"
+            record = ctx.build(lambda s=seed, w=where, d=sample, p=prompt: {
+                "id": f"{d.name}/{s}", "image": load_image(d / f"{s}_0.jpg", w),
+                "instruction": p["edit"], "edited_image": load_image(d / f"{s}_1.jpg", w),
+                "input_caption": p["input"], "output_caption": p["output"]})  # fmt: skip
+            if record is not None:
+                yield record
+
+
+def _raise(message: str, reason: str) -> None:
+    raise RecordError(message, reason=reason)
+
+
+def _prompt(file: Path) -> dict[str, str]:
+    try:
+        data = json.loads(file.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise RecordError(f"{file}: not valid JSON: {err}", reason="bad_json") from None
+    return {k: entry_field(data, k, str, str(file)).strip() for k in ("input", "edit", "output")}
+
+
+def _image_cell(cell: Any, where: str) -> Any:
+    from PIL import Image, UnidentifiedImageError
+
+    if not isinstance(cell, dict) or not isinstance(cell.get("bytes"), (bytes, bytearray)):
+        raise RecordError(f"{where}: image must be a struct with 'bytes', got {type(cell).__name__}",
+                          reason="missing_image")  # fmt: skip
+    try:
+        with Image.open(io.BytesIO(cell["bytes"])) as im:
+            im.load()
+            return im.convert("RGB")
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+        raise RecordError(f"{where}: image bytes are corrupt: {err}", reason="corrupt_image") from None
+
+
+def _parquet(files: list[Path], split: str | None, ctx: ReadContext, root: Path) -> Iterator[dict]:
+    import pyarrow.parquet as pq
+
+    files = [f for f in files if split is None or split in f.name or len(files) == 1]
+    if not files:
+        raise FormatError(f"{root}: no .parquet files" + (f" for split {split!r}" if split else ""))
+    for file in files:
+        try:
+            pf = pq.ParquetFile(file)
+        except Exception as err:  # pyarrow raises several types for non-parquet input
+            raise FormatError(f"{file}: not a readable parquet file: {err}") from None
+        missing = [c for c in PARQUET_COLUMNS if c not in pf.schema_arrow.names]
+        if missing:
+            raise FormatError(f"{file}: missing column(s) {missing}; has {pf.schema_arrow.names}")
+        row = 0
+        for batch in pf.iter_batches(batch_size=64, columns=list(PARQUET_COLUMNS)):
+            for values in batch.to_pylist():
+                where = f"{file}: row {row}"
+                record = ctx.build(lambda v=values, w=where, r=row, f=file: {
+                    "id": f"{f.stem}/{r}",
+                    "image": _image_cell(v["original_image"], f"{w} original_image"),
+                    "instruction": entry_field(v, "edit_prompt", str, w).strip(),
+                    "edited_image": _image_cell(v["edited_image"], f"{w} edited_image"),
+                    "input_caption": str(v.get("original_prompt") or ""),
+                    "output_caption": str(v.get("edited_prompt") or "")})  # fmt: skip
+                row += 1
+                if record is not None:
+                    yield record

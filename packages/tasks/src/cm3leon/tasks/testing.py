@@ -1,0 +1,236 @@
+"""Conformance suite for SFT task plugins (langchain "standard tests" style).
+
+A task plugin author subclasses :class:`TaskConformance` in their own test file,
+names the registered task and (unless the task has an ``example(rng)`` method)
+supplies one valid record; pytest collects every inherited check::
+
+    import pytest
+    from cm3leon.tasks.testing import TaskConformance
+
+    class TestMyTask(TaskConformance):
+        name = "my_task"
+
+        @pytest.fixture
+        def record(self):
+            return {"id": "1", "image": my_image, "caption": "a cat"}
+
+The checks: the factory builds a :class:`cm3leon.core.interfaces.Task` named like its
+spec; templates are non-empty strings whose ``<break>`` segments are non-empty;
+rendering gives a non-empty :class:`~cm3leon.core.documents.Document` without empty
+text segments; the same seed renders the same document; the spec's declared
+``inputs``/``outputs`` modalities are exactly those of the rendered segments; the
+document round-trips through :class:`cm3leon.core.serialize.DocumentTokenizer`
+(byte-level text, a small deterministic probe image tokenizer) with ``<break>`` exactly
+where Figure 8 puts it; a malformed record raises ``ValueError`` (what
+``cm3leon data prepare --skip-bad`` counts); and a reader, if declared, accepts the
+reader contract's keywords.  The repository runs the suite over every registered
+task (``tests/tasks/test_conformance.py``).
+
+Requires pytest (``pip install cm3leon-tasks[testing]``).
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import pytest
+
+from cm3leon.core.documents import Document, ImageSegment, TextSegment
+from cm3leon.core.interfaces import Task
+from cm3leon.core.plugins import get_registries
+from cm3leon.core.registry import TaskSpec, resolve_object
+from cm3leon.core.vocab import Vocabulary
+
+__all__ = ["MODALITIES", "ProbeImageTokenizer", "TaskConformance", "probe_tokenizer", "segment_layout"]
+
+MODALITIES = ("text", "image")
+
+
+class ProbeImageTokenizer:
+    """A tiny deterministic image tokenizer for layout tests (not a VQ model).
+
+    Each image is box-filtered to ``side x side`` pixels and every pixel becomes one code
+    from its colour quantised to 4 levels per channel (codebook of 64).  Different images
+    almost always get different codes, which is all a layout test needs.
+    """
+
+    codebook_size = 64
+
+    def __init__(self, side: int = 2) -> None:
+        self.side = side
+
+    @property
+    def num_tokens(self) -> int:
+        return self.side * self.side
+
+    @property
+    def image_size(self) -> int:
+        return self.side
+
+    def encode(self, images: Sequence[Any]) -> np.ndarray:
+        """Codes ``(B, side * side)`` int64."""
+        from PIL import Image
+
+        rows = []
+        for image in images:
+            pil = image if isinstance(image, Image.Image) else Image.fromarray(np.asarray(image, np.uint8))
+            small = np.asarray(pil.convert("RGB").resize((self.side, self.side), Image.BOX), np.int64)
+            q = small // 64  # (side, side, 3) in [0, 4)
+            rows.append((q[..., 0] * 16 + q[..., 1] * 4 + q[..., 2]).ravel())
+        return np.stack(rows)
+
+    def decode(self, codes: Any) -> list[Any]:
+        """Codes -> flat-colour RGB images (the quantised colours)."""
+        from PIL import Image
+
+        out = []
+        for row in np.asarray(codes, np.int64).reshape(-1, self.num_tokens):
+            rgb = np.stack([row // 16, (row // 4) % 4, row % 4], axis=-1) * 64 + 32
+            out.append(Image.fromarray(rgb.reshape(self.side, self.side, 3).astype(np.uint8)))
+        return out
+
+    def save(self, directory: str | Path) -> Path:
+        from cm3leon.core.io import atomic_write_json
+
+        return atomic_write_json(Path(directory) / "probe_tokenizer.json", {"side": self.side})
+
+
+def probe_tokenizer(num_sentinels: int = 2) -> Any:
+    """A :class:`DocumentTokenizer` with byte-level text and :class:`ProbeImageTokenizer` images."""
+    from cm3leon.core.serialize import DocumentTokenizer
+    from cm3leon.core.tokenization import ByteTokenizer
+
+    text, image = ByteTokenizer(), ProbeImageTokenizer()
+    vocab = Vocabulary(text_size=text.vocab_size, image_size=image.codebook_size, num_sentinels=num_sentinels)
+    return DocumentTokenizer(vocab, text, image)
+
+
+def segment_layout(doc: Document) -> list[str]:
+    """``["text", "image", ...]`` of a document's segments."""
+    return [s.modality for s in doc.segments]
+
+
+class TaskConformance:
+    """Checks every SFT task must pass; subclass and set :attr:`name`.
+
+    Attributes:
+        name: the registered task name.
+        task_options: keyword options for the task factory.
+        seeds: seeds used by the determinism and template-coverage checks.
+    """
+
+    name: ClassVar[str]
+    task_options: ClassVar[dict[str, Any]] = {}
+    seeds: ClassVar[tuple[int, ...]] = tuple(range(24))
+
+    # ------------------------------------------------------------- fixtures
+    @pytest.fixture
+    def task_name(self) -> str:
+        return self.name
+
+    @pytest.fixture
+    def spec(self, task_name: str) -> TaskSpec:
+        return get_registries().tasks.get(task_name)
+
+    @pytest.fixture
+    def task(self, spec: TaskSpec) -> Any:
+        return spec.build(**self.task_options)
+
+    @pytest.fixture
+    def record(self, task: Any) -> dict[str, Any]:
+        """One valid record; override in a subclass when the task has no ``example(rng)``."""
+        if not callable(getattr(task, "example", None)):
+            pytest.skip(f"task {task.name!r} has no example(rng); its own test must supply `record`")
+        return task.example(np.random.default_rng(0))
+
+    # ---------------------------------------------------------------- checks
+    def test_is_task(self, task: Any, spec: TaskSpec) -> None:
+        assert isinstance(task, Task), f"{spec.name}: factory returned {type(task).__name__}, not a Task"
+        assert task.name == spec.name, f"task.name {task.name!r} != registered name {spec.name!r}"
+
+    def test_templates_non_empty(self, task: Any) -> None:
+        templates = list(task.templates)
+        assert templates, f"{task.name}: no templates"
+        for t in templates:
+            assert isinstance(t, str) and t.strip(), f"{task.name}: empty template {t!r}"
+            parts = t.split("<break>")
+            assert all(p.strip() for p in parts), f"{task.name}: template {t!r} has an empty segment"
+
+    def test_declared_modalities(self, spec: TaskSpec) -> None:
+        for side in ("inputs", "outputs"):
+            values = getattr(spec, side)
+            assert values and set(values) <= set(MODALITIES), f"{spec.name}.{side} = {values!r}"
+
+    def test_renders_document(self, task: Any, record: dict[str, Any]) -> None:
+        doc = task.render(record, rng=np.random.default_rng(0))
+        assert isinstance(doc, Document), f"{task.name}: render returned {type(doc).__name__}"
+        assert doc.segments and not doc.is_empty(), f"{task.name}: rendered an empty document"
+        for i, seg in enumerate(doc.segments):
+            if isinstance(seg, TextSegment):
+                assert seg.text.strip(), f"{task.name}: segment {i} is empty text"
+            else:
+                assert isinstance(seg, ImageSegment) and seg.pil().size[0] > 0
+
+    def test_modalities_match_rendering(self, task: Any, spec: TaskSpec, record: dict[str, Any]) -> None:
+        for seed in self.seeds[:8]:
+            doc = task.render(record, rng=np.random.default_rng(seed))
+            declared = set(spec.inputs) | set(spec.outputs)
+            assert set(segment_layout(doc)) == declared, (
+                f"{task.name}: rendered modalities {segment_layout(doc)} but the spec declares "
+                f"inputs={spec.inputs} outputs={spec.outputs}"
+            )
+
+    def test_deterministic_with_seed(self, task: Any, record: dict[str, Any]) -> None:
+        for seed in self.seeds[:4]:
+            a = task.render(record, rng=np.random.default_rng(seed))
+            b = task.render(record, rng=np.random.default_rng(seed))
+            assert a == b, f"{task.name}: two renderings with seed {seed} differ"
+
+    def test_every_template_is_used(self, task: Any, record: dict[str, Any]) -> None:
+        used = {task.render(record, rng=np.random.default_rng(s)).meta.get("template") for s in self.seeds}
+        if None in used:
+            pytest.skip(f"{task.name} does not record meta['template']")
+        assert used == set(range(len(task.templates))), f"{task.name}: templates used {sorted(used)}"
+
+    def test_tokenization_round_trip(self, task: Any, record: dict[str, Any]) -> None:
+        tok = probe_tokenizer()
+        doc = task.render(record, rng=np.random.default_rng(0))
+        ids = tok.encode(doc)
+        back = tok.decode(ids)
+        assert segment_layout(back) == segment_layout(doc), f"{task.name}: layout changed in round trip"
+        probe = tok.image_tokenizer
+        for seg, got in zip(doc.segments, back.segments, strict=True):
+            if isinstance(seg, TextSegment):
+                assert got.text == seg.text, f"{task.name}: text {seg.text!r} came back as {got.text!r}"
+            else:
+                assert list(got.codes) == probe.encode([seg.pil()])[0].tolist()
+        # Figure 8: every image is bracketed by <break>; no two <break> in a row.
+        v = tok.vocab
+        breaks = ids == v.break_id
+        assert not (breaks[1:] & breaks[:-1]).any(), f"{task.name}: two <break> in a row"
+        is_image = ids >= v.image_offset
+        assert not is_image[0] and not is_image[-1], f"{task.name}: an image run is not bracketed"
+        starts = np.flatnonzero(is_image[1:] & ~is_image[:-1]) + 1  # first code of each image
+        ends = np.flatnonzero(is_image[:-1] & ~is_image[1:])  # last code of each image
+        assert all(ids[s - 1] == v.break_id for s in starts), f"{task.name}: image without opening <break>"
+        assert all(ids[e + 1] == v.break_id for e in ends), f"{task.name}: image without closing <break>"
+        assert len(starts) == len(doc.images), f"{task.name}: {len(starts)} image runs for {len(doc.images)} images"
+
+    def test_malformed_record_raises_value_error(self, task: Any) -> None:
+        with pytest.raises(ValueError) as info:
+            task.render({"id": "broken"}, rng=np.random.default_rng(0))
+        assert str(info.value).strip(), f"{task.name}: error without a message"
+
+    def test_reader_contract(self, spec: TaskSpec) -> None:
+        if spec.reader is None:
+            pytest.skip(f"{spec.name} declares no reader")
+        reader = resolve_object(spec.reader)
+        assert callable(reader), f"{spec.name}: reader {spec.reader!r} is not callable"
+        params = inspect.signature(reader).parameters
+        has_kwargs = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+        for keyword in ("split", "skip_bad", "stats"):
+            assert keyword in params or has_kwargs, f"{spec.name}: reader does not accept {keyword}="
