@@ -1,1 +1,122 @@
-"""Built-in plugin."""
+"""Built-in components of ``cm3leon-eval``, registered like any third-party plugin.
+
+One hookimpl per hook (pluggy allows one per plugin): add new specs to the returned lists.
+Factories are lazy ``"module:attr"`` strings so that listing plugins does not import torch.
+"""
+
+from __future__ import annotations
+
+from cm3leon.core.hookspecs import hookimpl
+from cm3leon.core.registry import (
+    CommandSpec,
+    ConfigSchemaSpec,
+    FeatureExtractorSpec,
+    MetricSpec,
+    RunnerSpec,
+)
+
+
+@hookimpl
+def cm3leon_register_metrics() -> list[MetricSpec]:
+    return [
+        MetricSpec(
+            "fid",
+            "cm3leon.eval.fid:FrechetDistance",
+            "Fréchet distance of image features (FID), exact across ranks.",
+        ),
+        MetricSpec(
+            "clip_score",
+            "cm3leon.eval.clip_score:CLIPScore",
+            "CLIP score: 100 * max(cos(image, text), 0), averaged.",
+        ),
+        MetricSpec(
+            "cider_d",
+            "cm3leon.eval.cider:CiderD",
+            "CIDEr-D as coco-caption computes it (PTB tokens), gathered then scored.",
+        ),
+        MetricSpec(
+            "vqa_accuracy",
+            "cm3leon.eval.vqa:VQAAccuracy",
+            "Official VQA accuracy with per question/answer type means.",
+        ),
+    ]
+
+
+@hookimpl
+def cm3leon_register_feature_extractors() -> list[FeatureExtractorSpec]:
+    return [
+        FeatureExtractorSpec(
+            "inception",
+            "cm3leon.eval.features:inception_extractor",
+            "FID Inception-v3 pool3 (2048-d) from a local pt_inception weights file.",
+        ),
+        FeatureExtractorSpec(
+            "clip",
+            "cm3leon.eval.features:clip_extractor",
+            "CLIP image embeddings of a registered DocumentEncoder.",
+        ),
+    ]
+
+
+@hookimpl
+def cm3leon_register_config_schemas() -> list[ConfigSchemaSpec]:
+    return [
+        ConfigSchemaSpec(
+            "ablation",
+            "cm3leon.eval.ablation.spec:AblationConfig",
+            "Ablation matrix: base + matrix + run_name + report.",
+            directories=("ablations",),
+        ),
+    ]
+
+
+@hookimpl
+def cm3leon_register_runners() -> list[RunnerSpec]:
+    return [
+        RunnerSpec(
+            "fid_gaussian",
+            "cm3leon.eval.runners:run_fid_gaussian",
+            "FID of two sampled Gaussians vs the exact distance.",
+            schema="cm3leon.eval.runners:FidGaussianConfig",
+        ),
+        RunnerSpec(
+            "fid",
+            "cm3leon.eval.runners:run_fid",
+            "FID between image folders or .npz stats.",
+            schema="cm3leon.eval.runners:FidRunConfig",
+        ),
+        RunnerSpec(
+            "text_to_image",
+            "cm3leon.eval.runners:run_text_to_image",
+            "CLIP re-ranking of generated candidates, FID and CLIP score.",
+            schema="cm3leon.eval.runners:TextToImageRunConfig",
+        ),
+        RunnerSpec(
+            "captioning",
+            "cm3leon.eval.runners:run_captioning",
+            "CIDEr-D of a COCO captions results file.",
+            schema="cm3leon.eval.runners:CaptioningRunConfig",
+        ),
+        RunnerSpec(
+            "vqa",
+            "cm3leon.eval.runners:run_vqa",
+            "Official VQA accuracy of a results file.",
+            schema="cm3leon.eval.runners:VQARunConfig",
+        ),
+    ]
+
+
+@hookimpl
+def cm3leon_register_commands() -> list[CommandSpec]:
+    return [
+        CommandSpec(
+            "eval",
+            "cm3leon.eval.cli:eval_group",
+            "Score generated outputs: FID, CIDEr-D, VQA accuracy, text-to-image; grids.",
+        ),
+        CommandSpec(
+            "ablate",
+            "cm3leon.eval.cli:ablate_command",
+            "Run an ablation matrix (configs/ablations/*.yaml): tables and plots.",
+        ),
+    ]

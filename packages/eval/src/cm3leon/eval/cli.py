@@ -1,0 +1,292 @@
+"""``cm3leon eval ...`` (score files, FID, grids) and ``cm3leon ablate`` commands."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import click
+import yaml
+
+__all__ = ["ablate_command", "eval_group"]
+
+
+@contextlib.contextmanager
+def _user_errors() -> Iterator[None]:
+    """Turn input errors into one-line click errors (tracebacks are for bugs)."""
+    from cm3leon.core.config import ConfigError
+    from cm3leon.core.registry import UnknownComponentError
+    from cm3leon.eval.features import EncoderNotFoundError
+    from cm3leon.eval.formats import FormatError
+    from cm3leon.eval.frechet import FrechetError
+    from cm3leon.eval.inception import InceptionWeightsError
+    from cm3leon.eval.ptb import PTBTokenizerError
+
+    try:
+        yield
+    except (
+        ConfigError, EncoderNotFoundError, FileNotFoundError, FormatError, FrechetError,
+        InceptionWeightsError, PTBTokenizerError, UnknownComponentError,
+    ) as err:  # fmt: skip
+        raise click.ClickException(str(err)) from None
+
+
+def _options(pairs: Sequence[str], weights: str | None = None) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for item in pairs:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise click.BadParameter(f"{item!r}: expected key=value", param_hint="--option")
+        out[key.strip()] = yaml.safe_load(raw) if raw.strip() else ""
+    if weights:
+        out["weights_path"] = weights
+    return out
+
+
+def _emit(result: dict[str, Any], out: str | None) -> None:
+    from cm3leon.eval.protocols import write_result
+
+    metrics = result.get("metrics", {})
+    click.echo(
+        "  ".join(
+            f"{k} = {v:.4f}" if isinstance(v, float) else f"{k} = {v}" for k, v in metrics.items()
+        )
+    )
+    if out:
+        write_result(out, result)
+        click.echo(f"wrote {out}")
+    else:
+        click.echo(
+            json.dumps({k: v for k, v in result.items() if not k.startswith("per_")}, indent=2)
+        )
+
+
+_features_opts = [
+    click.option(
+        "--features", default="inception", show_default=True, help="Registered feature extractor."
+    ),
+    click.option(
+        "--weights",
+        default=None,
+        help="Inception weights file (pt_inception-2015-12-05-6726825d.pth).",
+    ),
+    click.option(
+        "--option", "-O", "options", multiple=True, help="Extractor option key=value (repeatable)."
+    ),
+    click.option("--batch-size", default=32, show_default=True),
+]
+
+
+def _with_features(fn: Any) -> Any:
+    for deco in reversed(_features_opts):
+        fn = deco(fn)
+    return fn
+
+
+@click.group("eval")
+def eval_group() -> None:
+    """Score generated outputs: FID, CIDEr-D, VQA accuracy, text-to-image; sample grids."""
+
+
+@eval_group.command("fid")
+@click.argument("real", type=click.Path(exists=True))
+@click.argument("fake", type=click.Path(exists=True))
+@_with_features
+@click.option("--method", type=click.Choice(["eigh", "sqrtm"]), default="eigh", show_default=True)
+@click.option("--save-real-stats", default=None, help="Also write REAL's stats (.npz) for reuse.")
+@click.option("--out", default=None, help="Write the JSON result here.")
+def fid_command(
+    real: str,
+    fake: str,
+    features: str,
+    weights: str | None,
+    options: tuple[str, ...],
+    batch_size: int,
+    method: str,
+    save_real_stats: str | None,
+    out: str | None,
+) -> None:
+    """FID between REAL and FAKE (image folders or .npz stats files)."""
+    from cm3leon.eval.protocols import fid_between
+
+    with _user_errors():
+        res = fid_between(
+            real,
+            fake,
+            features=features,
+            features_options=_options(options, weights),
+            batch_size=batch_size,
+            method=method,
+            save_real_stats=save_real_stats,
+        )
+    _emit(res, out)
+
+
+@eval_group.command("stats")
+@click.argument("folder", type=click.Path(exists=True, file_okay=False))
+@_with_features
+@click.option("--out", required=True, help="Output .npz (pytorch-fid format: mu, sigma).")
+def stats_command(
+    folder: str,
+    features: str,
+    weights: str | None,
+    options: tuple[str, ...],
+    batch_size: int,
+    out: str,
+) -> None:
+    """Feature statistics of a reference image FOLDER, for repeated FID runs."""
+    from cm3leon.eval.fid import build_feature_extractor
+    from cm3leon.eval.protocols import feature_stats
+
+    with _user_errors():
+        stats = feature_stats(
+            folder,
+            build_feature_extractor(features, _options(options, weights)),
+            batch_size=batch_size,
+        )
+        stats.save(out)
+    click.echo(f"wrote {out} ({stats.num_samples} images, {stats.dim} features)")
+
+
+@eval_group.command("captions")
+@click.argument("predictions", type=click.Path(exists=True, dir_okay=False))
+@click.argument("references", type=click.Path(exists=True, dir_okay=False))
+@click.option(
+    "--tokenizer", type=click.Choice(["ptb", "whitespace"]), default="ptb", show_default=True
+)
+@click.option("--partial", is_flag=True, help="Score only the images that have a prediction.")
+@click.option("--out", default=None, help="Write the JSON result here.")
+def captions_command(
+    predictions: str, references: str, tokenizer: str, partial: bool, out: str | None
+) -> None:
+    """CIDEr-D of COCO-format PREDICTIONS against REFERENCES."""
+    from cm3leon.eval.protocols import score_caption_files
+
+    with _user_errors():
+        res = score_caption_files(predictions, references, tokenizer=tokenizer, partial=partial)
+    _emit(res, out)
+
+
+@eval_group.command("vqa")
+@click.argument("predictions", type=click.Path(exists=True, dir_okay=False))
+@click.argument("annotations", type=click.Path(exists=True, dir_okay=False))
+@click.option("--partial", is_flag=True, help="Score only the questions that have a prediction.")
+@click.option("--out", default=None, help="Write the JSON result here.")
+def vqa_command(predictions: str, annotations: str, partial: bool, out: str | None) -> None:
+    """Official VQA accuracy of PREDICTIONS against ANNOTATIONS."""
+    from cm3leon.eval.protocols import score_vqa_files
+
+    with _user_errors():
+        res = score_vqa_files(predictions, annotations, partial=partial)
+    _emit(res, out)
+
+
+@eval_group.command("t2i")
+@click.argument("manifest", type=click.Path(exists=True, dir_okay=False))
+@click.argument("reference", type=click.Path(exists=True))
+@click.option(
+    "--encoder", default="clip", show_default=True, help="DocumentEncoder name or module:factory."
+)
+@click.option(
+    "--num-candidates", type=int, default=None, help="Re-rank the first N samples per prompt."
+)
+@_with_features
+@click.option("--grid", default=None, help="Write a prompts x candidates sample grid (PNG).")
+@click.option("--out", default=None, help="Write the JSON result here.")
+def t2i_command(
+    manifest: str,
+    reference: str,
+    encoder: str,
+    num_candidates: int | None,
+    features: str,
+    weights: str | None,
+    options: tuple[str, ...],
+    batch_size: int,
+    grid: str | None,
+    out: str | None,
+) -> None:
+    """Text-to-image: CLIP re-ranking of MANIFEST's samples, FID vs REFERENCE, CLIP score."""
+    from cm3leon.eval.protocols import text_to_image_protocol
+
+    with _user_errors():
+        res = text_to_image_protocol(
+            manifest,
+            reference,
+            encoder=encoder,
+            num_candidates=num_candidates,
+            features=features,
+            features_options=_options(options, weights),
+            batch_size=batch_size,
+            grid_path=grid,
+        )
+    _emit(res, out)
+
+
+@eval_group.command("grid")
+@click.argument("folder", type=click.Path(exists=True, file_okay=False))
+@click.option("--out", required=True, help="Output PNG.")
+@click.option("--ncols", default=8, show_default=True)
+@click.option("--limit", default=64, show_default=True, help="At most this many images.")
+def grid_command(folder: str, out: str, ncols: int, limit: int) -> None:
+    """A sample grid of the images in FOLDER (sorted by path)."""
+    from PIL import Image
+
+    from cm3leon.eval.formats import list_images
+    from cm3leon.eval.grid import save_grid
+
+    with _user_errors():
+        files = list_images(folder)[:limit]
+        images = []
+        for f in files:
+            with Image.open(f) as im:
+                images.append(im.convert("RGB"))
+        save_grid(out, images, ncols=ncols, captions=[f.stem for f in files])
+    click.echo(f"wrote {out} ({len(files)} images)")
+
+
+@click.command("ablate")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False))
+@click.argument("overrides", nargs=-1)
+@click.option(
+    "--out", default=None, help="Output directory (default: output_dir or runs/ablations/NAME)."
+)
+@click.option("--force", is_flag=True, help="Re-run finished runs too.")
+@click.option("--keep-going", is_flag=True, help="Record failed runs and continue.")
+@click.option("--dry-run", is_flag=True, help="Validate every run and write the plan; run nothing.")
+@click.option("--only", multiple=True, help="Run only this run name (repeatable).")
+def ablate_command(
+    path: str,
+    overrides: tuple[str, ...],
+    out: str | None,
+    force: bool,
+    keep_going: bool,
+    dry_run: bool,
+    only: tuple[str, ...],
+) -> None:
+    """Expand the ablation file PATH (base + matrix) into runs, run the unfinished ones, and
+    write results.md/.csv, pivot tables and plots.  OVERRIDES (dotted key=value) edit the file."""
+    from cm3leon.eval.ablation.execute import AblationRunError, run_ablation
+
+    with _user_errors():
+        try:
+            res = run_ablation(
+                path,
+                overrides=overrides,
+                out_dir=out,
+                force=force,
+                keep_going=keep_going,
+                dry_run=dry_run,
+                only=only,
+            )
+        except AblationRunError as err:
+            raise click.ClickException(str(err)) from None
+    counts = ", ".join(
+        f"{res.count(s)} {s}" for s in ("done", "skipped", "failed", "pending") if res.count(s)
+    )
+    click.echo(f"{res.config.name}: {len(res.outcomes)} runs ({counts})")
+    for p in res.report_files:
+        click.echo(f"  {p}")
+    if res.count("failed"):
+        raise SystemExit(1)
