@@ -8,7 +8,14 @@ plugins does not import torch.
 from __future__ import annotations
 
 from cm3leon.core.hookspecs import hookimpl
-from cm3leon.core.registry import CommandSpec, ModelSpec, SourceSpec, TokenizerSpec
+from cm3leon.core.registry import (
+    CallbackSpec,
+    CommandSpec,
+    ConfigSchemaSpec,
+    ModelSpec,
+    SourceSpec,
+    TokenizerSpec,
+)
 
 
 @hookimpl
@@ -28,6 +35,11 @@ def cm3leon_register_commands() -> list[CommandSpec]:
             "data",
             "cm3leon.core.data_cli:data_command",
             "Prepare MDS shards of documents or token ids; inspect and hash-check them.",
+        ),
+        CommandSpec(
+            "train",
+            "cm3leon.core.train.cli:train_command",
+            "Train with Composer (pretrain / SFT; `composer -n N -m cm3leon.core.train`), export, plot.",
         ),
     ]
 
@@ -76,4 +88,32 @@ def cm3leon_register_models() -> list[ModelSpec]:
     return [
         ModelSpec(name, f"cm3leon.core.model.builders:{name}", description)
         for name, description in _MODEL_BUILDERS.items()
+    ]
+
+
+# ---------------------------------------------------------------- training
+_TRAIN_CALLBACKS = {
+    "speed_monitor": ("cm3leon.core.train.callbacks:speed_monitor",
+                      "Tokens/s, FLOP/s and MFU (Composer SpeedMonitor; CPU peak measurable)."),
+    "lr_monitor": ("composer.callbacks:LRMonitor", "Log the learning rate every batch."),
+    "optimizer_monitor": ("composer.callbacks:OptimizerMonitor", "Log gradient and update norms."),
+    "memory_monitor": ("composer.callbacks:MemoryMonitor", "Log GPU memory statistics."),
+    "runtime_estimator": ("composer.callbacks:RuntimeEstimator", "Estimate the remaining training time."),
+}
+
+
+@hookimpl
+def cm3leon_register_callbacks() -> list[CallbackSpec]:
+    return [CallbackSpec(name, factory, description) for name, (factory, description) in _TRAIN_CALLBACKS.items()]
+
+
+@hookimpl
+def cm3leon_register_config_schemas() -> list[ConfigSchemaSpec]:
+    return [
+        ConfigSchemaSpec(
+            "train",
+            "cm3leon.core.train.config:TrainConfig",
+            "Composer training run: model, data streams, AdamW, warm-up schedule, FSDP, checkpoints.",
+            directories=("pretrain", "sft"),
+        ),
     ]

@@ -1,0 +1,187 @@
+"""Small builders, one per thing the Trainer needs; :func:`cm3leon.core.train.loop.train` lists them.
+
+Each takes the relevant config section and returns a ready object, raising
+:class:`cm3leon.core.config.ConfigError` (with the dotted key) on a bad value.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import uuid
+from pathlib import Path
+from typing import Any
+
+import torch
+from composer.core import Algorithm, Callback
+from composer.loggers import LoggerDestination
+
+from cm3leon.core.config import ConfigError, build_component, save_config
+from cm3leon.core.model import CM3LeonTransformer
+from cm3leon.core.plugins import get_registries
+from cm3leon.core.train.callbacks import LossCurvePlot, NonFiniteGuard, RunInfo
+from cm3leon.core.train.checkpoint import AtomicCheckpointSaver
+from cm3leon.core.train.composer_model import CM3LeonComposerModel
+from cm3leon.core.train.config import TrainConfig
+from cm3leon.core.train.logs import JSONLLogger
+from cm3leon.core.vocab import Vocabulary
+
+__all__ = [
+    "RunPaths",
+    "build_algorithms",
+    "build_callbacks",
+    "build_composer_model",
+    "build_loggers",
+    "build_optimizer",
+    "build_parallelism",
+    "build_scheduler",
+    "prepare_run",
+]
+
+log = logging.getLogger(__name__)
+
+
+class RunPaths:
+    """Where a run's files go (all derived from the config)."""
+
+    def __init__(self, cfg: TrainConfig) -> None:
+        self.run_dir = Path(cfg.run_dir)
+        self.save_folder = Path(cfg.checkpoint.save_folder or self.run_dir / "checkpoints")
+        self.metrics = Path(cfg.logging.jsonl or self.run_dir / "metrics.jsonl")
+        self.curve = self.run_dir / "loss_curve.png"
+        self.cache = self.run_dir / "cache"
+        self.config = self.run_dir / "config.yaml"
+
+
+def _check_writable(directory: Path, key: str) -> None:
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        probe = directory / f".write-test-{os.getpid()}-{uuid.uuid4().hex}"
+        probe.write_bytes(b"ok")
+        probe.unlink()
+    except OSError as err:
+        raise ConfigError(f"{key}: {directory} is not writable ({err.strerror or err})") from None
+
+
+def prepare_run(cfg: TrainConfig, *, rank: int) -> RunPaths:
+    """Create the run directory and check the save folder is writable, before step 1.
+
+    Rank 0 also writes the resolved config (``<run_dir>/config.yaml``, atomically).
+    """
+    paths = RunPaths(cfg)
+    _check_writable(paths.run_dir, "run_dir")
+    _check_writable(paths.save_folder, "checkpoint.save_folder")
+    if rank == 0:
+        save_config(cfg, paths.config)
+    return paths
+
+
+def build_composer_model(cfg: TrainConfig, vocab: Vocabulary) -> CM3LeonComposerModel:
+    """The registered model builder (``model.name``), sized to ``vocab``, wrapped for Composer."""
+    options = dict(cfg.model.options)
+    if "vocab_size" in options:
+        raise ConfigError("model.options.vocab_size: set by the data's vocabulary, do not configure it")
+    options["vocab_size"] = vocab.size
+    if "max_seq_len" not in options:
+        options.setdefault("max_seq_len", cfg.data.seq_len)
+    model = build_component(get_registries().models, {"name": cfg.model.name, "options": options},
+                            where="model")
+    if not isinstance(model, CM3LeonTransformer):
+        raise ConfigError(f"model.name: {cfg.model.name!r} built a {type(model).__name__}, not a CM3LeonTransformer")
+    if model.config.max_seq_len < cfg.data.seq_len:
+        raise ConfigError(
+            f"data.seq_len={cfg.data.seq_len} exceeds the model's max_seq_len={model.config.max_seq_len}"
+        )
+    if cfg.model.init_from:
+        _init_from_export(model, cfg.model.init_from, vocab)
+    return CM3LeonComposerModel(
+        model, vocab, use_loss_weights=cfg.data.use_loss_weights,
+        fsdp_wrap_blocks=cfg.fsdp.enabled, activation_checkpointing=cfg.model.activation_checkpointing,
+    )
+
+
+def _init_from_export(model: CM3LeonTransformer, path: str, vocab: Vocabulary) -> None:
+    from cm3leon.core.checkpoint import load_exported
+
+    if not Path(path).exists():
+        raise ConfigError(f"model.init_from: {path} does not exist (export a checkpoint with `cm3leon train export`)")
+    exported = load_exported(path)
+    if exported.vocab != vocab:
+        raise ConfigError(f"model.init_from: {path} was trained with vocabulary {exported.vocab}, the data uses {vocab}")
+    theirs, ours = exported.model.config.to_dict(), model.config.to_dict()
+    diff = {k: f"export {theirs[k]!r} vs config {ours[k]!r}" for k in ours if theirs[k] != ours[k]}
+    if diff:
+        raise ConfigError(f"model.init_from: {path} has a different architecture: {diff}")
+    model.load_state_dict(exported.model.state_dict(), strict=True)
+    log.info("initialised %s from %s", type(model).__name__, path)
+
+
+def build_optimizer(cfg: TrainConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
+    """AdamW over every parameter (metaseq/OPT apply weight decay to all of them)."""
+    o = cfg.optim
+    return torch.optim.AdamW(model.parameters(), lr=o.lr, betas=(o.betas[0], o.betas[1]), eps=o.eps,
+                             weight_decay=o.weight_decay)
+
+
+def build_scheduler(cfg: TrainConfig) -> Any:
+    """Linear warm-up (Table 3: 1500 steps; Table 4: 150), then linear/cosine decay or constant."""
+    from composer.optim import (
+        ConstantWithWarmupScheduler,
+        CosineAnnealingWithWarmupScheduler,
+        LinearWithWarmupScheduler,
+    )
+
+    s = cfg.scheduler
+    if s.name == "linear":
+        return LinearWithWarmupScheduler(t_warmup=s.warmup, alpha_f=s.alpha_f)
+    if s.name == "cosine":
+        return CosineAnnealingWithWarmupScheduler(t_warmup=s.warmup, alpha_f=s.alpha_f)
+    return ConstantWithWarmupScheduler(t_warmup=s.warmup)
+
+
+def build_algorithms(cfg: TrainConfig) -> list[Algorithm]:
+    """Gradient clipping by global norm (Composer algorithm, FSDP-aware)."""
+    from composer.algorithms import GradientClipping
+
+    if cfg.optim.grad_clip_norm is None:
+        return []
+    return [GradientClipping(clipping_type="norm", clipping_threshold=cfg.optim.grad_clip_norm)]
+
+
+def build_callbacks(cfg: TrainConfig, paths: RunPaths, model: CM3LeonComposerModel,
+                    vocab: Vocabulary) -> list[Callback]:
+    """The checkpoint saver, the NaN guard, run info, the curve plot, and the configured extras."""
+    callbacks: list[Callback] = [
+        RunInfo(model.config.to_dict(), vocab.to_dict(), cfg.run_name),
+        NonFiniteGuard(cfg.nonfinite.policy, max_consecutive_skips=cfg.nonfinite.max_consecutive_skips,
+                       check_gradients=cfg.nonfinite.check_gradients),
+        AtomicCheckpointSaver(paths.save_folder, save_interval=cfg.checkpoint.save_interval,
+                              num_checkpoints_to_keep=cfg.checkpoint.num_to_keep,
+                              overwrite=cfg.checkpoint.overwrite),
+    ]
+    if cfg.logging.plot:
+        callbacks.append(LossCurvePlot(paths.metrics, paths.curve))
+    registry = get_registries().callbacks
+    for i, component in enumerate(cfg.callbacks):
+        callback = build_component(registry, component, where=f"callbacks[{i}]")
+        if not isinstance(callback, (Callback, Algorithm)):
+            raise ConfigError(f"callbacks[{i}]: {component.name!r} built a {type(callback).__name__}, "
+                              "not a Composer Callback")
+        callbacks.append(callback)
+    return callbacks
+
+
+def build_loggers(cfg: TrainConfig, paths: RunPaths) -> list[LoggerDestination]:
+    """The JSONL metrics file (plus Composer's console logger, configured on the Trainer)."""
+    return [JSONLLogger(paths.metrics)]
+
+
+def build_parallelism(cfg: TrainConfig) -> dict[str, Any] | None:
+    """Composer 0.32 ``parallelism_config`` (``{"fsdp": {...}}``) or ``None`` for DDP / single."""
+    if not cfg.fsdp.enabled:
+        return None
+    from dataclasses import asdict
+
+    fsdp = {k: v for k, v in asdict(cfg.fsdp).items() if k != "enabled"}
+    fsdp["activation_checkpointing"] = cfg.model.activation_checkpointing
+    return {"fsdp": fsdp}

@@ -1,0 +1,193 @@
+"""Composer callbacks of the CM3Leon trainer (selectable by name: ``cm3leon plugins list``).
+
+The training loop is Composer's; everything CM3Leon-specific hooks into its events.  One
+optimizer step, as event pseudo-code (Composer's ``Event`` order)::
+
+    BATCH_START
+    for microbatch in batch:                 # device_train_microbatch_size rows each
+        forward -> logits (B, T, V)
+        AFTER_LOSS          NonFiniteGuard   remember whether this loss is finite
+        backward
+    AFTER_TRAIN_BATCH       GradientClipping clip the global norm (algorithm, runs first)
+                            NonFiniteGuard   all-reduce "bad" (MAX) -> every rank agrees;
+                                             skip: drop all gradients; stop: raise
+    optimizer.step()                         (no gradients -> no update)
+    BATCH_END               SpeedMonitor     tokens/s, FLOPs/s, MFU
+                            JSONLLogger      one line of metrics per batch (rank 0)
+    BATCH_CHECKPOINT        AtomicCheckpointSaver
+    FIT_END                 LossCurvePlot    metrics.jsonl -> loss_curve.png
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from composer.callbacks import SpeedMonitor
+from composer.core import Callback, State
+from composer.loggers import Logger
+from composer.utils import dist
+
+__all__ = [
+    "LossCurvePlot",
+    "NonFiniteGuard",
+    "NonFiniteLossError",
+    "RunInfo",
+    "measure_cpu_peak_flops",
+    "speed_monitor",
+]
+
+log = logging.getLogger(__name__)
+
+
+class NonFiniteLossError(RuntimeError):
+    """Training stopped on a NaN/inf loss or gradient (raised on every rank at once)."""
+
+
+class NonFiniteGuard(Callback):
+    """NaN/inf policy, decided identically on every rank.
+
+    Args:
+        policy: ``"skip"`` drops the step's update (gradients set to ``None``, so AdamW
+            changes neither weights nor moments), ``"stop"`` raises
+            :class:`NonFiniteLossError`.
+        max_consecutive_skips: with ``"skip"``, raise after this many bad steps in a row.
+        check_gradients: also treat a non-finite gradient (of a finite loss) as bad.
+
+    Each rank computes a 0/1 flag over all its microbatches; the flags are all-reduced
+    with MAX before anyone acts, so one rank's NaN makes every rank skip (or stop) the
+    same step and the replicas never diverge.
+    """
+
+    def __init__(self, policy: str = "skip", *, max_consecutive_skips: int = 20,
+                 check_gradients: bool = True) -> None:
+        if policy not in ("skip", "stop"):
+            raise ValueError(f"NonFiniteGuard policy must be 'skip' or 'stop', got {policy!r}")
+        if max_consecutive_skips < 1:
+            raise ValueError(f"max_consecutive_skips must be >= 1, got {max_consecutive_skips}")
+        self.policy = policy
+        self.max_consecutive_skips = max_consecutive_skips
+        self.check_gradients = check_gradients
+        self.skipped = 0
+        self.consecutive = 0
+        self._bad: torch.Tensor | None = None
+
+    def batch_start(self, state: State, logger: Logger) -> None:
+        self._bad = None
+
+    def after_loss(self, state: State, logger: Logger) -> None:
+        losses = state.loss.values() if isinstance(state.loss, dict) else (
+            state.loss if isinstance(state.loss, (tuple, list)) else (state.loss,))
+        bad = torch.stack([~torch.isfinite(t.detach()).all() for t in losses]).any()
+        self._bad = bad if self._bad is None else (self._bad | bad)
+
+    def after_train_batch(self, state: State, logger: Logger) -> None:
+        bad = self._bad if self._bad is not None else torch.tensor(False)
+        if self.check_gradients:
+            grads = [p.grad for p in state.model.parameters() if p.grad is not None]
+            if grads:
+                norms = torch._foreach_norm(grads)
+                bad = bad | ~torch.isfinite(torch.stack(norms)).all()
+        flag = state.device.tensor_to_device(bad.to(torch.int32).reshape(1))
+        dist.all_reduce(flag, reduce_operation="MAX")
+        self._bad = None
+        step = int(state.timestamp.batch) + 1
+        if not int(flag.item()):
+            self.consecutive = 0
+            return
+        if self.policy == "stop":
+            raise NonFiniteLossError(f"non-finite loss or gradient at step {step} (nonfinite.policy=stop)")
+        self.skipped += 1
+        self.consecutive += 1
+        for optimizer in state.optimizers:
+            optimizer.zero_grad(set_to_none=True)
+        log.warning("step %d: non-finite loss or gradient; update skipped (%d so far)", step, self.skipped)
+        logger.log_metrics({"nonfinite/skipped_steps": self.skipped})
+        if self.consecutive >= self.max_consecutive_skips:
+            raise NonFiniteLossError(
+                f"{self.consecutive} consecutive non-finite steps (last: step {step}); "
+                f"stopping (nonfinite.max_consecutive_skips={self.max_consecutive_skips})"
+            )
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"skipped": self.skipped, "consecutive": self.consecutive}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.skipped = int(state.get("skipped", 0))
+        self.consecutive = int(state.get("consecutive", 0))
+
+
+class RunInfo(Callback):
+    """Stores the architecture and vocabulary in every checkpoint, and checks them on resume.
+
+    ``state["callbacks"]["RunInfo"]`` of a checkpoint is ``{"transformer": {...},
+    "vocab": {...}, "run_name": ...}``: :func:`cm3leon.core.train.export.export_checkpoint`
+    needs nothing else.  Resuming with a different model or vocabulary fails with the
+    differing fields named instead of a shape error deep in ``load_state_dict``.
+    """
+
+    def __init__(self, transformer: dict[str, Any], vocab: dict[str, int], run_name: str) -> None:
+        self.info = {"transformer": dict(transformer), "vocab": dict(vocab), "run_name": run_name}
+
+    def state_dict(self) -> dict[str, Any]:
+        return dict(self.info)
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for key in ("transformer", "vocab"):
+            saved, current = state.get(key) or {}, self.info[key]
+            diff = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
+            if diff:
+                details = ", ".join(f"{k}: checkpoint {saved.get(k)!r} vs config {current.get(k)!r}" for k in diff)
+                raise ValueError(f"cannot resume: the checkpoint's {key} differs from this run's ({details})")
+
+
+class LossCurvePlot(Callback):
+    """At the end of training, plot the run's ``metrics.jsonl`` to a PNG (rank 0).
+
+    Args:
+        jsonl: the metrics file written by :class:`cm3leon.core.train.logs.JSONLLogger`.
+        png: output image.
+    """
+
+    def __init__(self, jsonl: str | Path, png: str | Path) -> None:
+        self.jsonl, self.png = Path(jsonl), Path(png)
+
+    def fit_end(self, state: State, logger: Logger) -> None:
+        if dist.get_global_rank() != 0 or not self.jsonl.is_file():
+            return
+        from cm3leon.core.train.logs import plot_metrics
+
+        plot_metrics(self.jsonl, self.png, title=state.run_name)
+
+
+def measure_cpu_peak_flops(size: int = 1024, repeats: int = 5) -> float:
+    """Achievable fp32 FLOP/s of this CPU: the best of ``repeats`` square matmuls.
+
+    The reference for a CPU "MFU": what ``torch.matmul`` reaches on this machine with
+    the current thread count, measured in the same process as the run.
+    """
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    torch.matmul(a, b)  # warm-up
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        torch.matmul(a, b)
+        best = min(best, time.perf_counter() - t0)
+    return 2.0 * size**3 / best
+
+
+def speed_monitor(window_size: int = 10, peak_flops: float | None = None,
+                  measure_cpu_peak: bool = False) -> SpeedMonitor:
+    """Composer's ``SpeedMonitor`` (tokens/s, FLOP/s, MFU) with a CPU-capable peak.
+
+    Args:
+        window_size: batches averaged per reading.
+        peak_flops: FLOP/s of one device; ``None``: Composer's GPU table (no MFU on CPU).
+        measure_cpu_peak: on CPU, use :func:`measure_cpu_peak_flops` as the peak.
+    """
+    if peak_flops is None and measure_cpu_peak and not torch.cuda.is_available():
+        peak_flops = measure_cpu_peak_flops()
+    return SpeedMonitor(window_size=window_size, gpu_flops_available=peak_flops)

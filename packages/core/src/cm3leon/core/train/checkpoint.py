@@ -1,0 +1,353 @@
+"""Checkpoints: safe loading, atomic saving, ``latest`` that is always complete, export.
+
+**Loading never unpickles untrusted code.**  Composer 0.32.1 restores a checkpoint with
+``torch.load(weights_only=False)`` (monolithic files) and ``pickle.load`` /
+``torch.load(weights_only=False)`` (sharded ``.metadata`` and byte items), so a crafted
+file could run code.  Every file Composer is about to read first goes through
+:func:`validate_checkpoint`, installed as Composer's ``CHECKPOINT_VALIDATION_FUNCTION``
+hook (:func:`install_checkpoint_guard`), which is called right before each of those
+loads: a monolithic file is unpickled with ``torch.load(weights_only=True)`` under an
+explicit allowlist (:func:`allowed_globals`: numpy arrays for RNG state, ``timedelta``
+for timestamps, ``TorchVersion`` for metadata), sharded ``.metadata`` with a restricted
+unpickler that admits only the ``torch.distributed.checkpoint`` metadata classes, and
+every byte item of a ``.distcp`` file weights-only as well.  Anything else raises
+:class:`UnsafeCheckpointError` naming the file and the refused global; there is no
+fallback to unsafe loading.  :func:`check_resume_checkpoint` runs the same checks before
+the Trainer is even built, so a bad file fails in seconds.
+
+**Saving is atomic.**  Composer writes a checkpoint straight under its final name and
+replaces ``latest-rank0.pt`` by ``remove`` + ``symlink`` (a crash in between leaves no
+``latest``, and autoresume silently starts from scratch).  :class:`AtomicCheckpointSaver`
+saves into a hidden ``.partial-*`` directory, fsyncs, renames the result into place,
+then points ``latest`` at it with ``symlink`` to a temporary name + ``os.replace``.  A
+crash at any instant leaves either the previous ``latest`` (pointing at a complete
+checkpoint) or the new one; leftovers of an interrupted save are removed at start-up.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import pickle
+import shutil
+from collections.abc import Callable, Sequence
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import torch
+from composer.callbacks import CheckpointSaver
+from composer.core import State
+from composer.loggers import Logger
+from composer.utils import checkpoint as composer_checkpoint
+from composer.utils import dist
+
+__all__ = [
+    "AtomicCheckpointSaver",
+    "LATEST_FILENAME",
+    "RUN_INFO_KEY",
+    "UnsafeCheckpointError",
+    "allowed_globals",
+    "check_checkpoint",
+    "check_resume_checkpoint",
+    "install_checkpoint_guard",
+    "load_checkpoint_state",
+    "validate_checkpoint",
+]
+
+log = logging.getLogger(__name__)
+
+VALIDATION_ENV = "CHECKPOINT_VALIDATION_FUNCTION"
+GUARD = "cm3leon.core.train.checkpoint.validate_checkpoint"
+LATEST_FILENAME = "latest-rank{rank}.pt"
+CHECKPOINT_FILENAME = "ep{epoch}-ba{batch}-rank{rank}.pt"
+PARTIAL_PREFIX = ".partial-"
+#: Key of the run description (architecture, vocabulary) in ``state["callbacks"]``.
+RUN_INFO_KEY = "RunInfo"
+
+
+class UnsafeCheckpointError(RuntimeError):
+    """A checkpoint holds objects outside the allowlist (it could run code when loaded)."""
+
+
+# ------------------------------------------------------------------ allowlists
+@lru_cache(maxsize=1)
+def allowed_globals() -> tuple[Any, ...]:
+    """Globals a Composer checkpoint of a cm3leon run legitimately contains.
+
+    Found with ``torch.serialization.get_unsafe_globals_in_checkpoint`` on real
+    checkpoints: numpy's array reconstruction (the numpy RNG state in ``rng``),
+    ``datetime.timedelta`` (wall-clock fields of ``Timestamp``) and ``TorchVersion``
+    (checkpoint metadata).  None of them can call arbitrary code: ``_reconstruct`` only
+    builds arrays of allowlisted classes and dtypes, and nested objects of an object
+    array still pass through the same restricted unpickler.
+    """
+    import datetime
+
+    import numpy as np
+    from torch.torch_version import TorchVersion
+
+    names: list[Any] = [np.ndarray, np.dtype, datetime.timedelta, TorchVersion]
+    for module in ("numpy._core.multiarray", "numpy.core.multiarray"):
+        try:
+            names.append(__import__(module, fromlist=["_reconstruct"])._reconstruct)
+        except (ImportError, AttributeError):
+            continue
+    # numpy >= 1.25 pickles dtypes by their class (numpy.dtypes.UInt32DType, ...).
+    dtypes = getattr(np, "dtypes", None)
+    if dtypes is not None:
+        names += [getattr(dtypes, n) for n in dir(dtypes) if n.endswith("DType") and n != "StringDType"]
+    return tuple(dict.fromkeys(names))
+
+
+_METADATA_CLASSES = {
+    "torch.distributed.checkpoint.metadata": {
+        "Metadata", "TensorStorageMetadata", "BytesStorageMetadata", "ChunkStorageMetadata",
+        "TensorProperties", "MetadataIndex", "StorageMeta", "_MEM_FORMAT_ENCODING",
+    },
+    "torch.distributed.checkpoint.filesystem": {"_StorageInfo"},
+    "torch.serialization": {"_get_layout"},
+    "torch": {"Size"},
+    "pathlib": {"Path", "PosixPath", "WindowsPath", "PurePosixPath", "PureWindowsPath"},
+    "collections": {"OrderedDict"},
+}
+
+
+class _MetadataUnpickler(pickle.Unpickler):
+    """Unpickler for ``torch.distributed.checkpoint`` ``.metadata`` files: data classes only."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        allowed = _METADATA_CLASSES.get(module, set())
+        if name in allowed or (module == "torch" and isinstance(getattr(torch, name, None), torch.dtype)):
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"global {module}.{name} is not allowed in checkpoint metadata")
+
+
+# ------------------------------------------------------------------ checking
+def _refuse(path: str | Path, err: BaseException) -> UnsafeCheckpointError:
+    detail = str(err).strip().splitlines()
+    reason = next((line.strip() for line in detail if "Unsupported global" in line or "not allowed" in line),
+                  detail[0] if detail else type(err).__name__)
+    return UnsafeCheckpointError(
+        f"{path}: refusing to load this checkpoint: it contains objects outside the allowlist "
+        f"and could run code when unpickled ({reason}). Only checkpoints written by cm3leon "
+        "training can be loaded; there is no unsafe fallback."
+    )
+
+
+def _weights_only_load(source: str | Path | io.BytesIO, where: str | Path, *, mmap: bool) -> Any:
+    with torch.serialization.safe_globals(list(allowed_globals())):
+        try:
+            return torch.load(source, map_location="cpu", weights_only=True, mmap=mmap)
+        except pickle.UnpicklingError as err:
+            raise _refuse(where, err) from None
+        except RuntimeError as err:
+            if mmap and "mmap" in str(err):  # legacy (non-zip) format: plain weights-only load
+                return _weights_only_load(source, where, mmap=False)
+            raise UnsafeCheckpointError(f"{where}: not a readable torch checkpoint: {err}") from None
+
+
+def check_metadata_file(path: str | Path) -> Any:
+    """Unpickle a sharded checkpoint's ``.metadata`` with the restricted unpickler."""
+    try:
+        with open(path, "rb") as fh:
+            return _MetadataUnpickler(fh).load()
+    except pickle.UnpicklingError as err:
+        raise _refuse(path, err) from None
+    except (EOFError, ValueError, TypeError, AttributeError) as err:
+        raise UnsafeCheckpointError(f"{path}: corrupt checkpoint metadata: {err}") from None
+
+
+def _byte_item_slices(distcp: Path) -> list[tuple[int, int]]:
+    """``(offset, length)`` of the pickled (non-tensor) items stored in one ``.distcp`` file."""
+    from torch.distributed.checkpoint.metadata import BytesStorageMetadata
+
+    metadata = check_metadata_file(distcp.parent / ".metadata")
+    byte_fqns = {fqn for fqn, md in metadata.state_dict_metadata.items() if isinstance(md, BytesStorageMetadata)}
+    return [
+        (int(info.offset), int(info.length))
+        for index, info in (metadata.storage_data or {}).items()
+        if index.fqn in byte_fqns and Path(str(info.relative_path)).name == distcp.name
+    ]
+
+
+def check_checkpoint(path: str | Path) -> None:
+    """Verify that loading ``path`` cannot execute code; raise otherwise.
+
+    ``path`` may be a monolithic ``.pt`` file (symlinks followed), a sharded checkpoint
+    directory (``.metadata`` plus ``.distcp`` files) or one file of it.
+
+    Raises:
+        UnsafeCheckpointError: a refused global (named), or an unreadable file.
+        FileNotFoundError: ``path`` does not exist.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: checkpoint not found" + (" (dangling symlink)" if path.is_symlink() else ""))
+    if path.is_dir():
+        metadata = path / ".metadata"
+        if not metadata.is_file():
+            raise UnsafeCheckpointError(f"{path}: directory is not a sharded checkpoint (no .metadata)")
+        check_metadata_file(metadata)
+        for shard in sorted(path.glob("*.distcp")):
+            check_checkpoint(shard)
+        return
+    if path.name == ".metadata":
+        check_metadata_file(path)
+        return
+    if path.suffix == ".distcp":
+        with open(path, "rb") as fh:
+            for offset, length in _byte_item_slices(path):
+                fh.seek(offset)
+                _weights_only_load(io.BytesIO(fh.read(length)), f"{path}@{offset}", mmap=False)
+        return
+    if composer_checkpoint.is_tar(str(path)) or composer_checkpoint.is_compressed_pt(str(path)):
+        raise UnsafeCheckpointError(f"{path}: archived/compressed checkpoints are not supported; use .pt files")
+    _weights_only_load(path, path, mmap=True)
+
+
+def validate_checkpoint(path: str | Path, specs: Sequence[tuple[int, int]] | None = None) -> bool:
+    """Composer's ``CHECKPOINT_VALIDATION_FUNCTION``: called before every checkpoint read.
+
+    Returns ``True`` for a safe file and raises :class:`UnsafeCheckpointError` otherwise
+    (raising, rather than returning ``False``, keeps the reason in the message).
+    """
+    del specs  # the byte items to check are read from the checkpoint's own metadata
+    check_checkpoint(path)
+    return True
+
+
+def install_checkpoint_guard() -> None:
+    """Point Composer's checkpoint-validation hook at :func:`validate_checkpoint`.
+
+    Raises:
+        RuntimeError: another validation function is configured (it would replace ours).
+    """
+    current = os.environ.get(VALIDATION_ENV)
+    if current not in (None, "", GUARD):
+        raise RuntimeError(
+            f"{VALIDATION_ENV}={current!r} is set; cm3leon needs {GUARD!r} there to load checkpoints safely"
+        )
+    os.environ[VALIDATION_ENV] = GUARD
+
+
+def load_checkpoint_state(path: str | Path) -> dict[str, Any]:
+    """Load a monolithic Composer checkpoint safely (after :func:`check_checkpoint`)."""
+    check_checkpoint(path)
+    return _weights_only_load(Path(path), path, mmap=False)
+
+
+def check_resume_checkpoint(save_folder: str | Path | None, load_path: str | None, autoresume: bool) -> Path | None:
+    """Check, before the Trainer exists, the checkpoint the run is going to load.
+
+    Returns the path that will be loaded (``latest`` target under ``save_folder`` when
+    autoresuming and it exists, else ``load_path``), or ``None``.
+    """
+    candidates: list[Path] = []
+    if autoresume and save_folder is not None:
+        latest = Path(save_folder) / LATEST_FILENAME.format(rank=0)
+        if latest.is_symlink() or latest.exists():
+            candidates.append(latest)
+    if not candidates and load_path:
+        if "://" in load_path:
+            return None  # downloaded by Composer; the validation hook checks it then
+        candidates.append(Path(load_path))
+    for path in candidates:
+        check_checkpoint(path)
+        return path.resolve()
+    return None
+
+
+# ------------------------------------------------------------------ saving
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _fsync_tree(root: Path) -> None:
+    for p in [root, *root.rglob("*")]:
+        _fsync(p)
+
+
+class AtomicCheckpointSaver(CheckpointSaver):
+    """Composer's ``CheckpointSaver`` with atomic files and an always-valid ``latest``.
+
+    It subclasses (rather than wraps) ``CheckpointSaver`` because the Trainer finds the
+    saver -- and with it the folder autoresume reads -- by ``isinstance``.  Only the save
+    itself is replaced; intervals, rotation and the state dict are Composer's.
+
+    Args:
+        folder: local (or network-mounted) checkpoint directory.
+        save_interval / num_checkpoints_to_keep / overwrite: as ``CheckpointSaver``.
+    """
+
+    def __init__(self, folder: str | Path, *, save_interval: str | int | Callable[..., bool] = "1ep",
+                 num_checkpoints_to_keep: int = -1, overwrite: bool = False) -> None:
+        if "://" in str(folder):
+            raise ValueError(f"checkpoint folder {folder!r}: only local or mounted directories are supported")
+        super().__init__(
+            folder=str(folder), filename=CHECKPOINT_FILENAME, remote_file_name=None,
+            latest_filename=LATEST_FILENAME, latest_remote_file_name=LATEST_FILENAME,
+            save_interval=save_interval, overwrite=overwrite, num_checkpoints_to_keep=num_checkpoints_to_keep,
+        )
+
+    def init(self, state: State, logger: Logger) -> None:
+        super().init(state, logger)
+        if dist.get_global_rank() == 0:
+            for stale in Path(self.folder).glob(f"{PARTIAL_PREFIX}*"):
+                log.warning("removing %s left by an interrupted checkpoint save", stale)
+                shutil.rmtree(stale, ignore_errors=True)
+        dist.barrier()
+
+    def _save_checkpoint(self, state: State, logger: Logger) -> None:
+        self.last_checkpoint_batch = state.timestamp.batch
+        folder = Path(self.folder)
+        template = self.filename.format(state, keep_placeholders=True)
+        final = Path(composer_checkpoint.get_save_filename(state, template))
+        self.all_saved_checkpoints_to_timestamp[str(final)] = state.timestamp
+        sharded = state.fsdp_sharded_state_dict_enabled
+
+        # 1. write everything inside a hidden partial directory (same filesystem as `final`)
+        partial = folder / f"{PARTIAL_PREFIX}ba{int(state.timestamp.batch)}"
+        if dist.get_global_rank() == 0:
+            shutil.rmtree(partial, ignore_errors=True)
+            partial.mkdir(parents=True)
+        dist.barrier()
+        saved = composer_checkpoint.save_checkpoint(
+            state, filename=str(partial / Path(template).name), weights_only=self.weights_only,
+            ignore_keys=self.ignore_keys,
+        )
+        # 2. rank 0 publishes: fsync, rename into place, then swing `latest`.
+        if dist.get_global_rank() == 0:
+            src = Path(saved).parent if sharded else Path(saved)  # type: ignore[arg-type]
+            target = final.parent if sharded else final
+            _fsync_tree(src) if src.is_dir() else _fsync(src)
+            if target.exists():
+                shutil.rmtree(target) if target.is_dir() else target.unlink()
+            os.replace(src, target)
+            _fsync(target.parent)
+            shutil.rmtree(partial, ignore_errors=True)
+            self._point_latest(state, target)
+        dist.barrier()
+        self.symlink_count += 1
+        if dist.get_global_rank() == 0 or sharded:
+            self.saved_checkpoints.append(str(final))
+            if self.num_checkpoints_to_keep >= 0:
+                self._rotate_checkpoints(sharding_enabled=sharded)
+        log.info("checkpoint saved: %s", final.parent if sharded else final)
+
+    def _point_latest(self, state: State, target: Path) -> None:
+        if self.latest_filename is None or self.num_checkpoints_to_keep == 0:
+            return
+        latest = Path(self.latest_filename.format(state))
+        tmp = latest.with_name(f".{latest.name}.{os.getpid()}.tmp")
+        tmp.unlink(missing_ok=True)
+        os.symlink(os.path.relpath(target, latest.parent), tmp)
+        os.replace(tmp, latest)  # atomic: `latest` is the old or the new link, never absent
+        _fsync(latest.parent)

@@ -1,0 +1,379 @@
+"""The training config schema (``configs/pretrain/*.yaml`` and ``configs/sft/*.yaml``).
+
+YAML -> OmegaConf -> :class:`TrainConfig` via :func:`cm3leon.core.config.load_config`:
+unknown keys fail with their dotted path, ``???`` marks required values, components are
+chosen by registered name.  This module imports neither torch nor Composer, so
+``cm3leon config validate`` stays fast.
+
+Pretraining and SFT share the schema: both are CM3 next-token training over token
+shards (pretraining over retrieval-augmented shards from ``cm3leon retrieval augment``
+or plain ones from ``cm3leon data prepare``; SFT over the task mixtures of the tasks
+package), differing only in numbers (Table 3 vs Table 4) and ``model.init_from``.
+
+A minimal config::
+
+    run_name: pretrain_tiny
+    model: {name: cm3leon_tiny}
+    data:
+      streams:
+        world: {local: data/world_tokens}
+      seq_len: 256
+      global_batch_size: 16
+    optim: {lr: 1.0e-3}
+    max_duration: 200ba
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from omegaconf import MISSING
+
+from cm3leon.core.config import ComponentConfig
+
+__all__ = [
+    "CM3Section",
+    "CheckpointSection",
+    "DataSection",
+    "EvalSection",
+    "FSDPSection",
+    "LoggingSection",
+    "ModelSection",
+    "NonFiniteSection",
+    "OptimSection",
+    "SchedulerSection",
+    "StreamSection",
+    "TrainConfig",
+    "validate_train_config",
+]
+
+DEVICES = ("auto", "cpu", "gpu")
+PRECISIONS = ("fp32", "amp_bf16", "amp_fp16")
+SCHEDULERS = ("linear", "cosine", "constant")
+NONFINITE_POLICIES = ("skip", "stop")
+
+
+@dataclass
+class ModelSection:
+    """Which transformer to train.
+
+    Attributes:
+        name: registered model builder (``cm3leon_350m``, ``cm3leon_tiny``, ...).
+        options: keyword overrides of :class:`TransformerConfig` (``max_seq_len``, ...);
+            ``vocab_size`` always comes from the data's vocabulary.
+        init_from: a safetensors export (``cm3leon train export``) to start from -- SFT
+            starts from the pretrained model this way.  ``None``: §2.3 initialisation.
+        activation_checkpointing: recompute each block in the backward pass (FSDP only).
+    """
+
+    name: str = MISSING
+    options: dict[str, Any] = field(default_factory=dict)
+    init_from: str | None = None
+    activation_checkpointing: bool = False
+
+
+@dataclass
+class StreamSection:
+    """One ``streaming.Stream``: a token-shard dataset and its share of the mixture.
+
+    Attributes:
+        remote: object-store URL (``s3://``, ``gs://``, ``oci://``, ...) or a directory
+            standing in for one; ``None`` when ``local`` is the dataset itself.
+        local: local cache of ``remote`` (default ``<run_dir>/cache/<stream name>``), or
+            the dataset directory when ``remote`` is ``None``.
+        proportion / repeat / choose: mixing weights as in ``streaming.Stream`` (give at
+            most one per stream; proportions are relative across streams).
+    """
+
+    remote: str | None = None
+    local: str | None = None
+    proportion: float | None = None
+    repeat: float | None = None
+    choose: int | None = None
+
+
+@dataclass
+class CM3Section:
+    """The CM3 objective applied on the fly (``cm3leon.core.objective.CM3Config``).
+
+    Attributes:
+        enabled: transform examples (off: plain causal LM over untransformed examples).
+        seed: seed of the span draws (``None``: the run's ``seed``).
+        options: :class:`CM3Config` fields (``num_spans``, ``span_length``, ``image_spans``,
+            ``apply_prob``, ``max_attempts``); empty means CM3 defaults.
+    """
+
+    enabled: bool = True
+    seed: int | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class DataSection:
+    """Training data: token-shard streams mixed by proportion, CM3-transformed and packed.
+
+    Attributes:
+        streams: named streams (the name only labels the cache directory and logs).
+        seq_len: packed row length (Table 3: 4096).
+        global_batch_size: examples per optimizer step, summed over all ranks; must be a
+            multiple of the world size.  Each rank packs ``global_batch_size / world``
+            examples into rows every step (so resumption is exact).
+        num_rows: rows per rank per step (static shapes: set it to the per-rank example
+            count, every example then fits, truncated to ``seq_len``); ``None``: as many
+            rows as the packing needs.
+        pack_strategy: ``ffd`` (fewest rows) or ``greedy`` (keeps order).
+        overflow: examples longer than ``seq_len``: ``truncate`` or ``drop``.
+        shuffle / shuffle_seed / shuffle_algo: ``StreamingDataset`` shuffling.
+        num_canonical_nodes: ``StreamingDataset`` sample-space partitioning (``None``:
+            library default); keep it fixed across restarts for exact resumption.
+        predownload / cache_limit / download_timeout: ``StreamingDataset`` download knobs.
+        check_hashes: SHA-256 every shard already in the local cache before training
+            (streamed shards are always checked by ``validate_hash``).
+        num_workers: DataLoader workers (0 = in the training process).
+        use_loss_weights: weight targets by the shards' ``loss_weights`` column when
+            present (RA-CM3 query up-weighting; CM3Leon trains without it).
+        cm3: the CM3 objective.
+    """
+
+    streams: dict[str, StreamSection] = MISSING
+    seq_len: int = MISSING
+    global_batch_size: int = MISSING
+    num_rows: int | None = None
+    pack_strategy: str = "ffd"
+    overflow: str = "truncate"
+    shuffle: bool = True
+    shuffle_seed: int = 9176
+    shuffle_algo: str = "py1e"
+    num_canonical_nodes: int | None = None
+    predownload: int | None = None
+    cache_limit: str | None = None
+    download_timeout: float = 60.0
+    check_hashes: bool = True
+    num_workers: int = 0
+    use_loss_weights: bool = True
+    cm3: CM3Section = field(default_factory=CM3Section)
+
+
+@dataclass
+class EvalSection:
+    """Optional held-out evaluation (per-modality loss and perplexity).
+
+    Attributes:
+        streams: token-shard streams of the validation split.
+        interval: Composer time string (``500ba``), how often to evaluate.
+        subset_num_batches: evaluate on at most this many batches (-1: all).
+        global_batch_size / num_rows: as in :class:`DataSection` (``seq_len`` is shared).
+    """
+
+    streams: dict[str, StreamSection] = MISSING
+    interval: str = "1000ba"
+    subset_num_batches: int = -1
+    global_batch_size: int = MISSING
+    num_rows: int | None = None
+
+
+@dataclass
+class OptimSection:
+    """AdamW.  Table 3 / Table 4 give only the peak LR; the rest follows OPT (metaseq).
+
+    Attributes:
+        lr: peak learning rate (Table 3: 6e-4 / 5e-4 / 1.2e-4; Table 4: 5e-5).
+        betas / eps / weight_decay: AdamW (OPT: 0.9, 0.95, 1e-8, 0.1).
+        grad_clip_norm: clip the global gradient norm (OPT: 1.0); ``None`` disables.
+    """
+
+    lr: float = MISSING
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.95])
+    eps: float = 1.0e-8
+    weight_decay: float = 0.1
+    grad_clip_norm: float | None = 1.0
+
+
+@dataclass
+class SchedulerSection:
+    """Linear warm-up to the peak LR, then decay (Table 3: 1500 warm-up steps).
+
+    Attributes:
+        name: ``linear`` (metaseq's polynomial decay of power 1), ``cosine`` or
+            ``constant`` (after warm-up).
+        warmup: warm-up length as a Composer time string (``1500ba``).
+        alpha_f: final LR as a fraction of the peak (OPT decays to 10%).
+    """
+
+    name: str = "linear"
+    warmup: str = "1500ba"
+    alpha_f: float = 0.1
+
+
+@dataclass
+class FSDPSection:
+    """Composer 0.32 ``FSDPConfig`` fields (FSDP1); ``enabled: false`` means DDP / single.
+
+    Every transformer block is its own FSDP unit (and activation-checkpointing unit).
+    ``state_dict_type: sharded`` writes one ``.distcp`` file per rank (needs a shared
+    filesystem for the save folder); ``full`` gathers a monolithic checkpoint on rank 0.
+    """
+
+    enabled: bool = False
+    sharding_strategy: str = "FULL_SHARD"
+    mixed_precision: str = "PURE"
+    state_dict_type: str = "sharded"
+    backward_prefetch: str = "BACKWARD_PRE"
+    forward_prefetch: bool = False
+    limit_all_gathers: bool = True
+    activation_cpu_offload: bool = False
+    cpu_offload: bool = False
+    sync_module_states: bool = False
+    use_orig_params: bool = True
+    verbose: bool = False
+
+
+@dataclass
+class CheckpointSection:
+    """Periodic, atomic, auto-resuming checkpoints.
+
+    Attributes:
+        save_folder: where checkpoints go (default ``<run_dir>/checkpoints``); must be a
+            local or network-mounted directory.  Checked writable before step 1.
+        save_interval: Composer time string (``1000ba``).
+        num_to_keep: keep the newest N checkpoints (-1: all).
+        autoresume: continue from ``<save_folder>/latest-rank0.pt`` when it exists.
+        load_path: start from this checkpoint instead (ignored when autoresume finds one).
+        load_weights_only: take only the weights from ``load_path``.
+        overwrite: allow a save folder that holds checkpoints newer than the start.
+    """
+
+    save_folder: str | None = None
+    save_interval: str = "1000ba"
+    num_to_keep: int = -1
+    autoresume: bool = True
+    load_path: str | None = None
+    load_weights_only: bool = False
+    overwrite: bool = False
+
+
+@dataclass
+class NonFiniteSection:
+    """What to do when the loss (or a gradient) is NaN/inf, decided the same on every rank.
+
+    Attributes:
+        policy: ``skip`` (drop the update: no weight or optimizer-state change) or
+            ``stop`` (raise :class:`NonFiniteLossError` on every rank).
+        max_consecutive_skips: with ``skip``, stop after this many bad steps in a row.
+        check_gradients: also test the gradients (catches inf gradients of a finite loss).
+    """
+
+    policy: str = "skip"
+    max_consecutive_skips: int = 20
+    check_gradients: bool = True
+
+
+@dataclass
+class LoggingSection:
+    """Where metrics go.
+
+    Attributes:
+        jsonl: metrics file (one JSON object per batch, rank 0); default
+            ``<run_dir>/metrics.jsonl``.
+        plot: write ``<run_dir>/loss_curve.png`` at the end of training.
+        progress_bar: Composer's progress bar.
+        console_interval: how often metrics are printed (Composer time string).
+        log_level: Python logging level of ``cm3leon`` and ``composer`` loggers.
+    """
+
+    jsonl: str | None = None
+    plot: bool = True
+    progress_bar: bool = True
+    console_interval: str = "10ba"
+    log_level: str = "INFO"
+
+
+@dataclass
+class TrainConfig:
+    """Everything ``cm3leon train`` / ``python -m cm3leon.core.train`` reads.
+
+    Attributes:
+        run_name: names the run (Composer autoresume needs a stable one).
+        run_dir: where the run's files go (resolved config, metrics, checkpoints).
+        seed: seeds model initialisation and, by default, the CM3 span draws.
+        model / data / eval / optim / scheduler / fsdp / checkpoint / nonfinite / logging:
+            see their sections.
+        max_duration: Composer time string (``166894ba``, ``2ep``, ``1400000000000tok``).
+        device: ``auto`` (GPU when available), ``cpu`` or ``gpu``.
+        precision: ``fp32`` (CPU presets), ``amp_bf16`` (GPU configs) or ``amp_fp16``.
+        device_train_microbatch_size: rows per forward/backward (gradient accumulation
+            over the rank's batch); ``None``: the whole rank batch at once.
+        callbacks: extra Composer callbacks by registered name (``cm3leon plugins list
+            --kind callbacks``), e.g. ``{name: speed_monitor, options: {window_size: 10}}``.
+        dist_timeout: seconds before a collective is declared hung.
+    """
+
+    run_name: str = MISSING
+    run_dir: str = "runs/${run_name}"
+    seed: int = 17
+    model: ModelSection = field(default_factory=ModelSection)
+    data: DataSection = field(default_factory=DataSection)
+    eval: EvalSection | None = None
+    optim: OptimSection = field(default_factory=OptimSection)
+    scheduler: SchedulerSection = field(default_factory=SchedulerSection)
+    max_duration: str = MISSING
+    device: str = "auto"
+    precision: str = "fp32"
+    device_train_microbatch_size: int | None = None
+    fsdp: FSDPSection = field(default_factory=FSDPSection)
+    checkpoint: CheckpointSection = field(default_factory=CheckpointSection)
+    nonfinite: NonFiniteSection = field(default_factory=NonFiniteSection)
+    logging: LoggingSection = field(default_factory=LoggingSection)
+    callbacks: list[ComponentConfig] = field(default_factory=list)
+    dist_timeout: float = 600.0
+
+
+def _choice(where: str, value: Any, allowed: tuple[str, ...]) -> list[str]:
+    return [] if value in allowed else [f"{where}: {value!r} is not one of {list(allowed)}"]
+
+
+def validate_train_config(cfg: TrainConfig, *, source: str = "<config>") -> None:
+    """Check the values OmegaConf's types cannot (choices, ranges, consistency).
+
+    Raises:
+        ConfigError: every problem found, each with its dotted key, in one message.
+    """
+    from cm3leon.core.config import ConfigError
+
+    problems: list[str] = []
+    problems += _choice("device", cfg.device, DEVICES)
+    problems += _choice("precision", cfg.precision, PRECISIONS)
+    problems += _choice("scheduler.name", cfg.scheduler.name, SCHEDULERS)
+    problems += _choice("nonfinite.policy", cfg.nonfinite.policy, NONFINITE_POLICIES)
+    problems += _choice("data.pack_strategy", cfg.data.pack_strategy, ("ffd", "greedy"))
+    problems += _choice("data.overflow", cfg.data.overflow, ("truncate", "drop"))
+    for key, value in (("data.seq_len", cfg.data.seq_len), ("data.global_batch_size", cfg.data.global_batch_size),
+                       ("nonfinite.max_consecutive_skips", cfg.nonfinite.max_consecutive_skips)):
+        if value < 1:
+            problems.append(f"{key}: must be >= 1, got {value}")
+    if cfg.data.num_rows is not None and cfg.data.num_rows < 1:
+        problems.append(f"data.num_rows: must be >= 1 or null, got {cfg.data.num_rows}")
+    if cfg.device_train_microbatch_size is not None and cfg.device_train_microbatch_size < 1:
+        problems.append(f"device_train_microbatch_size: must be >= 1 or null, got {cfg.device_train_microbatch_size}")
+    if not cfg.data.streams:
+        problems.append("data.streams: at least one stream is required")
+    for section, streams in (("data", cfg.data.streams), ("eval", cfg.eval.streams if cfg.eval else {})):
+        for name, stream in (streams or {}).items():
+            if stream.remote is None and stream.local is None:
+                problems.append(f"{section}.streams.{name}: give `remote` and/or `local`")
+            weights = [w for w in (stream.proportion, stream.repeat, stream.choose) if w is not None]
+            if len(weights) > 1:
+                problems.append(f"{section}.streams.{name}: give at most one of proportion/repeat/choose")
+    if cfg.optim.lr <= 0:
+        problems.append(f"optim.lr: must be > 0, got {cfg.optim.lr}")
+    if len(cfg.optim.betas) != 2 or not all(0 <= b < 1 for b in cfg.optim.betas):
+        problems.append(f"optim.betas: need two values in [0, 1), got {list(cfg.optim.betas)}")
+    if not 0 <= cfg.scheduler.alpha_f <= 1:
+        problems.append(f"scheduler.alpha_f: must be in [0, 1], got {cfg.scheduler.alpha_f}")
+    if cfg.fsdp.enabled and cfg.device == "cpu":
+        problems.append("fsdp.enabled: FSDP needs GPUs; CPU runs use DDP (fsdp.enabled=false)")
+    if cfg.precision != "fp32" and cfg.device == "cpu":
+        problems.append(f"precision: {cfg.precision!r} is a GPU setting; CPU runs use fp32")
+    if problems:
+        raise ConfigError(f"{source}: " + "; ".join(problems))

@@ -1,0 +1,140 @@
+"""Dataloaders of the trainer: token-shard streams -> CM3 transform -> packed rows.
+
+Every kind of training data is a token-shard dataset read the same way:
+
+* plain pretraining data from ``cm3leon data prepare``;
+* retrieval-augmented pretraining data from ``cm3leon retrieval augment`` (Figure 9
+  examples: retrieved documents, then the query);
+* SFT task mixtures from the tasks package (instruction + output examples).
+
+Each configured stream is a ``streaming.Stream`` (``remote`` object store or directory,
+``local`` cache, ``proportion``/``repeat``/``choose``); the streams are mixed by one
+:class:`cm3leon.core.shard_datasets.CM3StreamingDataset`, which verifies every dataset
+before reading (COMPLETE marker, manifest, index, shard hashes), applies the CM3
+transform per sample (deterministic in seed, epoch and sample index) and is packed per
+step by :func:`cm3leon.core.shard_datasets.build_packed_dataloader`.  The step consumes
+exactly ``global_batch_size / world_size`` examples per rank, so Composer's
+``sample_in_epoch`` is the offset ``StreamingDataset`` resumes from, mid-epoch, exactly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from composer.core import DataSpec
+from composer.utils import dist
+
+from cm3leon.core.config import ConfigError
+from cm3leon.core.objective import CM3Config, SpanCount, SpanLength
+from cm3leon.core.packing import IGNORE_INDEX, raw_samples_in_batch
+from cm3leon.core.train.config import CM3Section, DataSection, StreamSection
+from cm3leon.core.vocab import Vocabulary
+
+__all__ = ["build_cm3_config", "build_dataspec", "build_streams", "per_rank_batch_size", "tokens_in_batch"]
+
+
+def per_rank_batch_size(global_batch_size: int, *, where: str = "data.global_batch_size") -> int:
+    """Examples per rank per step; the global batch must split evenly over the ranks."""
+    world = dist.get_world_size()
+    if global_batch_size % world:
+        raise ConfigError(f"{where}={global_batch_size} is not divisible by the world size {world}")
+    return global_batch_size // world
+
+
+def build_streams(streams: Mapping[str, StreamSection], cache_root: Path, *, section: str) -> list[Any]:
+    """``streaming.Stream`` objects for the configured streams (default caches under ``cache_root``)."""
+    from streaming import Stream
+
+    out = []
+    for name, s in streams.items():
+        local = s.local if s.local is not None else str(cache_root / name)
+        if s.remote is not None and s.local is not None and Path(s.remote).resolve() == Path(s.local).resolve():
+            raise ConfigError(f"{section}.streams.{name}: remote and local are the same directory")
+        out.append(Stream(remote=s.remote, local=local, proportion=s.proportion, repeat=s.repeat, choose=s.choose))
+    return out
+
+
+def build_cm3_config(cm3: CM3Section) -> CM3Config | None:
+    """The CM3 transform settings, or ``None`` when the objective is disabled."""
+    if not cm3.enabled:
+        return None
+    options = dict(cm3.options)
+    try:
+        for key, cls in (("num_spans", SpanCount), ("span_length", SpanLength)):
+            if isinstance(options.get(key), Mapping):
+                options[key] = cls(**options[key])
+        return CM3Config(**options)
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"data.cm3.options: {err}") from None
+
+
+def tokens_in_batch(batch: Mapping[str, torch.Tensor], *, use_loss_weights: bool) -> dict[str, Any]:
+    """Composer token counts of a packed batch.
+
+    ``total``: real (non-pad) input tokens, the unit of ``max_duration: ...tok`` and of
+    tokens/s.  ``loss_generating``: what gradient accumulation normalises by -- the number
+    of targets, or their summed weight when the loss is weighted -- so the accumulated
+    gradient is the exact token mean over all microbatches and ranks.
+    """
+    labels = batch["labels"]
+    valid = labels != IGNORE_INDEX
+    if "num_pad_tokens" in batch:
+        total = int(labels.numel() - batch["num_pad_tokens"].sum())
+    else:
+        total = int((batch["input_ids"] != Vocabulary.pad_id).sum())
+    if use_loss_weights and "loss_weights" in batch:
+        generating: float | int = float((batch["loss_weights"] * valid).sum())
+    else:
+        generating = int(valid.sum())
+    return {"total": total, "loss_generating": generating}
+
+
+def build_dataspec(
+    data: DataSection,
+    *,
+    streams: Mapping[str, StreamSection],
+    global_batch_size: int,
+    num_rows: int | None,
+    cache_root: Path,
+    seed: int,
+    shuffle: bool,
+    where: str,
+) -> tuple[DataSpec, Vocabulary]:
+    """A Composer ``DataSpec`` over packed CM3 batches, and the data's vocabulary.
+
+    Raises:
+        ConfigError: a batch size that does not split over the ranks, bad CM3 options.
+        cm3leon.core.shards.ShardIntegrityError: a dataset fails verification (names the file).
+    """
+    from cm3leon.core.shard_datasets import CM3StreamingDataset, build_packed_dataloader
+
+    batch_size = per_rank_batch_size(global_batch_size, where=f"{where}.global_batch_size")
+    dataset = CM3StreamingDataset(
+        streams=build_streams(streams, cache_root, section=where),
+        cm3=build_cm3_config(data.cm3),
+        cm3_seed=data.cm3.seed if data.cm3.seed is not None else seed,
+        check_hashes=data.check_hashes,
+        batch_size=batch_size,
+        shuffle=shuffle,
+        shuffle_seed=data.shuffle_seed,
+        shuffle_algo=data.shuffle_algo,
+        num_canonical_nodes=data.num_canonical_nodes,
+        predownload=data.predownload,
+        cache_limit=data.cache_limit,
+        download_timeout=data.download_timeout,
+    )
+    loader = build_packed_dataloader(
+        dataset, seq_len=data.seq_len, batch_size=batch_size, overflow=data.overflow,
+        strategy=data.pack_strategy, num_rows=num_rows, num_workers=data.num_workers,
+        persistent_workers=False, drop_last=True,
+    )
+    use_weights = data.use_loss_weights
+
+    def _tokens(batch: Mapping[str, torch.Tensor]) -> dict[str, Any]:
+        return tokens_in_batch(batch, use_loss_weights=use_weights)
+
+    spec = DataSpec(loader, get_num_samples_in_batch=raw_samples_in_batch, get_num_tokens_in_batch=_tokens)
+    return spec, dataset.vocab

@@ -1,0 +1,162 @@
+"""``train(cfg)``: the CM3Leon training run as a list of builder calls around Composer's Trainer.
+
+Works unchanged from one CPU process to many GPU nodes: ``composer -n N -m
+cm3leon.core.train CONFIG`` sets the ``torch.distributed`` environment, Composer
+initialises the process group (gloo on CPU, NCCL on GPU), wraps the model in DDP or
+FSDP (``fsdp.enabled``), and ``StreamingDataset`` splits the sample space over ranks.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from composer import Trainer
+from composer.core import Callback, Evaluator
+from composer.utils import dist, reproducibility
+
+from cm3leon.core.train.builders import (
+    RunPaths,
+    build_algorithms,
+    build_callbacks,
+    build_composer_model,
+    build_loggers,
+    build_optimizer,
+    build_parallelism,
+    build_scheduler,
+    prepare_run,
+)
+from cm3leon.core.train.checkpoint import (
+    LATEST_FILENAME,
+    check_resume_checkpoint,
+    install_checkpoint_guard,
+)
+from cm3leon.core.train.config import TrainConfig, validate_train_config
+from cm3leon.core.train.data import build_dataspec
+from cm3leon.core.vocab import Vocabulary
+
+__all__ = ["TrainResult", "build_trainer", "train"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What a finished run produced."""
+
+    run_dir: Path
+    latest_checkpoint: Path | None
+    metrics: Path
+    batches: int
+    last_loss: float | None
+
+
+def _device(cfg: TrainConfig) -> str:
+    if cfg.device == "auto":
+        return "gpu" if torch.cuda.is_available() else "cpu"
+    if cfg.device == "gpu" and not torch.cuda.is_available():
+        from cm3leon.core.config import ConfigError
+
+        raise ConfigError("device: 'gpu' requested but CUDA is not available")
+    return cfg.device
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s [rank %(process)d] %(levelname)s %(name)s: %(message)s")
+    for name in ("cm3leon", "composer"):
+        logging.getLogger(name).setLevel(level.upper())
+
+
+def _eval_data(cfg: TrainConfig, paths: RunPaths) -> Evaluator | None:
+    if cfg.eval is None:
+        return None
+    spec, _ = build_dataspec(cfg.data, streams=cfg.eval.streams, global_batch_size=cfg.eval.global_batch_size,
+                             num_rows=cfg.eval.num_rows, cache_root=paths.cache / "eval", seed=cfg.seed,
+                             shuffle=False, where="eval")
+    return Evaluator(label="eval", dataloader=spec, metric_names=["loss_all", "loss_text", "loss_image",
+                                                                   "perplexity_all", "perplexity_text",
+                                                                   "perplexity_image"],
+                     subset_num_batches=cfg.eval.subset_num_batches)
+
+
+def build_trainer(cfg: TrainConfig, *, extra_callbacks: Sequence[Callback] = ()) -> tuple[Trainer, RunPaths, Vocabulary]:
+    """Everything up to (not including) ``fit()``; every failure happens before step 1.
+
+    ``extra_callbacks`` are appended to the configured ones (programmatic use: probes,
+    custom logging) -- configs select callbacks by registered name instead.
+    """
+    validate_train_config(cfg)
+    _setup_logging(cfg.logging.log_level)
+    paths = prepare_run(cfg, rank=dist.get_global_rank())
+    install_checkpoint_guard()
+    resume = check_resume_checkpoint(paths.save_folder, cfg.checkpoint.load_path, cfg.checkpoint.autoresume)
+    if resume is not None:
+        log.info("will resume from %s", resume)
+    train_data, vocab = build_dataspec(
+        cfg.data, streams=cfg.data.streams, global_batch_size=cfg.data.global_batch_size,
+        num_rows=cfg.data.num_rows, cache_root=paths.cache / "train", seed=cfg.seed,
+        shuffle=cfg.data.shuffle, where="data",
+    )
+    reproducibility.seed_all(cfg.seed)  # identical initial weights on every rank
+    model = build_composer_model(cfg, vocab)
+    evaluator = _eval_data(cfg, paths)
+    trainer = Trainer(
+        model=model,
+        train_dataloader=train_data,
+        eval_dataloader=evaluator,
+        eval_interval=cfg.eval.interval if cfg.eval is not None else 1,
+        optimizers=build_optimizer(cfg, model),
+        schedulers=build_scheduler(cfg),
+        algorithms=build_algorithms(cfg),
+        callbacks=[*build_callbacks(cfg, paths, model, vocab), *extra_callbacks],
+        loggers=build_loggers(cfg, paths),
+        max_duration=cfg.max_duration,
+        device=_device(cfg),
+        precision=cfg.precision,
+        parallelism_config=build_parallelism(cfg),
+        device_train_microbatch_size=cfg.device_train_microbatch_size,
+        accumulate_train_batch_on_tokens=True,
+        run_name=cfg.run_name,
+        seed=cfg.seed,
+        autoresume=cfg.checkpoint.autoresume,
+        load_path=cfg.checkpoint.load_path,
+        load_weights_only=cfg.checkpoint.load_weights_only,
+        progress_bar=cfg.logging.progress_bar,
+        log_to_console=not cfg.logging.progress_bar,
+        console_log_interval=cfg.logging.console_interval,
+        dist_timeout=cfg.dist_timeout,
+    )
+    return trainer, paths, vocab
+
+
+def train(cfg: TrainConfig, *, extra_callbacks: Sequence[Callback] = ()) -> TrainResult:
+    """Run (or resume) training as configured; returns where everything went.
+
+    ``extra_callbacks``: Composer callbacks added to the configured ones.
+
+    Raises:
+        cm3leon.core.config.ConfigError: a bad config value, an unwritable save folder.
+        cm3leon.core.shards.ShardIntegrityError: a dataset that fails verification.
+        cm3leon.core.train.checkpoint.UnsafeCheckpointError: a checkpoint that could run code.
+        cm3leon.core.train.callbacks.NonFiniteLossError: NaN/inf with ``nonfinite.policy=stop``.
+    """
+    trainer, paths, _ = build_trainer(cfg, extra_callbacks=extra_callbacks)
+    try:
+        trainer.fit()
+        losses: dict[str, Any] = trainer.state.total_loss_dict or {}
+        last = losses.get("loss/train/total")
+        batches = int(trainer.state.timestamp.batch)
+    finally:
+        trainer.close()
+    latest = paths.save_folder / LATEST_FILENAME.format(rank=0)
+    return TrainResult(
+        run_dir=paths.run_dir,
+        latest_checkpoint=latest.resolve() if latest.exists() else None,
+        metrics=paths.metrics,
+        batches=batches,
+        last_loss=None if last is None else float(last),
+    )
