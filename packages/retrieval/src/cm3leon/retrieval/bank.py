@@ -241,7 +241,11 @@ class MemoryBank:
         with atomic_directory(directory, overwrite=overwrite) as tmp:
             write_index(self.index, tmp / INDEX_FILE)
             atomic_write_json(tmp / IDS_FILE, self.ids, indent=0)
-            write_jsonl_documents(self._iter_documents(), tmp)
+            fast_copy = getattr(self.store, "write_jsonl", None)  # stores already in JSONL form
+            if fast_copy is not None:
+                fast_copy(tmp)
+            else:
+                write_jsonl_documents(self._iter_documents(), tmp)
             files = {name: file_record(tmp / name) for name in (INDEX_FILE, IDS_FILE, DOCUMENTS_FILE, OFFSETS_FILE)}
             manifest = BankManifest(
                 kind="faiss", size=self.size, dim=self.dim, factory=self.factory,
