@@ -255,8 +255,9 @@ def join_documents(parts: Sequence[np.ndarray], vocab: Vocabulary) -> tuple[np.n
         vocab: the unified vocabulary.
 
     Returns:
-        ``(ids, starts)``: ``<eos>`` + documents with one ``<break>`` at each boundary that is
-        not already marked by an image's ``<break>``; ``starts[i]`` is where part ``i`` begins.
+        ``(ids, starts)``: ``<eos>`` + documents with exactly one ``<break>`` at each boundary
+        (an image's own ``<break>`` when a neighbour is an image, else an inserted one);
+        ``starts[i]`` is where part ``i`` begins (after that boundary ``<break>``).
     """
     if not parts:
         raise ValueError("join_documents needs at least one document")
@@ -267,7 +268,10 @@ def join_documents(parts: Sequence[np.ndarray], vocab: Vocabulary) -> tuple[np.n
         part = np.asarray(part, dtype=np.int64)
         if part.size == 0:
             raise ValueError(f"join_documents: document {i} is empty")
-        if i > 0 and out[-1][-1] != vocab.break_id and part[0] != vocab.break_id:
+        ends_with_break = out[-1][-1] == vocab.break_id
+        if i > 0 and ends_with_break and part[0] == vocab.break_id:
+            part = part[1:]  # image after image: the closing <break> opens the next one
+        elif i > 0 and not ends_with_break and part[0] != vocab.break_id:
             out.append(np.array([vocab.break_id], dtype=np.int64))
             length += 1
         starts.append(length)

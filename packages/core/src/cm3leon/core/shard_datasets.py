@@ -127,7 +127,49 @@ def _stage_all(remote: str | None, local: str | None, streams: Sequence[Stream] 
     return infos
 
 
-class CM3StreamingDataset(StreamingDataset):
+class _VerifiedStreamingDataset(StreamingDataset):
+    """Stage and verify every stream first; surface background download failures.
+
+    ``StreamingDataset`` downloads shards in a background thread; when that thread fails
+    (e.g. ``Checksum failure`` of a tampered remote shard) the stock iterator just stops
+    early.  Here the failure is re-raised as :class:`ShardIntegrityError` at the end of the
+    iteration (and by ``get_item``), so a corrupt shard never silently shortens an epoch.
+    """
+
+    kind = ""
+
+    def __init__(self, *, remote: str | None = None, local: str | None = None,
+                 streams: Sequence[Stream] | None = None, check_hashes: bool = True, **kwargs: Any) -> None:
+        self.infos = _stage_all(remote, local, streams, self.kind, check_hashes)
+        self._background_error: BaseException | None = None
+        if any(s.remote is not None for s in streams or []) or remote is not None:
+            kwargs.setdefault("validate_hash", "sha256")
+        super().__init__(remote=remote, local=local, streams=streams, **kwargs)
+
+    def on_exception(self, future: Any) -> None:
+        error = future.exception()
+        if error is not None:
+            self._background_error = error
+        super().on_exception(future)
+
+    def _raise_background_error(self) -> None:
+        error = getattr(self, "_background_error", None)
+        if error is not None:
+            raise ShardIntegrityError(f"preparing a shard failed: {error}") from error
+
+    def __iter__(self) -> Any:
+        yield from super().__iter__()
+        self._raise_background_error()
+
+    def _raw_item(self, sample_id: int, retry: int) -> dict[str, Any]:
+        try:
+            return super().get_item(sample_id, retry)
+        except RuntimeError:
+            self._raise_background_error()
+            raise
+
+
+class CM3StreamingDataset(_VerifiedStreamingDataset):
     """Token shards -> CM3-transformed examples, on top of ``StreamingDataset``.
 
     Args:
@@ -142,20 +184,16 @@ class CM3StreamingDataset(StreamingDataset):
     "sample_id": int}``, ids range-checked before the transform (errors name the sample).
     """
 
-    def __init__(self, *, remote: str | None = None, local: str | None = None,
-                 streams: Sequence[Stream] | None = None, cm3: CM3Config | None = None,
-                 cm3_seed: int = 0, check_hashes: bool = True, **kwargs: Any) -> None:
-        infos = _stage_all(remote, local, streams, "tokens", check_hashes)
-        vocabs = {info.vocab for info in infos}
-        if len(vocabs) != 1 or None in vocabs:
-            raise ValueError(f"streams disagree on the vocabulary: {sorted(map(str, vocabs))}")
-        self.vocab: Vocabulary = infos[0].vocab  # type: ignore[assignment]
-        self.infos = infos
+    kind = "tokens"
+
+    def __init__(self, *, cm3: CM3Config | None = None, cm3_seed: int = 0, **kwargs: Any) -> None:
         self.cm3 = cm3
         self.cm3_seed = int(cm3_seed)
-        if any(s.remote is not None for s in streams or []) or remote is not None:
-            kwargs.setdefault("validate_hash", "sha256")
-        super().__init__(remote=remote, local=local, streams=streams, **kwargs)
+        super().__init__(**kwargs)
+        vocabs = {info.vocab for info in self.infos}
+        if len(vocabs) != 1 or None in vocabs:
+            raise ValueError(f"streams disagree on the vocabulary: {sorted(map(str, vocabs))}")
+        self.vocab: Vocabulary = self.infos[0].vocab  # type: ignore[assignment]
 
     @property
     def current_epoch(self) -> int:
@@ -163,7 +201,7 @@ class CM3StreamingDataset(StreamingDataset):
         return max(int(self.next_epoch) - 1, 0)
 
     def get_item(self, sample_id: int, retry: int = 7) -> dict[str, Any]:
-        sample = super().get_item(sample_id, retry)
+        sample = self._raw_item(sample_id, retry)
         ident = str(sample["id"])
         where = f"sample {sample_id} (id {ident!r})"
         tokens = self.vocab.check_ids(sample["tokens"], where=where)
@@ -180,18 +218,13 @@ class CM3StreamingDataset(StreamingDataset):
         }
 
 
-class DocumentStreamingDataset(StreamingDataset):
+class DocumentStreamingDataset(_VerifiedStreamingDataset):
     """Document shards -> ``{"id": str, "document": Document}`` (use ``collate_fn=list``)."""
 
-    def __init__(self, *, remote: str | None = None, local: str | None = None,
-                 streams: Sequence[Stream] | None = None, check_hashes: bool = True, **kwargs: Any) -> None:
-        self.infos = _stage_all(remote, local, streams, "documents", check_hashes)
-        if any(s.remote is not None for s in streams or []) or remote is not None:
-            kwargs.setdefault("validate_hash", "sha256")
-        super().__init__(remote=remote, local=local, streams=streams, **kwargs)
+    kind = "documents"
 
     def get_item(self, sample_id: int, retry: int = 7) -> dict[str, Any]:
-        sample = super().get_item(sample_id, retry)
+        sample = self._raw_item(sample_id, retry)
         ident = str(sample["id"])
         try:
             doc = Document.from_json(sample["document"], source=f"sample {sample_id} (id {ident!r})")
