@@ -315,7 +315,7 @@ def build_mixture(cfg: MixtureConfig, *, registries: Any = None, progress: bool 
     names = [t.task for t in cfg.tasks]
     if not names or len(set(names)) != len(names):
         raise ValueError(f"mixture {cfg.name!r}: needs one entry per task, got {names}")
-    doc_tokenizer = _doc_tokenizer(cfg.output) if cfg.output.format == "tokens" else None
+    doc_tokenizer = _doc_tokenizer(cfg.output, registries) if cfg.output.format == "tokens" else None
     if cfg.output.format not in ("documents", "tokens"):
         raise ValueError(f"output.format must be 'documents' or 'tokens', got {cfg.output.format!r}")
     staging = Path(f"{str(cfg.output.path).rstrip('/')}.staging")
@@ -351,15 +351,15 @@ def build_mixture(cfg: MixtureConfig, *, registries: Any = None, progress: bool 
     return report
 
 
-def _doc_tokenizer(output: OutputConfig) -> Any:
+def _doc_tokenizer(output: OutputConfig, registries: Any) -> Any:
     from cm3leon.core.serialize import DocumentTokenizer
     from cm3leon.core.tokenization import resolve_tokenizer
     from cm3leon.core.vocab import Vocabulary
 
     if not output.text_tokenizer or not output.image_tokenizer:
         raise ValueError("output.format 'tokens' needs output.text_tokenizer and output.image_tokenizer")
-    text = resolve_tokenizer(output.text_tokenizer, "text")
-    image = resolve_tokenizer(output.image_tokenizer, "image")
+    text = resolve_tokenizer(output.text_tokenizer, "text", registries=registries)
+    image = resolve_tokenizer(output.image_tokenizer, "image", registries=registries)
     vocab = Vocabulary(text_size=text.vocab_size, image_size=image.codebook_size,
                        num_sentinels=output.num_sentinels)  # fmt: skip
     return DocumentTokenizer(vocab, text, image)

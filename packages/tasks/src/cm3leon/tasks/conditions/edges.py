@@ -25,25 +25,30 @@ __all__ = ["CannyExtractor", "ScribbleExtractor", "SoftEdgeExtractor", "soft_edg
 
 @dataclass(frozen=True)
 class CannyExtractor:
-    """Canny edges of the grey image as white lines on black.
+    """Colour Canny edges as white lines on black.
+
+    Canny runs on each RGB channel (values in ``[0, 1]``) and the edge maps are OR-ed,
+    so a boundary between two colours of equal brightness is found too.  Thresholds are
+    absolute, like ControlNet's ``cv2.Canny(img, 100, 200)`` (about 0.1 / 0.2 here), so a
+    flat image has no edges.
 
     Args:
         sigma: Gaussian smoothing before the gradient.
-        low_threshold / high_threshold: hysteresis thresholds as quantiles of the
-            gradient magnitude (``use_quantiles``), which adapts to image contrast.
+        low_threshold / high_threshold: hysteresis thresholds on the gradient magnitude.
     """
 
     sigma: float = 1.0
-    low_threshold: float = 0.6
-    high_threshold: float = 0.85
+    low_threshold: float = 0.1
+    high_threshold: float = 0.2
 
     def __call__(self, image: Any, record: Mapping[str, Any] | None = None) -> Any:
-        from skimage.color import rgb2gray
         from skimage.feature import canny
 
-        grey = rgb2gray(as_rgb_array(image))
-        edges = canny(grey, sigma=self.sigma, low_threshold=self.low_threshold,
-                      high_threshold=self.high_threshold, use_quantiles=True)  # fmt: skip
+        rgb = as_rgb_array(image).astype(np.float64) / 255.0
+        edges = np.zeros(rgb.shape[:2], dtype=bool)
+        for c in range(3):
+            edges |= canny(rgb[..., c], sigma=self.sigma, low_threshold=self.low_threshold,
+                           high_threshold=self.high_threshold)  # fmt: skip
         return gray_to_rgb(edges)
 
 
@@ -79,15 +84,15 @@ class ScribbleExtractor:
     """A child's scribble: soft edges thresholded, thinned to 1 px, jittered and re-inked.
 
     The jitter is a smooth random displacement field (white noise blurred at an eighth of the
-    image size) whose largest shift is ``jitter`` times the shorter side (at least one
-    pixel), so strokes wobble instead of
+    image size) whose typical (standard-deviation) shift is ``jitter`` times the shorter side
+    (at least one pixel; ``jitter=0`` disables it), so strokes wobble instead of
     tracing the boundary exactly; strokes are then dilated to ``stroke`` pixels.  The
     randomness is seeded by ``seed`` and the image content: the same image always gives
     the same scribble.
     """
 
     threshold: float = 0.35
-    jitter: float = 0.04
+    jitter: float = 0.05
     stroke: int = 1
     seed: int = 0
 
@@ -101,13 +106,15 @@ class ScribbleExtractor:
         rng = content_rng(rgb, self.seed)
         out = np.zeros((h, w), dtype=bool)
         rows, cols = np.nonzero(skeleton)
-        if rows.size:
+        if rows.size and self.jitter > 0:
             field = rng.normal(size=(2, h, w))
             field = np.stack([gaussian(f, sigma=max(2.0, min(h, w) / 8)) for f in field])  # (2, H, W)
-            field *= max(1.0, self.jitter * min(h, w)) / max(np.abs(field).max(), 1e-8)
-            r = np.clip(np.round(rows + field[0, rows, cols]).astype(int), 0, h - 1)
-            c = np.clip(np.round(cols + field[1, rows, cols]).astype(int), 0, w - 1)
-            out[r, c] = True
+            field *= max(1.0, self.jitter * min(h, w)) / max(float(field.std()), 1e-8)
+            shift = field[:, rows, cols]  # (2, P)
+            rows = np.clip(np.round(rows + shift[0]).astype(int), 0, h - 1)
+            cols = np.clip(np.round(cols + shift[1]).astype(int), 0, w - 1)
+        if rows.size:
+            out[rows, cols] = True
             if self.stroke > 1:
                 out = dilation(out, disk(self.stroke // 2, dtype=bool))
         return gray_to_rgb(out)

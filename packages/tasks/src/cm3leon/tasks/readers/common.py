@@ -27,6 +27,7 @@ verified as RGB ``PIL.Image`` objects.
 from __future__ import annotations
 
 import functools
+import inspect
 import json
 import logging
 from collections import Counter
@@ -43,6 +44,7 @@ __all__ = [
     "RecordError",
     "entry_field",
     "find_annotation_file",
+    "iter_jsonl",
     "load_image",
     "load_json",
     "pick_image_dir",
@@ -106,6 +108,8 @@ class ReadContext:
 def reader(fn: Callable[..., Iterable[T]]) -> Callable[..., Iterator[T]]:
     """Give ``fn(path: Path, *, split, ctx, **options)`` the public reader signature."""
 
+    accepted = [n for n in inspect.signature(fn).parameters if n not in ("path", "split", "ctx")]
+
     @functools.wraps(fn)
     def wrapper(
         path: str | Path,
@@ -115,6 +119,9 @@ def reader(fn: Callable[..., Iterable[T]]) -> Callable[..., Iterator[T]]:
         stats: MutableMapping[str, int] | None = None,
         **options: Any,
     ) -> Iterator[T]:
+        unknown = sorted(set(options) - set(accepted))
+        if unknown:
+            raise ValueError(f"{fn.__name__}: unknown option(s) {unknown}; accepted: {accepted or 'none'}")
         ctx = ReadContext(str(path), bool(skip_bad), stats if stats is not None else Counter())
         path = Path(path)
         if not path.exists():
@@ -123,6 +130,8 @@ def reader(fn: Callable[..., Iterable[T]]) -> Callable[..., Iterator[T]]:
         skipped = ctx.stats.get("skipped", 0)
         (log.warning if skipped else log.info)("%s finished: %s", fn.__name__, ctx.summary())
 
+    # Show the public signature (not the inner ``ctx`` one) to inspect/help().
+    del wrapper.__wrapped__
     return wrapper
 
 
@@ -235,3 +244,26 @@ def first_existing(folder: Path, names: Sequence[str]) -> Path:
         if (folder / name).is_file():
             return folder / name
     return folder / names[0]
+
+
+def iter_jsonl(path: Path, ctx: ReadContext) -> Iterator[tuple[int, dict]]:
+    """``(line number, object)`` for every non-blank line; a bad line is a RecordError."""
+    if not path.is_file():
+        raise FormatError(f"{path}: file not found")
+    with open(path, encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+
+            def parse(text: str = line, n: int = lineno) -> dict:
+                try:
+                    obj = json.loads(text)
+                except json.JSONDecodeError as err:
+                    raise RecordError(f"{path}: line {n}: not valid JSON: {err}", reason="bad_json") from None
+                if not isinstance(obj, dict):
+                    raise RecordError(f"{path}: line {n}: must be a JSON object", reason="wrong_type")
+                return obj
+
+            obj = ctx.attempt(parse)
+            if obj is not None:
+                yield lineno, obj

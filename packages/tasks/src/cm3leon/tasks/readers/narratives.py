@@ -23,11 +23,11 @@ from cm3leon.tasks.readers.common import (
     ReadContext,
     entry_field,
     first_existing,
+    iter_jsonl,
     load_image,
     pick_image_dir,
     reader,
 )
-from cm3leon.tasks.readers.ocr import iter_jsonl
 
 __all__ = ["image_names", "read_localized_narratives"]
 

@@ -11,43 +11,19 @@ one JSON object per line.  ``path`` is the file or a folder holding ``ocr.jsonl`
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from pathlib import Path
 
 from cm3leon.tasks.readers.common import (
     FormatError,
     ReadContext,
-    RecordError,
     entry_field,
+    iter_jsonl,
     load_image,
     reader,
 )
 
-__all__ = ["iter_jsonl", "read_ocr"]
-
-
-def iter_jsonl(path: Path, ctx: ReadContext) -> Iterator[tuple[int, dict]]:
-    """``(line number, object)`` for every non-blank line; a bad line is a RecordError."""
-    if not path.is_file():
-        raise FormatError(f"{path}: file not found")
-    with open(path, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-
-            def parse(text: str = line, n: int = lineno) -> dict:
-                try:
-                    obj = json.loads(text)
-                except json.JSONDecodeError as err:
-                    raise RecordError(f"{path}: line {n}: not valid JSON: {err}", reason="bad_json") from None
-                if not isinstance(obj, dict):
-                    raise RecordError(f"{path}: line {n}: must be a JSON object", reason="wrong_type")
-                return obj
-
-            obj = ctx.attempt(parse)
-            if obj is not None:
-                yield lineno, obj
+__all__ = ["read_ocr"]
 
 
 @reader
