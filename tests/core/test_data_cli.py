@@ -222,3 +222,43 @@ def test_prepare_task_and_world_through_the_registry(tmp_path: Path, monkeypatch
     assert result.exit_code == 0, result.output
     docs = list(iter_documents(world))
     assert len(docs) == 4 and all(d.images and d.text for d in docs)
+
+
+class CountingTokenizer:
+    """Image-tokenizer double: 4 codes per image; refuses all-black images; counts calls."""
+
+    codebook_size, num_tokens, image_size = 16, 4, 8
+
+    def __init__(self) -> None:
+        self.calls: list[int] = []
+
+    def encode(self, images):
+        import torch
+
+        self.calls.append(len(images))
+        arrays = [np.asarray(im) for im in images]
+        if any(a.max() == 0 for a in arrays):
+            raise RuntimeError("cannot encode an all-black image")
+        return torch.as_tensor(np.stack([[int(a.mean()) % 16] * 4 for a in arrays]))
+
+
+def test_prepare_encodes_pixels_in_batches_and_isolates_a_bad_image(tmp_path: Path) -> None:
+    from cm3leon.core.data_cli import prepare_dataset
+    from cm3leon.core.serialize import DocumentTokenizer
+    from cm3leon.core.tokenization import ByteTokenizer
+    from cm3leon.core.vocab import Vocabulary
+
+    vocab = Vocabulary(text_size=256, image_size=16, num_sentinels=4)
+    docs = [Document.of(f"d{i}", np.full((8, 8, 3), 10 * i + 5, np.uint8), id=f"d{i}") for i in range(6)]
+    image_tok = CountingTokenizer()
+    dt = DocumentTokenizer(vocab, ByteTokenizer(), image_tok)
+    report = prepare_dataset(docs, tmp_path / "ok", kind="tokens", doc_tokenizer=dt, batch_size=4, progress=False)
+    assert report.written == 6 and image_tok.calls == [4, 2]
+    docs[2] = Document.of("black", np.zeros((8, 8, 3), np.uint8), id="black")
+    with pytest.raises(ValueError, match=r"document 'black', segment\(s\) \[1\]: image tokenizer failed"):
+        prepare_dataset(docs, tmp_path / "bad", kind="tokens", doc_tokenizer=dt, batch_size=4, progress=False)
+    assert not (tmp_path / "bad").exists()
+    report = prepare_dataset(docs, tmp_path / "skip", kind="tokens", doc_tokenizer=dt, batch_size=4,
+                             skip_bad=True, progress=False)
+    assert report.written == 5 and [w for w, _ in report.skipped] == ["document 'black'"]
+    assert [s.id for s in iter_token_samples(tmp_path / "skip")] == [d.id for d in docs if d.id != "black"]

@@ -157,3 +157,10 @@ def test_doc_masks_and_position_resets_make_packing_invisible() -> None:
     shifted[0, : cursor] = torch.arange(cursor)
     leaky = _toy_attention(torch.as_tensor(rows.input_ids), shifted, torch.as_tensor(rows.doc_ids))
     assert not torch.allclose(leaky[0, len(seqs[0]) : cursor], packed[0, len(seqs[0]) : cursor])
+
+
+def test_position_ids_agree_with_the_model_convention() -> None:
+    from cm3leon.core.model import positions_from_doc_ids
+
+    out = PackingCollator(20, VOCAB)([{"tokens": example(n)} for n in (3, 7, 2, 11, 5)])
+    assert torch.equal(positions_from_doc_ids(out["doc_ids"]), out["position_ids"])

@@ -49,7 +49,7 @@ class PrepareReport:
 def prepare_dataset(documents: Iterable[Any], out: str | Path, *, kind: str = "documents",
                     doc_tokenizer: Any = None, max_samples: int | None = None, skip_bad: bool = False,
                     overwrite: bool = False, meta: dict[str, Any] | None = None,
-                    progress: bool = True, total: int | None = None) -> PrepareReport:
+                    progress: bool = True, total: int | None = None, batch_size: int = 32) -> PrepareReport:
     """Write ``documents`` as document shards or (with ``doc_tokenizer``) token shards.
 
     Args:
@@ -62,6 +62,7 @@ def prepare_dataset(documents: Iterable[Any], out: str | Path, *, kind: str = "d
         skip_bad: skip documents that fail to encode (counted) instead of failing.
         overwrite / meta: passed to the writer.
         progress / total: tqdm progress bar and its total.
+        batch_size: documents whose pixel-only images are VQ-encoded together.
     """
     from tqdm.auto import tqdm
 
@@ -81,7 +82,7 @@ def prepare_dataset(documents: Iterable[Any], out: str | Path, *, kind: str = "d
         total = min(total, max_samples) if total is not None else max_samples
     bar = tqdm(total=total, unit="doc", desc=f"prepare {Path(out).name}", disable=not progress)
     with writer, bar:
-        for doc in documents:
+        for doc in _encoded_in_batches(documents, doc_tokenizer if kind == "tokens" else None, batch_size):
             if max_samples is not None and report.written >= max_samples:
                 break
             try:
@@ -102,6 +103,33 @@ def prepare_dataset(documents: Iterable[Any], out: str | Path, *, kind: str = "d
         report.stats = writer.stats()
     log.info("prepared %s: %s", out, json.dumps(report.as_dict()))
     return report
+
+
+def _encoded_in_batches(documents: Iterable[Any], doc_tokenizer: Any, batch_size: int) -> Iterator[Any]:
+    """Yield documents with VQ codes precomputed batch-wise (one call per ``batch_size`` docs).
+
+    If a batch fails to encode (one unreadable image), its documents are yielded unchanged
+    and encoded one by one later, so the error names the bad document and ``--skip-bad``
+    loses only that one.
+    """
+    if doc_tokenizer is None or doc_tokenizer.image_tokenizer is None:
+        yield from documents
+        return
+    chunk: list[Any] = []
+    for doc in documents:
+        chunk.append(doc)
+        if len(chunk) == batch_size:
+            yield from _encode_chunk(chunk, doc_tokenizer)
+            chunk = []
+    yield from _encode_chunk(chunk, doc_tokenizer)
+
+
+def _encode_chunk(chunk: list[Any], doc_tokenizer: Any) -> list[Any]:
+    try:
+        return doc_tokenizer.with_codes(chunk)
+    except Exception as err:  # isolate the bad document: encode them one by one instead
+        log.warning("batch image encoding failed (%s); encoding documents one by one", err)
+        return chunk
 
 
 def inspect_dataset(path: str | Path, *, check_hashes: bool = True) -> dict[str, Any]:

@@ -385,6 +385,9 @@ class PackingCollator:
         rows = pack(samples, self.seq_len, pad_id=self.vocab.pad_id, eos_id=self.vocab.eos_id,
                     vocab=self.vocab, overflow=self.overflow, strategy=self.strategy,
                     num_rows=self.num_rows)
+        if rows.input_ids.shape[0] == 0:  # every example dropped: one padding row carries the counts
+            empty = pack([], self.seq_len, pad_id=self.vocab.pad_id, num_rows=1)
+            rows = PackedRows(**{**empty.as_dict(), "stats": rows.stats})
         out = _to_torch(rows.as_dict())
         r = rows.input_ids.shape[0]
         dropped = np.zeros(r, np.int64)

@@ -151,6 +151,25 @@ class DocumentTokenizer:
         weights[starts[-1] :] = self.query_loss_weight
         return ids, weights
 
+    def with_codes(self, docs: Sequence[Document]) -> list[Document]:
+        """Fill in the VQ codes of pixel-only images, encoding all of them in one batch.
+
+        Pixels are kept next to the codes.  Used by ``cm3leon data prepare`` so that the image
+        tokenizer sees batches instead of one image at a time; documents without such images
+        are returned unchanged.
+        """
+        where = [(d, i) for d, doc in enumerate(docs) for i, seg in enumerate(doc.segments)
+                 if isinstance(seg, ImageSegment) and seg.codes is None]
+        if not where or self.image_tokenizer is None:
+            return list(docs)
+        images = [docs[d].segments[i].pil() for d, i in where]  # type: ignore[union-attr]
+        codes = _to_numpy(self.image_tokenizer.encode(images))  # (B, N)
+        segments = [list(doc.segments) for doc in docs]
+        for (d, i), row in zip(where, codes, strict=True):
+            old = segments[d][i]
+            segments[d][i] = ImageSegment(image=old.image, codes=tuple(int(c) for c in row))  # type: ignore[union-attr]
+        return [doc.replace(segments=tuple(segs)) for doc, segs in zip(docs, segments, strict=True)]
+
     def _image_codes(self, doc: Document) -> dict[int, np.ndarray]:
         """Codes of every image segment (precomputed or encoded in one batch), checked."""
         codes: dict[int, np.ndarray] = {}
@@ -167,9 +186,13 @@ class DocumentTokenizer:
                     f"document {doc.id!r}, segment {pending[0]}: image has pixels but no VQ codes "
                     "and no image tokenizer was given"
                 )
-            images = [doc.segments[i].pil() for i in pending]  # type: ignore[union-attr]
-            encoded = self.image_tokenizer.encode(images)  # (B, N)
-            array = _to_numpy(encoded)
+            try:
+                images = [doc.segments[i].pil() for i in pending]  # type: ignore[union-attr]
+                array = _to_numpy(self.image_tokenizer.encode(images))  # (B, N)
+            except Exception as err:
+                raise ValueError(
+                    f"document {doc.id!r}, segment(s) {pending}: image tokenizer failed: {err}"
+                ) from err
             for row, i in zip(array, pending, strict=True):
                 codes[i] = row.astype(np.int64).ravel()
         for i, c in codes.items():

@@ -90,7 +90,8 @@ def stage_dataset(remote: str | None, local: str | Path, *, check_hashes: bool =
     Args:
         remote: object-store URL or directory, or ``None`` when ``local`` is the dataset.
         local: the dataset directory (``remote=None``) or the local cache of ``remote``.
-        check_hashes: hash every shard present locally (sizes are always checked).
+        check_hashes: hash every shard present locally (sizes are always checked); only
+            local rank 0 hashes, the other ranks of a node check sizes.
         timeout: seconds per metadata download.
 
     Raises:
@@ -98,6 +99,8 @@ def stage_dataset(remote: str | None, local: str | Path, *, check_hashes: bool =
             modified shard; the message names the file.
     """
     local = Path(local)
+    if int(os.environ.get("LOCAL_RANK", "0") or 0) > 0:
+        check_hashes = False  # local rank 0 hashes the node's files; the others check sizes
     if remote is None:
         return verify_dataset(local, check_hashes=check_hashes)
     local.mkdir(parents=True, exist_ok=True)

@@ -52,6 +52,8 @@ __all__ = [
     "iter_documents",
     "iter_samples",
     "iter_token_samples",
+    "parse_index",
+    "read_manifest",
     "token_columns",
     "verify_dataset",
     "verify_files",
