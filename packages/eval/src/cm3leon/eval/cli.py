@@ -187,7 +187,10 @@ def vqa_command(predictions: str, annotations: str, partial: bool, out: str | No
 @click.argument("manifest", type=click.Path(exists=True, dir_okay=False))
 @click.argument("reference", type=click.Path(exists=True))
 @click.option(
-    "--encoder", default="clip", show_default=True, help="DocumentEncoder name or module:factory."
+    "--encoder",
+    default="clip-image",
+    show_default=True,
+    help="DocumentEncoder name or module:factory.",
 )
 @click.option(
     "--num-candidates", type=int, default=None, help="Re-rank the first N samples per prompt."

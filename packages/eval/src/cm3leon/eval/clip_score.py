@@ -60,7 +60,7 @@ class CLIPScore(Metric):
 
     def __init__(
         self,
-        encoder: Any = "clip",
+        encoder: Any = "clip-image",
         *,
         encoder_options: Mapping[str, Any] | None = None,
         **kwargs: Any,

@@ -22,6 +22,7 @@ from torch import nn
 from cm3leon.core.interfaces import DocumentEncoder
 
 __all__ = [
+    "DEFAULT_ENCODER",
     "ClipFeatureExtractor",
     "EncoderNotFoundError",
     "clip_extractor",
@@ -31,7 +32,10 @@ __all__ = [
 ]
 
 # Registries searched (in order) for a DocumentEncoder registered under a given name.
-_ENCODER_REGISTRIES = ("retrievers", "models", "feature_extractors")
+_ENCODER_REGISTRIES = ("feature_extractors", "retrievers", "models")
+# cm3leon-retrieval registers its frozen CLIP encoder (a DocumentEncoder that is also an
+# image feature extractor) under this name.
+DEFAULT_ENCODER = "clip-image"
 
 
 class EncoderNotFoundError(LookupError):
@@ -52,10 +56,12 @@ def resolve_document_encoder(
 
     Args:
         encoder: an encoder object; a ``"package.module:attr"`` factory string (called with
-            ``options``); or a registered component name, looked up in the ``retrievers``,
-            ``models`` and ``feature_extractors`` registries (in that order) and built with
-            ``options`` — the built object must be a ``DocumentEncoder`` or expose one as
-            ``.encoder`` (e.g. a dense retriever).
+            ``options``); or a registered component name (default ``"clip-image"``, the
+            retrieval package's frozen CLIP encoder), looked up in the
+            ``feature_extractors``, ``retrievers`` and ``models`` registries (in that
+            order; cm3leon-eval's own wrappers are skipped); the first match is built with
+            ``options`` and must be a ``DocumentEncoder`` or expose one as ``.encoder``
+            (e.g. a dense retriever).
         options: keyword options for a factory or registered component.
         registries: registries to search (default: the process-wide ones).
 
@@ -85,13 +91,26 @@ def resolve_document_encoder(
     tried = []
     for attr in _ENCODER_REGISTRIES:
         registry = getattr(registries, attr)
-        if encoder in registry:
-            found = _unwrap_encoder(registry.build(encoder, **options))
-            if found is not None:
-                return found
-            tried.append(f"{attr} (built, but not a DocumentEncoder)")
-        else:
+        if encoder not in registry:
             tried.append(f"{attr} (not registered)")
+            continue
+        factory = registry.get(encoder).factory
+        if isinstance(factory, str) and factory.startswith("cm3leon.eval."):
+            tried.append(f"{attr} (cm3leon-eval's own wrapper, not an encoder)")
+            continue
+        try:
+            built = registry.build(encoder, **options)
+        except Exception as err:  # any factory error; say which component and options
+            raise EncoderNotFoundError(
+                f"building {registry.kind} {encoder!r} with options {options} failed: {err}"
+            ) from err
+        found = _unwrap_encoder(built)
+        if found is None:
+            raise EncoderNotFoundError(
+                f"{registry.kind} {encoder!r} built a {type(built).__name__}, which is not a "
+                "DocumentEncoder and has no .encoder that is one"
+            )
+        return found
     raise EncoderNotFoundError(
         f"no DocumentEncoder named {encoder!r}: tried {', '.join(tried)}. Install "
         "cm3leon-retrieval for the CLIP encoder, or pass 'package.module:factory'."
@@ -150,7 +169,7 @@ class ClipFeatureExtractor(nn.Module):
 
 
 def clip_extractor(
-    encoder: Any = "clip",
+    encoder: Any = DEFAULT_ENCODER,
     *,
     encoder_options: Mapping[str, Any] | None = None,
     image_format: str = "pil",

@@ -186,7 +186,7 @@ def text_to_image_protocol(
     manifest: str | Path,
     reference: str | Path,
     *,
-    encoder: Any = "clip",
+    encoder: Any = "clip-image",
     encoder_options: Mapping[str, Any] | None = None,
     num_candidates: int | None = None,
     features: str = "clip",
@@ -204,7 +204,7 @@ def text_to_image_protocol(
     Figure 4 (right) without generating again.
     """
     from cm3leon.eval.clip_score import clip_scores
-    from cm3leon.eval.features import resolve_document_encoder, tensor_to_pil
+    from cm3leon.eval.features import ClipFeatureExtractor, resolve_document_encoder, tensor_to_pil
 
     prompts = read_samples_manifest(manifest)
     enc = resolve_document_encoder(encoder, encoder_options)
@@ -212,7 +212,10 @@ def text_to_image_protocol(
     n = available if num_candidates is None else int(num_candidates)
     if not 1 <= n <= available:
         raise ValueError(f"num_candidates={n}, but some prompt has only {available} images")
-    extractor = build_feature_extractor(features, features_options)
+    if features == "clip" and not features_options:
+        extractor: Any = ClipFeatureExtractor(enc)  # FID on the re-ranking encoder's features
+    else:
+        extractor = build_feature_extractor(features, features_options)
     fid = FrechetDistance(extractor, num_features=getattr(extractor, "num_features", None))
     chosen, chosen_scores, grid_images, grid_caps, grid_hl = [], [], [], [], []
     for p in tqdm(prompts, desc=f"re-rank {n} candidates", unit="prompt"):

@@ -5,6 +5,9 @@ CoreNLP 3.4.1's ``PTBTokenizer`` (Java) and then drops punctuation tokens.  This
 runs the same jar with the same flags, once for a whole batch of sentences (the JVM start
 dominates), from a private temporary directory.  The jar ships with ``pycocoevalcap``
 (``pip install 'cm3leon-eval[cider]'``); Java must be on ``PATH``.
+
+As in coco-caption, lower-casing happens inside CoreNLP, so brackets come out as
+``-lrb-``/``-rrb-`` and survive the (upper-case) punctuation filter.
 """
 
 from __future__ import annotations

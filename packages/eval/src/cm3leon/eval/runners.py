@@ -101,7 +101,7 @@ def run_fid(cfg: FidRunConfig, run_dir: Path) -> dict[str, Any]:
 class TextToImageRunConfig:
     manifest: str = MISSING
     reference: str = MISSING
-    encoder: str = "clip"
+    encoder: str = "clip-image"
     encoder_options: dict[str, Any] = field(default_factory=dict)
     num_candidates: int | None = None
     features: str = "clip"
