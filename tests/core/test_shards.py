@@ -254,10 +254,10 @@ def test_remote_with_local_cache_and_corrupt_shards(tmp_path: Path) -> None:
     remote = write_tokens(tmp_path / "remote")
     with pytest.raises(ValueError, match="holds tokens shards, expected documents"):
         DocumentStreamingDataset(local=str(remote), batch_size=4)
-    ds = CM3StreamingDataset(remote=str(remote), local=str(tmp_path / "cache"), batch_size=4)
+    ds = CM3StreamingDataset(remote=str(remote), local=str(tmp_path / "cache"), batch_size=4, cm3=None)
     items = [ds[i] for i in range(N)]
     assert [it["id"] for it in items] == [f"s{i}" for i in range(N)]
-    assert all(np.array_equal(it["tokens"], example(i)) for i, it in enumerate(items))  # cm3=None
+    assert all(np.array_equal(it["tokens"], example(i)) for i, it in enumerate(items))
     # A flipped byte in a shard already in the cache is caught when the dataset is opened.
     cached = shard_files(tmp_path / "cache")[0]
     flip_byte(cached)

@@ -54,12 +54,16 @@ from cm3leon.core.shards import (
 from cm3leon.core.vocab import Vocabulary
 
 __all__ = [
+    "DEFAULT_CM3",
     "CM3StreamingDataset",
     "DocumentStreamingDataset",
     "PackedStreamingDataLoader",
     "build_packed_dataloader",
     "stage_dataset",
 ]
+
+
+DEFAULT_CM3 = CM3Config()  # read-only default: CM3 spans, metaseq lengths, images maskable
 
 
 def _join(remote: str, name: str) -> str:
@@ -177,7 +181,8 @@ class CM3StreamingDataset(_VerifiedStreamingDataset):
 
     Args:
         remote / local / streams: as ``StreamingDataset`` (every stream needs a ``local``).
-        cm3: transform settings; ``None`` yields untransformed examples (evaluation).
+        cm3: transform settings (default: CM3's, :data:`DEFAULT_CM3`); ``None`` yields the
+            untransformed examples (evaluation, inspection).
         cm3_seed: seed of the per-sample span draws.
         check_hashes: hash local shards when opening (sizes are always checked).
         **kwargs: any other ``StreamingDataset`` argument (``batch_size`` is required for
@@ -189,7 +194,7 @@ class CM3StreamingDataset(_VerifiedStreamingDataset):
 
     kind = "tokens"
 
-    def __init__(self, *, cm3: CM3Config | None = None, cm3_seed: int = 0, **kwargs: Any) -> None:
+    def __init__(self, *, cm3: CM3Config | None = DEFAULT_CM3, cm3_seed: int = 0, **kwargs: Any) -> None:
         self.cm3 = cm3
         self.cm3_seed = int(cm3_seed)
         super().__init__(**kwargs)
