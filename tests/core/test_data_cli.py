@@ -218,7 +218,7 @@ def test_prepare_task_and_world_through_the_registry(tmp_path: Path, monkeypatch
     assert [s.id for s in iter_token_samples(out)] == ["t0", "t2"]
     assert json.loads(result.output[result.output.index("{"):])["skipped"] == 1
     world = tmp_path / "world"
-    result = run("prepare", "--source", "world", "-", "--out", str(world), "-o", "n=4")
+    result = run("prepare", "--source", "world", "-", "--out", str(world), "-o", "n=4", "--skip-bad")
     assert result.exit_code == 0, result.output
     docs = list(iter_documents(world))
     assert len(docs) == 4 and all(d.images and d.text for d in docs)

@@ -216,6 +216,16 @@ def _documents_from_task(name: str, path: str, options: dict[str, Any], skip_bad
     return _Docs()  # type: ignore[return-value]
 
 
+def _declares(factory: Any, name: str) -> bool:
+    """Whether ``factory`` names parameter ``name`` explicitly (``**options`` does not count)."""
+    import inspect
+
+    try:
+        return name in inspect.signature(factory).parameters
+    except (TypeError, ValueError):
+        return False
+
+
 def _doc_tokenizer(text: str | None, image: str | None, codebook: int | None, per_image: int | None,
                    num_sentinels: int) -> Any:
     from cm3leon.core.serialize import DocumentTokenizer
@@ -282,7 +292,12 @@ def prepare_command(path: str, source: str | None, task: str | None, out: str, k
                 docs: Any = _documents_from_task(task, path, opts, skip_bad, seed)
             else:
                 spec = get_registries().sources.get(source, where="--source")  # type: ignore[arg-type]
-                docs = spec.build(path, skip_bad=skip_bad, **opts) if skip_bad else spec.build(path, **opts)
+                factory = spec.load()
+                if skip_bad and _declares(factory, "skip_bad"):
+                    opts = {**opts, "skip_bad": True}
+                elif skip_bad:
+                    log.warning("source %r has no skip_bad option; --skip-bad covers encoding only", source)
+                docs = factory(path, **opts)
         except UnknownComponentError as err:
             raise click.UsageError(str(err)) from None
         meta = {"source": source, "task": task, "path": str(path), "options": opts, "kind": kind,

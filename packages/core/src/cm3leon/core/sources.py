@@ -153,11 +153,11 @@ class JsonlSource(_SkippingSource):
         return Document(segments, id=ident, meta={"source": "jsonl", "line": number})
 
 
-def folder_source(path: str | Path, **options: Any) -> FolderSource:
-    """Factory of the ``folder`` source (options: ``skip_bad``, ``caption_first``)."""
-    return FolderSource(path, **options)
+def folder_source(path: str | Path, *, skip_bad: bool = False, caption_first: bool = True) -> FolderSource:
+    """Factory of the ``folder`` source."""
+    return FolderSource(path, skip_bad=skip_bad, caption_first=caption_first)
 
 
-def jsonl_source(path: str | Path, **options: Any) -> JsonlSource:
-    """Factory of the ``jsonl`` source (options: ``skip_bad``, ``caption_first``)."""
-    return JsonlSource(path, **options)
+def jsonl_source(path: str | Path, *, skip_bad: bool = False, caption_first: bool = True) -> JsonlSource:
+    """Factory of the ``jsonl`` source."""
+    return JsonlSource(path, skip_bad=skip_bad, caption_first=caption_first)
