@@ -6,7 +6,7 @@ with an OCR detector), so cm3leon defines one, which the procedural world export
     {"image": "<path relative to the JSONL file>", "text": "OPEN 24 HOURS"}
 
 one JSON object per line.  ``path`` is the file or a folder holding ``ocr.jsonl``
-(or ``ocr_<split>.jsonl`` when ``split`` is given).
+(with ``split``: ``ocr_<split>.jsonl`` or ``<split>/ocr.jsonl``).
 """
 
 from __future__ import annotations
@@ -29,9 +29,10 @@ __all__ = ["read_ocr"]
 @reader
 def read_ocr(path: Path, *, split: str | None, ctx: ReadContext) -> Iterator[dict]:
     """One :class:`OCRRecord` per line: ``{"id": "<line>", "image", "text"}``."""
-    file = path if path.is_file() else path / (f"ocr_{split}.jsonl" if split else "ocr.jsonl")
-    if not file.is_file():
-        raise FormatError(f"{path}: no {file.name} here")
+    names = [f"ocr_{split}.jsonl", f"{split}/ocr.jsonl"] if split else ["ocr.jsonl"]
+    file = path if path.is_file() else next((path / n for n in names if (path / n).is_file()), None)
+    if file is None:
+        raise FormatError(f"{path}: no {' or '.join(names)} here")
     for lineno, obj in iter_jsonl(file, ctx):
         where = f"{file}: line {lineno}"
 

@@ -8,7 +8,8 @@ Folder layout (``clip-filtered-dataset``)::
     <root>/<sample>/<seed>_1.jpg    edited image of that seed
 
 Every ``<seed>_0`` / ``<seed>_1`` pair of a sample is one record (``id`` =
-``<sample>/<seed>``).  A pair with one half missing is a bad record.
+``<sample>/<seed>``).  A pair with one half missing is a bad record.  With ``split``,
+sample folders are read from ``<root>/<split>/`` when that folder exists.
 
 Parquet layout (the Hugging Face ``instructpix2pix`` datasets): columns
 ``original_prompt``, ``original_image``, ``edit_prompt``, ``edited_prompt``,
@@ -46,7 +47,7 @@ def read_instructpix2pix(path: Path, *, split: str | None, ctx: ReadContext) -> 
     if parquet:
         yield from _parquet(parquet, split, ctx, path)
     elif path.is_dir():
-        yield from _folders(path, ctx)
+        yield from _folders(path / split if split and (path / split).is_dir() else path, ctx)
     else:
         raise FormatError(f"{path}: expected a .parquet file or a folder of samples / parquet files")
 
@@ -54,7 +55,7 @@ def read_instructpix2pix(path: Path, *, split: str | None, ctx: ReadContext) -> 
 @reader
 def read_pix2pix_folder(path: Path, *, split: str | None, ctx: ReadContext) -> Iterator[dict]:
     """Only the folder layout."""
-    yield from _folders(path, ctx)
+    yield from _folders(path / split if split and (path / split).is_dir() else path, ctx)
 
 
 @reader
