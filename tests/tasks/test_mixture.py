@@ -176,6 +176,10 @@ def test_config_errors(tmp_path: Path, registries: Any) -> None:
     cfg.tasks[0].task = "no_such_task"
     with pytest.raises(KeyError, match=r"unknown task 'no_such_task' \(at tasks\[0\]\.task\)"):
         build_mixture(cfg, registries=registries, progress=False)
+    cfg = _config(tmp_path / "x")
+    cfg.tasks[0].options = {"no_such_option": 1}
+    with pytest.raises(ValueError, match=r"tasks\[0\] \(mix_small\): bad options"):
+        build_mixture(cfg, registries=registries, progress=False)
     with pytest.raises(ValueError, match="needs output.text_tokenizer"):
         build_mixture(_config(tmp_path / "y", format="tokens"), registries=registries, progress=False)
     assert BalanceConfig().max_upsample == 3.0 and BalanceConfig().min_downsample == 0.3

@@ -160,7 +160,11 @@ def _task(name: str, options: tuple[str, ...]) -> tuple[Any, Any]:
         spec = get_registries().tasks.get(name)
     except UnknownComponentError as err:
         raise click.UsageError(str(err)) from None
-    return spec.build(**_parse(options, "--task-option")), spec
+    parsed = _parse(options, "--task-option")
+    try:
+        return spec.build(**parsed), spec
+    except TypeError as err:
+        raise click.UsageError(f"task {name!r}: bad --task-option {parsed}: {err}") from None
 
 
 def _parse(items: tuple[str, ...], hint: str) -> dict[str, Any]:

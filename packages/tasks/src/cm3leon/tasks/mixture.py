@@ -209,7 +209,10 @@ def _render_task(index: int, entry: MixtureTaskConfig, seed: int, skip_bad: bool
     spec = registries.tasks.get(entry.task, where=f"tasks[{index}].task")
     if spec.reader is None:
         raise ValueError(f"tasks[{index}]: task {entry.task!r} has no reader; give it one or prepare docs")
-    task = spec.build(**entry.options)
+    try:
+        task = spec.build(**entry.options)
+    except TypeError as err:
+        raise ValueError(f"tasks[{index}] ({entry.task}): bad options {dict(entry.options)}: {err}") from None
     read = resolve_object(spec.reader)
     if not entry.sources:
         raise ValueError(f"tasks[{index}] ({entry.task}): needs at least one source")
