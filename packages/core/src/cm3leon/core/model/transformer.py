@@ -275,10 +275,15 @@ class CM3LeonTransformer(nn.Module):
         logits = self.logits(h)  # (B, T, V)
         return (logits, h) if return_hidden else logits
 
-    def logits(self, hidden: torch.Tensor) -> torch.Tensor:
-        """Output projection of final hidden states ``(..., D) -> (..., V)``."""
+    def logits(self, hidden: torch.Tensor, rows: slice | None = None) -> torch.Tensor:
+        """Output projection of final hidden states ``(..., D) -> (..., V)``.
+
+        ``rows`` computes only that contiguous slice of the vocabulary (e.g. the image
+        block during an image span): ``(..., D) -> (..., len(rows))``, a view of the
+        weight, no copy.
+        """
         weight = self.tok_emb.weight if self.head is None else self.head.weight
-        return F.linear(hidden, weight)
+        return F.linear(hidden, weight if rows is None else weight[rows])
 
     # ------------------------------------------------------ cached decoding
     def new_cache(
@@ -314,6 +319,7 @@ class CM3LeonTransformer(nn.Module):
         attention_mask: torch.Tensor | None = None,
         last_only: bool = False,
         return_hidden: bool = False,
+        logits_rows: slice | None = None,
     ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """Run ``t`` new tokens per row against ``cache``, writing their keys/values in place.
 
@@ -329,6 +335,8 @@ class CM3LeonTransformer(nn.Module):
                 new tokens, False for padding; default: the cached mask, new tokens real.
             last_only: compute logits for the last new token only (``(B, 1, V)``).
             return_hidden: also return the final hidden states of the new tokens.
+            logits_rows: compute only this contiguous slice of the vocabulary
+                (``V' = len(rows)`` columns; see :meth:`logits`).
 
         Returns:
             ``logits (B, t, V)`` (or ``(B, 1, V)``), or ``(logits, hidden)``.
@@ -369,7 +377,7 @@ class CM3LeonTransformer(nn.Module):
         if last_only:
             h = h[:, -1:]
         h = _norm(h, self.config.norm_eps)
-        logits = self.logits(h)  # (B, t or 1, V)
+        logits = self.logits(h, logits_rows)  # (B, t or 1, V or V')
         return (logits, h) if return_hidden else logits
 
     # ------------------------------------------------------------ checking
