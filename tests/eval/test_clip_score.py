@@ -46,6 +46,7 @@ def test_metric_mean_and_two_ranks() -> None:
     assert float(merged) == pytest.approx(np.mean(EXPECTED), rel=1e-6)
 
 
+@pytest.mark.filterwarnings("ignore:The ``compute`` method of metric CLIPScore was called before")
 def test_errors() -> None:
     with pytest.raises(ValueError, match="as many texts as images: 1 vs 2"):
         clip_scores(StandInEncoder(), IMAGES[:2], TEXTS[:1])

@@ -148,8 +148,11 @@ class FrechetDistance(Metric):
         setattr(self, f"{prefix}_outer", getattr(self, f"{prefix}_outer") + feats.T @ feats)
         setattr(self, f"{prefix}_count", getattr(self, f"{prefix}_count") + feats.shape[0])
 
-    def stats(self, real: bool) -> GaussianStats:
-        """Gaussian fit of the accumulated real or generated set (after any rank reduction)."""
+    def stats(self, real: bool, *, name: str | None = None) -> GaussianStats:
+        """Gaussian fit of the accumulated real or generated set (after any rank reduction).
+
+        ``name`` labels errors and warnings (default: "real set" / "generated set").
+        """
         if real and self.reference is not None:
             return self.reference
         prefix = "real" if real else "fake"
@@ -157,7 +160,7 @@ class FrechetDistance(Metric):
             getattr(self, f"{prefix}_sum").cpu().numpy(),
             getattr(self, f"{prefix}_outer").cpu().numpy(),
             int(getattr(self, f"{prefix}_count")),
-            name=f"{'real' if real else 'generated'} set",
+            name=name or f"{'real' if real else 'generated'} set",
         )
 
     def compute(self) -> torch.Tensor:

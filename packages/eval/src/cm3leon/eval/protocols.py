@@ -15,7 +15,7 @@ stores it atomically.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -124,14 +124,14 @@ def feature_stats(
     metric = FrechetDistance(extractor, num_features=getattr(extractor, "num_features", None))
     for batch in tqdm(iter_image_batches(files, batch_size), desc=desc, unit="batch"):
         metric.update(batch, real=False)
-    return metric.stats(real=False)
+    return metric.stats(real=False, name=f"{desc} ({source})")
 
 
 def fid_between(
     real: str | Path,
     fake: str | Path,
     *,
-    features: str = "inception",
+    features: str | Callable[[torch.Tensor], torch.Tensor] = "inception",
     features_options: Mapping[str, Any] | None = None,
     batch_size: int = 32,
     method: str = "eigh",
@@ -152,7 +152,7 @@ def fid_between(
         "metrics": {"fid": frechet_distance(real_stats, fake_stats, method=method)},  # type: ignore[arg-type]
         "num_real": real_stats.num_samples,
         "num_fake": fake_stats.num_samples,
-        "features": features,
+        "features": features if isinstance(features, str) else type(features).__name__,
         "method": method,
         "inputs": {"real": _file_info(real), "fake": _file_info(fake)},
     }
@@ -189,7 +189,7 @@ def text_to_image_protocol(
     encoder: Any = "clip-image",
     encoder_options: Mapping[str, Any] | None = None,
     num_candidates: int | None = None,
-    features: str = "clip",
+    features: str | Callable[[torch.Tensor], torch.Tensor] = "clip",
     features_options: Mapping[str, Any] | None = None,
     batch_size: int = 32,
     grid_path: str | Path | None = None,
@@ -241,7 +241,7 @@ def text_to_image_protocol(
         },
         "num_prompts": len(prompts),
         "num_candidates": n,
-        "features": features,
+        "features": features if isinstance(features, str) else type(features).__name__,
         "chosen": chosen,
         "inputs": {"manifest": _file_info(manifest), "reference": _file_info(reference)},
     }

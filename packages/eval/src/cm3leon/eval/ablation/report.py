@@ -150,6 +150,7 @@ def _plot(
 ) -> list[Path]:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
+    from matplotlib.ticker import NullLocator
 
     _check_axis(plot.x, axes, "plot x")
     _check_axis(plot.series, axes, "plot series")
@@ -184,9 +185,11 @@ def _plot(
                 label=None if s is None else f"{plot.series}={s}",
             )
             drawn += 1
-        if not numeric:
-            ax.set_xticks(range(len(x_axis.labels)), [str(v) for v in x_axis.labels])
         ax.set_xscale("log" if plot.logx else "linear")
+        # Ticks at the matrix values, labelled as written in the ablation file.
+        ticks = list(x_axis.labels) if numeric else list(range(len(x_axis.labels)))
+        ax.set_xticks(ticks, [str(v) for v in x_axis.labels])
+        ax.xaxis.set_minor_locator(NullLocator())
         ax.set_yscale("log" if plot.logy else "linear")
         ax.set_xlabel(plot.x)
         ax.set_ylabel(plot.y)
@@ -220,9 +223,7 @@ def write_report(
     ``rows`` hold ``run``, ``status``, one key per axis (its label) and flattened results.
     """
     fixed = ["run", "status"] + [a.name for a in axes]
-    metrics: list[str] = []
-    for row in rows:
-        metrics.extend(k for k in row if k not in fixed and k not in metrics)
+    metrics = sorted({k for row in rows for k in row if k not in fixed})  # stable across resumes
     header = fixed + metrics
     body = [[row.get(k) for k in header] for row in rows]
     paths = [atomic_write_text(out_dir / "results.csv", _csv(header, body))]
