@@ -215,3 +215,25 @@ def test_manifest_errors(tmp_path: Path) -> None:
                 tmp_path / "m.json", {"prompts": [{"id": 7, "text": "x", "images": ["nope.png"]}]}
             )
         )
+
+
+def test_fid_reads_document_shards_like_a_folder(tmp_path: Path) -> None:
+    pytest.importorskip("streaming")
+    from PIL import Image
+
+    from cm3leon.core.documents import Document, ImageSegment
+    from cm3leon.core.shards import DocumentShardWriter
+
+    real = _folder(tmp_path / "real", 0, 12, 0, 200)
+    fake = _folder(tmp_path / "fake", 1, 10, 60, 256)
+    with DocumentShardWriter(tmp_path / "shards") as writer:
+        for i, f in enumerate(sorted(fake.glob("*.png"))):
+            writer.write(Document.of(f"caption {i}", Image.open(f).convert("RGB"), id=f"d{i}"))
+    from_folder = fid_between(real, fake, features=MeanColour())
+    from_shards = fid_between(real, tmp_path / "shards", features=MeanColour())
+    assert from_shards["metrics"]["fid"] == pytest.approx(from_folder["metrics"]["fid"], rel=1e-9)
+    assert from_shards["num_fake"] == 10
+    with DocumentShardWriter(tmp_path / "codes") as writer:
+        writer.write(Document(segments=(ImageSegment(codes=(1, 2, 3)),), id="c0"))
+    with pytest.raises(FormatError, match="document 'c0' image 0 holds only VQ codes"):
+        fid_between(real, tmp_path / "codes", features=MeanColour())

@@ -108,7 +108,7 @@ def fid_command(
     save_real_stats: str | None,
     out: str | None,
 ) -> None:
-    """FID between REAL and FAKE (image folders or .npz stats files)."""
+    """FID between REAL and FAKE (image folders, document shards or .npz stats files)."""
     from cm3leon.eval.protocols import fid_between
 
     with _user_errors():
@@ -136,7 +136,7 @@ def stats_command(
     batch_size: int,
     out: str,
 ) -> None:
-    """Feature statistics of a reference image FOLDER, for repeated FID runs."""
+    """Feature statistics of a reference FOLDER (images or document shards), for reuse."""
     from cm3leon.eval.fid import build_feature_extractor
     from cm3leon.eval.protocols import feature_stats
 

@@ -8,6 +8,8 @@
   "answers": [{"answer", "answer_id", ...}, ...]}]}`` (or the bare list).
 * Image **folders**: ``*.png``/``*.jpg``/``*.jpeg``/``*.webp``/``*.bmp``, sorted by path,
   recursively.
+* **Document shards** (cm3leon MDS, a directory with ``manifest.json``): the pixels of every
+  image segment, in order (hash-checked by :mod:`cm3leon.core.shards`).
 
 Ids are compared as strings, so ``42`` in a results file matches ``"42"`` as a JSON key.
 Every error names the file and the offending entry.
@@ -15,7 +17,7 @@ Every error names the file and the offending entry.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +26,9 @@ from cm3leon.core.io import read_json
 __all__ = [
     "IMAGE_SUFFIXES",
     "FormatError",
+    "is_document_shards",
     "iter_image_batches",
+    "iter_images",
     "list_images",
     "load_image_tensor",
     "read_caption_references",
@@ -150,27 +154,66 @@ def list_images(folder: str | Path) -> list[Path]:
     return files
 
 
-def load_image_tensor(path: Path) -> Any:
-    """An image file as a ``(3, H, W)`` float tensor in ``[0, 1]``."""
+def is_document_shards(path: str | Path) -> bool:
+    """True for a cm3leon MDS dataset directory (it has ``manifest.json``)."""
+    return (Path(path) / "manifest.json").is_file()
+
+
+def _pil_to_tensor(image: Any) -> Any:
     import numpy as np
     import torch
+
+    arr = np.asarray(image.convert("RGB"), dtype=np.uint8)  # (H, W, 3)
+    return torch.from_numpy(arr.copy()).permute(2, 0, 1).float() / 255.0
+
+
+def iter_images(source: str | Path) -> Iterator[Any]:
+    """``(3, H, W)`` float tensors of an image folder or of document shards, in order.
+
+    Raises:
+        FormatError: an empty source, an unreadable image, or an image segment that holds
+            only VQ codes (decode shards with the image tokenizer first).
+    """
+    source = Path(source)
+    if not is_document_shards(source):
+        for path in list_images(source):
+            yield load_image_tensor(path)
+        return
+    from cm3leon.core.shards import iter_documents
+
+    count = 0
+    for doc in iter_documents(source):
+        for j, seg in enumerate(doc.images):
+            if seg.image is None:
+                raise FormatError(
+                    f"{source}: document {doc.id!r} image {j} holds only VQ codes; FID needs "
+                    "pixels (decode the codes with the image tokenizer into a folder first)"
+                )
+            count += 1
+            yield _pil_to_tensor(seg.pil())
+    if count == 0:
+        raise FormatError(f"{source}: the document shards hold no images")
+
+
+def load_image_tensor(path: Path) -> Any:
+    """An image file as a ``(3, H, W)`` float tensor in ``[0, 1]``."""
     from PIL import Image, UnidentifiedImageError
 
     try:
         with Image.open(path) as img:
-            arr = np.asarray(img.convert("RGB"), dtype=np.uint8)  # (H, W, 3)
+            return _pil_to_tensor(img)
     except (UnidentifiedImageError, OSError) as err:
         raise FormatError(f"{path}: cannot read image: {err}") from None
-    return torch.from_numpy(arr.copy()).permute(2, 0, 1).float() / 255.0
 
 
-def iter_image_batches(files: list[Path], batch_size: int) -> Iterator[Any]:
-    """Yield ``(B, 3, H, W)`` batches; consecutive images of one size share a batch."""
+def iter_image_batches(images: Iterable[Any], batch_size: int) -> Iterator[Any]:
+    """Yield ``(B, 3, H, W)`` batches of ``(3, H, W)`` tensors (or image file paths);
+    consecutive images of one size share a batch."""
     import torch
 
     batch: list[Any] = []
-    for path in files:
-        img = load_image_tensor(path)
+    for item in images:
+        img = load_image_tensor(item) if isinstance(item, (str, Path)) else item
         if batch and (len(batch) == batch_size or batch[0].shape != img.shape):
             yield torch.stack(batch)
             batch = []

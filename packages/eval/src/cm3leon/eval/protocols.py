@@ -4,7 +4,7 @@ These are the generation-free halves of the paper's protocols (§3.2, §4.2):
 
 * :func:`score_caption_files` — captioning CIDEr-D (COCO results vs references);
 * :func:`score_vqa_files` — VQA accuracy (VQA results vs annotations);
-* :func:`fid_between` — FID between two image folders and/or ``.npz`` stats files;
+* :func:`fid_between` — FID between image folders, document shards and/or ``.npz`` stats;
 * :func:`text_to_image_protocol` — zero-shot text-to-image on pre-generated samples:
   CLIP re-ranking of the first ``n`` candidates per prompt, FID of the chosen images
   against a reference set, mean CLIP score, and a sample grid (Table 1, Figure 4 right).
@@ -28,7 +28,7 @@ from cm3leon.eval.fid import FrechetDistance, build_feature_extractor
 from cm3leon.eval.formats import (
     FormatError,
     iter_image_batches,
-    list_images,
+    iter_images,
     load_image_tensor,
     read_caption_references,
     read_caption_results,
@@ -116,13 +116,13 @@ def score_vqa_files(
 def feature_stats(
     source: str | Path, extractor: Any, *, batch_size: int = 32, desc: str = "features"
 ) -> GaussianStats:
-    """Gaussian stats of a folder of images (through ``extractor``) or a ``.npz`` stats file."""
+    """Gaussian stats of an image folder or document shards (through ``extractor``), or
+    of a ``.npz`` stats file."""
     source = Path(source)
     if source.is_file() and source.suffix == ".npz":
         return GaussianStats.load(source)
-    files = list_images(source)
     metric = FrechetDistance(extractor, num_features=getattr(extractor, "num_features", None))
-    for batch in tqdm(iter_image_batches(files, batch_size), desc=desc, unit="batch"):
+    for batch in tqdm(iter_image_batches(iter_images(source), batch_size), desc=desc, unit="batch"):
         metric.update(batch, real=False)
     return metric.stats(real=False, name=f"{desc} ({source})")
 
@@ -137,7 +137,7 @@ def fid_between(
     method: str = "eigh",
     save_real_stats: str | Path | None = None,
 ) -> dict[str, Any]:
-    """FID between two image folders or ``.npz`` stats files (in any combination)."""
+    """FID between image folders, cm3leon document shards or ``.npz`` stats (any mix)."""
     from cm3leon.eval.frechet import frechet_distance
 
     extractor = None
