@@ -6,6 +6,7 @@ import csv
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 from PIL import Image
@@ -38,7 +39,10 @@ def toy_fid(cfg: ToyConfig, run_dir: Path) -> dict:
     (run_dir / "samples.txt").write_text("artefacts go here")
     fid = MODEL_BASE[cfg.model] * (1 + 0.5 / (cfg.k + 1)) + 0.4 * (cfg.cfg_scale - 3.0) ** 2
     fid *= {"cfg": 1.0, "cd_k": 1.02, "both": 0.9}[cfg.strategy] * (1 + 1.0 / cfg.num_samples)
-    return {"fid": fid, "detail": {"clip_score": 30.0 - cfg.k}}
+    return {
+        "fid": fid,
+        "detail": {"clip_score": np.float32(30.0 - cfg.k)},
+    }  # numpy scalars are fine
 
 
 class ToyPlugin:
@@ -240,3 +244,67 @@ def test_invalid_runs_fail_before_anything_runs(tmp_path: Path, registries) -> N
             progress=False,
         )
     assert CALLS == [] or CALLS == ["350m/0/3.0/cfg/1"]  # only the last case runs before reporting
+
+
+@dataclass
+class ScaleConfig:
+    value: float = 0.0
+    factor: float = 1.0
+
+
+def scale(cfg: ScaleConfig, run_dir: Path) -> dict:
+    return {"scaled": cfg.value * cfg.factor}
+
+
+class ScalePlugin:
+    @staticmethod
+    @hookimpl
+    def cm3leon_register_runners():
+        return [RunnerSpec("scale", scale, "multiply an earlier result", schema=ScaleConfig)]
+
+
+def test_chain_runs_steps_and_passes_results(tmp_path: Path) -> None:
+    registries = registries_with(ToyPlugin, ScalePlugin)
+    data = {
+        "name": "chain",
+        "base": {
+            "runner": "chain",
+            "config": {
+                "steps": [
+                    {"name": "gen", "runner": "toy_fid", "config": {"model": "7b"}},
+                    {
+                        "name": "score",
+                        "runner": "scale",
+                        "config": {"factor": 10.0},
+                        "inputs": {"value": "gen.fid"},
+                    },
+                ]
+            },
+        },
+        "matrix": {"k": {"key": "steps.0.config.k", "values": [0, 2]}},
+        "report": {"plots": [{"x": "k", "y": "score.scaled"}]},
+    }
+    res = run_ablation(
+        _write(tmp_path / "c.yaml", data),
+        out_dir=tmp_path / "o",
+        registries=registries,
+        progress=False,
+    )
+    assert CALLS == ["7b/0/3.0/cfg/1", "7b/2/3.0/cfg/1"]
+    k2 = next(o for o in res.outcomes if o.run.labels["k"] == 2).results
+    assert k2["score"]["scaled"] == pytest.approx(10 * k2["gen"]["fid"])
+    assert (tmp_path / "o" / "runs" / "k=2" / "gen" / "samples.txt").is_file()
+    bad = dict(
+        data,
+        base={
+            "runner": "chain",
+            "config": {"steps": [{"name": "s", "runner": "scale", "inputs": {"value": "gen.fid"}}]},
+        },
+    )
+    with pytest.raises(AblationRunError, match="input value <- 'gen.fid': no such result"):
+        run_ablation(
+            _write(tmp_path / "d.yaml", bad),
+            out_dir=tmp_path / "d",
+            registries=registries,
+            progress=False,
+        )

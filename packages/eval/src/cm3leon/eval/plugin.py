@@ -98,6 +98,12 @@ def cm3leon_register_runners() -> list[RunnerSpec]:
             schema="cm3leon.eval.runners:CaptioningRunConfig",
         ),
         RunnerSpec(
+            "chain",
+            "cm3leon.eval.runners:run_chain",
+            "Several registered runners in sequence (generate, then score).",
+            schema="cm3leon.eval.runners:ChainConfig",
+        ),
+        RunnerSpec(
             "vqa",
             "cm3leon.eval.runners:run_vqa",
             "Official VQA accuracy of a results file.",

@@ -12,10 +12,22 @@ runner             one run
 ``text_to_image``  CLIP re-ranking of pre-generated candidates, FID + CLIP score
 ``captioning``     CIDEr-D of a COCO results file
 ``vqa``            official VQA accuracy of a results file
+``chain``          several registered runners in sequence (e.g. generate, then score)
 =================  ========================================================================
 
-Generation-driven runners (generate, then score) belong to the packages that generate; they
-register the same way and may call :mod:`cm3leon.eval.protocols` for the scoring half.
+Generation-driven runners belong to the packages that generate (cm3leon-decoding registers
+``generate``); ``chain`` composes them with the scoring runners here, so one matrix cell can
+generate and score::
+
+    base:
+      runner: chain
+      config:
+        steps:
+          - {name: gen, runner: generate, config: {...}}
+          - {name: score, runner: text_to_image, config: {reference: ref.npz},
+             inputs: {manifest: gen.manifest}}     # config key <- earlier step's result
+    matrix:
+      k: {key: steps.0.config.retrieval.k, values: [0, 1, 2]}
 """
 
 from __future__ import annotations
@@ -31,11 +43,14 @@ from cm3leon.core.io import atomic_write_json
 
 __all__ = [
     "CaptioningRunConfig",
+    "ChainConfig",
+    "ChainStep",
     "FidGaussianConfig",
     "FidRunConfig",
     "TextToImageRunConfig",
     "VQARunConfig",
     "run_captioning",
+    "run_chain",
     "run_fid",
     "run_fid_gaussian",
     "run_text_to_image",
@@ -162,3 +177,67 @@ def run_vqa(cfg: VQARunConfig, run_dir: Path) -> dict[str, Any]:
         "per_answer_type": res["per_answer_type"],
         "num_questions": res["num_questions"],
     }
+
+
+@dataclass
+class ChainStep:
+    """One step of a chain: a registered runner, its config, and inputs from earlier steps.
+
+    ``inputs`` maps a dotted key of ``config`` to ``"<earlier step>.<result key>"``.
+    """
+
+    name: str = MISSING
+    runner: str = MISSING
+    config: dict[str, Any] = field(default_factory=dict)
+    inputs: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class ChainConfig:
+    steps: list[ChainStep] = field(default_factory=list)
+
+
+def run_chain(cfg: ChainConfig, run_dir: Path, *, registries: Any = None) -> dict[str, Any]:
+    """Run ``cfg.steps`` in order, each in ``run_dir/<name>``; results are keyed by step name.
+
+    Raises:
+        ValueError: no steps, duplicate step names, or an input naming an unknown step or a
+            result key the step did not return.
+    """
+    from omegaconf import OmegaConf
+
+    from cm3leon.core.config import ConfigError, load_config
+    from cm3leon.core.registry import resolve_object
+
+    if not cfg.steps:
+        raise ValueError("chain: no steps")
+    names = [step.name for step in cfg.steps]
+    if len(set(names)) != len(names):
+        raise ValueError(f"chain: step names must be unique, got {names}")
+    if registries is None:
+        from cm3leon.eval.ablation.execute import active_registries
+
+        registries = active_registries()
+    results: dict[str, Any] = {}
+    for step in cfg.steps:
+        node = OmegaConf.create(dict(step.config))
+        for key, source in step.inputs.items():
+            done, _, result_key = source.partition(".")
+            if done not in results or result_key not in results[done]:
+                raise ValueError(
+                    f"chain step {step.name!r}: input {key} <- {source!r}: no such result "
+                    f"(finished steps: { {k: sorted(v) for k, v in results.items()} })"
+                )
+            OmegaConf.update(node, key, results[done][result_key], merge=True)
+        spec = registries.runners.get(step.runner, where=f"steps.{step.name}.runner")
+        data = OmegaConf.to_container(node, resolve=True)
+        try:
+            step_cfg = load_config(resolve_object(spec.schema), data=data) if spec.schema else data
+        except ConfigError as err:
+            raise ConfigError(
+                str(err).replace("<config>", f"chain step {step.name!r}", 1)
+            ) from None
+        step_dir = Path(run_dir) / step.name
+        step_dir.mkdir(parents=True, exist_ok=True)
+        results[step.name] = spec.load()(step_cfg, step_dir)
+    return results

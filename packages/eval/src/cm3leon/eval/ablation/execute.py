@@ -17,6 +17,7 @@ A crash never leaves a ``result.json`` behind, so an interrupted run is simply r
 
 from __future__ import annotations
 
+import contextvars
 import dataclasses
 import hashlib
 import json
@@ -38,9 +39,22 @@ from cm3leon.core.registry import resolve_object
 from cm3leon.eval.ablation.report import flatten_results, write_report
 from cm3leon.eval.ablation.spec import AblationConfig, Run, expand_runs, load_ablation, parse_axes
 
-__all__ = ["AblationOutcome", "AblationRunError", "RunOutcome", "run_ablation"]
+__all__ = ["AblationOutcome", "AblationRunError", "RunOutcome", "active_registries", "run_ablation"]
 
 log = logging.getLogger("cm3leon.eval.ablation")
+_ACTIVE_REGISTRIES: contextvars.ContextVar[Any] = contextvars.ContextVar(
+    "cm3leon_ablation_registries"
+)
+
+
+def active_registries() -> Any:
+    """The registries of the ablation being executed (for runners that look up others)."""
+    registries = _ACTIVE_REGISTRIES.get(None)
+    if registries is None:
+        from cm3leon.core.plugins import get_registries
+
+        registries = get_registries()
+    return registries
 
 
 class AblationRunError(RuntimeError):
@@ -119,6 +133,7 @@ def _execute(spec: Any, run: Run, cfg: Any, run_dir: Path, fingerprint: str) -> 
         raise TypeError(
             f"runner {spec.name!r} returned {type(results).__name__}, expected a dict of results"
         )
+    results = _jsonable(results)
     json.dumps(results)  # JSON-serialisable, or a TypeError naming the value
     record = {
         "run": run.name,
@@ -133,6 +148,17 @@ def _execute(spec: Any, run: Run, cfg: Any, run_dir: Path, fingerprint: str) -> 
     atomic_write_json(run_dir / "result.json", record)
     (run_dir / "error.json").unlink(missing_ok=True)
     return record
+
+
+def _jsonable(value: Any) -> Any:
+    """Numpy/torch scalars (and 0-d arrays) -> Python numbers, recursively."""
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if hasattr(value, "item") and getattr(value, "ndim", None) == 0:
+        return value.item()
+    return value
 
 
 def _attach_log(path: Path) -> list[logging.Handler]:
@@ -226,7 +252,13 @@ def run_ablation(
             spec.name,
             " (dry run)" if dry_run else "",
         )
-        outcomes = _run_all(spec, runs, typed, out, force, keep_going, dry_run, set(only), progress)
+        token = _ACTIVE_REGISTRIES.set(registries)
+        try:
+            outcomes = _run_all(
+                spec, runs, typed, out, force, keep_going, dry_run, set(only), progress
+            )
+        finally:
+            _ACTIVE_REGISTRIES.reset(token)
         report = write_report(cfg.name, parse_axes(cfg.matrix), _rows(outcomes), cfg.report, out)
         failed = [o for o in outcomes if o.status == "failed"]
         log.info(
