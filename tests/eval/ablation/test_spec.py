@@ -115,6 +115,8 @@ def test_load_file_with_template_overrides_and_relative_base(tmp_path: Path) -> 
     cfg = load_ablation(tmp_path / "abl.yaml", ["matrix.k=[3]"])
     runs = expand_runs(cfg, source=tmp_path / "abl.yaml")
     assert [r.name for r in runs] == ["rel-k3"]
+    renamed = load_ablation(tmp_path / "abl.yaml", ["run_name=k${matrix.k}-${base.runner}"])
+    assert [r.name for r in expand_runs(renamed, source=tmp_path / "abl.yaml")] == ["k1-r", "k2-r"]
     assert runs[0].config == {"k": 3, "model": {"size": "1b"}, "tag": "1b-x"}
     (tmp_path / "bad.yaml").write_text(
         yaml.safe_dump({"name": "bad", "base": {"runner": "r"}, "matrx": {}})

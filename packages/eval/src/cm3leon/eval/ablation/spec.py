@@ -291,10 +291,18 @@ def load_ablation(path: str | Path, overrides: Sequence[str] = ()) -> AblationCo
     """Load and validate an ablation file (dotted ``overrides`` apply to the file itself)."""
     path = Path(path)
     raw = load_yaml_file(path)
-    # run_name is resolved per run; keep the template out of the load-time resolution.
+    # run_name is resolved per run; keep the template (file or override) out of the
+    # load-time resolution.
     template = raw.pop("run_name", "")
+    rest = []
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if sep and key.strip() == "run_name":
+            template = value
+        else:
+            rest.append(item)
     try:
-        cfg = load_config(AblationConfig, data=raw, overrides=overrides)
+        cfg = load_config(AblationConfig, data=raw, overrides=rest)
     except ConfigError as err:
         raise ConfigError(str(err).replace("<config>", str(path), 1)) from None
     cfg.run_name = str(template) if template is not None else ""
