@@ -45,7 +45,7 @@ def test_inference_returns_up_to_k_distinct_bank_documents(retriever, bank_docs)
     for k in (1, 2, 4):
         results = retriever.retrieve(queries(), k)
         assert len(results) == 3
-        for q, docs in zip(queries(), results):
+        for q, docs in zip(queries(), results, strict=True):
             assert 1 <= len(docs) <= k
             got = [d.id for d in docs]
             assert len(set(got)) == len(got) and set(got) <= ids and q.id not in got
@@ -74,7 +74,7 @@ def test_training_mode_picks_train_select_deterministically(retriever) -> None:
 
 def test_a_query_that_is_in_the_bank_never_retrieves_itself(retriever, bank_docs) -> None:
     results = retriever.retrieve(bank_docs[:10], 4)
-    for q, docs in zip(bank_docs[:10], results):
+    for q, docs in zip(bank_docs[:10], results, strict=True):
         assert q.id not in [d.id for d in docs]
 
 

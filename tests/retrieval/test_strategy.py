@@ -204,7 +204,7 @@ def test_training_selects_three_of_the_pool_deterministically() -> None:
     again = r.retrieve_hits(queries, k=None, training=True)
     assert [[h.id for h in p] for p in picks] == [[h.id for h in p] for p in again]
     subsets = set()
-    for pool, pick in zip(pools, picks):
+    for pool, pick in zip(pools, picks, strict=True):
         assert len(pool) == 4 and len(pick) == 3
         assert [h.id for h in pick] == [h.id for h in pool if h in pick]  # a subset, order kept
         subsets.add(tuple(pool.index(h) for h in pick))

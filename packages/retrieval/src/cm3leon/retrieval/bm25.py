@@ -27,7 +27,14 @@ from typing import Any
 import numpy as np
 
 from cm3leon.core.documents import Document
-from cm3leon.retrieval.bank import IDS_FILE, MANIFEST_FILE, BankManifest, file_record, read_manifest, verify_files
+from cm3leon.retrieval.bank import (
+    IDS_FILE,
+    MANIFEST_FILE,
+    BankManifest,
+    file_record,
+    read_manifest,
+    verify_files,
+)
 from cm3leon.retrieval.retriever import QueryEncoding, StrategyRetriever
 from cm3leon.retrieval.store import (
     DOCUMENTS_FILE,
@@ -116,7 +123,7 @@ class BM25Bank:
         scores = np.zeros(self.size, dtype=np.float32)
         if terms.size == 0:
             return scores
-        for t, q in zip(terms.tolist(), qtf.tolist()):
+        for t, q in zip(terms.tolist(), qtf.tolist(), strict=True):
             lo, hi = self.indptr[t], self.indptr[t + 1]
             rows = self.docs[lo:hi]
             scores[rows] += q * self.idf[t] * self._weights(self.tfs[lo:hi], self.doc_len[rows])
@@ -206,7 +213,7 @@ class BM25Searcher:
     def vectors(self, rows: np.ndarray) -> np.ndarray:
         rows = [int(r) for r in rows]
         missing = [r for r in rows if r not in self._row_words]
-        for r, doc in zip(missing, self.bank.store.get(missing)):
+        for r, doc in zip(missing, self.bank.store.get(missing), strict=True):
             self._row_words[r] = tokenize_words(doc.text)
         return self.bank.tfidf([self._row_words[r] for r in rows])
 
@@ -236,7 +243,7 @@ def bm25_retriever(
         **strategy: :class:`RetrievalStrategy` fields.
     """
     del encoder
-    strat = RetrievalStrategy(**strategy)
+    strat = RetrievalStrategy.from_options(**strategy)
     if (bank is None) == (documents is None):
         raise ValueError("bm25 retriever: give exactly one of bank=DIR or documents=[...]")
     if documents is not None:

@@ -35,10 +35,22 @@ from typing import Any
 import numpy as np
 
 from cm3leon.core.documents import Document
-from cm3leon.retrieval.bank import MemoryBank, training_sample
+from cm3leon.retrieval.bank import MemoryBank
 from cm3leon.retrieval.config import BankConfig
-from cm3leon.retrieval.index import add_vectors, configure_search, make_index, merge_indexes, train_index, write_index
-from cm3leon.retrieval.store import DOCUMENTS_FILE, OFFSETS_FILE, JsonlDocumentStore, write_jsonl_documents
+from cm3leon.retrieval.index import (
+    add_vectors,
+    configure_search,
+    make_index,
+    merge_indexes,
+    train_index,
+    write_index,
+)
+from cm3leon.retrieval.store import (
+    DOCUMENTS_FILE,
+    OFFSETS_FILE,
+    JsonlDocumentStore,
+    write_jsonl_documents,
+)
 
 __all__ = [
     "ConcatJsonlStore",
@@ -244,11 +256,11 @@ def build_bank(cfg: BankConfig, *, progress: bool = True, overwrite: bool = Fals
         return _build_bm25(cfg, overwrite=overwrite)
     if cfg.kind != "faiss":
         raise ValueError(f"bank.kind must be 'faiss' or 'bm25', got {cfg.kind!r}")
+    make_index(4, cfg.index.factory)  # fail fast on a bad factory string
     if not cfg.encoder:
         raise ValueError("bank.encoder: a CLIP encoder directory is required for faiss banks")
     from cm3leon.retrieval.encoder import load_encoder
 
-    make_index(4, cfg.index.factory)  # fail fast on a bad factory string
     encoder = load_encoder(cfg.encoder, batch_size=cfg.batch_size)
     dist = _Dist()
     try:

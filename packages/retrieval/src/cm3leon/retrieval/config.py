@@ -154,6 +154,8 @@ class AugmentConfig:
         num_sentinels: CM3 sentinel pairs of the vocabulary.
         batch_size: queries retrieved per batch.
         keep_unaugmented: also write each query alone (k = 0), as the zero-shot case.
+        query_loss_weight: RA-CM3's up-weighting of the query document's loss; 0 = off
+            (CM3Leon removed it, §2.2).
     """
 
     output: str = MISSING
@@ -171,6 +173,7 @@ class AugmentConfig:
     num_sentinels: int = 8
     batch_size: int = 64
     keep_unaugmented: bool = False
+    query_loss_weight: float = 0.0
 
 
 @dataclass

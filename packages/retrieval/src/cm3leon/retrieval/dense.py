@@ -137,7 +137,7 @@ def clip_retriever(
         search_params: FAISS search parameters (``"nprobe=32"``), overriding the bank's.
         **strategy: :class:`RetrievalStrategy` fields (``max_score=0.9``, ``seed=...``).
     """
-    strat = RetrievalStrategy(**strategy)
+    strat = RetrievalStrategy.from_options(**strategy)
     if (bank is None) == (documents is None):
         raise ValueError("clip retriever: give exactly one of bank=DIR or documents=[...]")
     if documents is not None:

@@ -128,7 +128,7 @@ class StrategyRetriever:
         enc = self.searcher.encode_queries(queries, dropout=dropout, seeds=seeds)
         pools = self._pools(queries, enc, k)
         out: list[list[Hit]] = []
-        for key, pool in zip(keys, pools):
+        for key, pool in zip(keys, pools, strict=True):
             if training:
                 rng = np.random.default_rng(query_seed(s.seed, key, "select"))
                 out.append(sample_subset(pool, k, rng))

@@ -29,7 +29,7 @@ import math
 import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -89,6 +89,17 @@ class RetrievalStrategy:
         if self.search_depth < 1:
             raise ValueError(f"strategy.search_depth must be >= 1, got {self.search_depth}")
 
+    @classmethod
+    def from_options(cls, **options: Any) -> RetrievalStrategy:
+        """Build from keyword options; unknown names raise ``TypeError`` listing the valid ones."""
+        import dataclasses
+
+        fields = [f.name for f in dataclasses.fields(cls)]
+        unknown = sorted(set(options) - set(fields))
+        if unknown:
+            raise TypeError(f"unknown retriever option(s) {unknown}; strategy options: {', '.join(fields)}")
+        return cls(**options)
+
 
 @dataclass(frozen=True)
 class Hit:
@@ -146,10 +157,7 @@ def modality_quotas(strategy: RetrievalStrategy, available: Sequence[str], k: in
     if not avail:
         return {}
     total = sum(base.values())
-    if len(avail) == 1:
-        quotas = {avail[0]: total}
-    else:
-        quotas = {m: base[m] for m in avail}
+    quotas = {avail[0]: total} if len(avail) == 1 else {m: base[m] for m in avail}
     if k is not None and k > total:
         quotas = {m: math.ceil(k * q / total) for m, q in quotas.items()}
     return quotas
@@ -191,7 +199,7 @@ def select_candidates(
     if quota <= 0 or rows.size == 0:
         return kept
     cand_vectors = vectors(rows)  # (n, D)
-    for row, score, vec in zip(rows.tolist(), scores.tolist(), cand_vectors):
+    for row, score, vec in zip(rows.tolist(), scores.tolist(), cand_vectors, strict=True):
         if len(kept) >= quota:
             break
         if score > strategy.max_score:

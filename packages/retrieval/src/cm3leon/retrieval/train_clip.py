@@ -36,7 +36,13 @@ import torch
 
 from cm3leon.core.documents import Document
 from cm3leon.retrieval.config import ClipTrainConfig
-from cm3leon.retrieval.encoder import ClipDocumentEncoder, build_clip_model, load_encoder, model_config, save_encoder
+from cm3leon.retrieval.encoder import (
+    ClipDocumentEncoder,
+    build_clip_model,
+    load_encoder,
+    model_config,
+    save_encoder,
+)
 
 __all__ = ["ClipPairs", "caption_image_pairs", "clip_recall", "train_clip"]
 
@@ -265,3 +271,23 @@ def _fit(cfg: ClipTrainConfig, clip: torch.nn.Module, model_cfg: dict[str, Any],
     finally:
         trainer.close()
     return clamp.resumed_from
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """``python -m cm3leon.retrieval.train_clip CONFIG [key=value ...]`` (``composer -n N -m``)."""
+    import sys
+
+    from cm3leon.core.config import load_config
+    from cm3leon.retrieval.config import RetrievalConfig, section
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args:
+        raise SystemExit("usage: python -m cm3leon.retrieval.train_clip CONFIG.yaml [key=value ...]")
+    cfg = section(load_config(RetrievalConfig, args[0], args[1:]), "train_clip", source=args[0])
+    metrics = train_clip(cfg, progress=int(os.environ.get("RANK", "0")) == 0)
+    if metrics:
+        print(json.dumps(metrics["eval"], indent=2))
+
+
+if __name__ == "__main__":
+    main()

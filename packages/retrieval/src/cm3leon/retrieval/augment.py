@@ -1,0 +1,123 @@
+"""Retrieval-augmented token shards for pretraining (Figure 9).
+
+For every query document (a caption-image pair) the configured retriever returns
+``k`` documents (training mode: query dropout, then ``train_select`` = 3 of the
+2-by-text + 2-by-image pool at random), and core's serialiser writes one example::
+
+    <eos> retrieved_1 <break> retrieved_2 <break> retrieved_3 <break> query
+
+(``DocumentTokenizer.encode_example``: one ``<break>`` at each document boundary,
+images bracketed by ``<break>``).  The output is a token-shard directory written
+atomically by :class:`cm3leon.core.shards.TokenShardWriter`, read by the
+pretraining data pipeline.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from cm3leon.retrieval.config import AugmentConfig
+
+__all__ = ["augment_shards", "build_retriever", "document_tokenizer"]
+
+log = logging.getLogger("cm3leon.retrieval.augment")
+
+
+def document_tokenizer(cfg: AugmentConfig) -> Any:
+    """Core's :class:`DocumentTokenizer` from the configured tokenizers (by registered name)."""
+    from cm3leon.core.serialize import DocumentTokenizer
+    from cm3leon.core.tokenization import resolve_tokenizer
+    from cm3leon.core.vocab import Vocabulary
+
+    text = resolve_tokenizer(cfg.text_tokenizer, "text")
+    image = resolve_tokenizer(cfg.image_tokenizer, "image") if cfg.image_tokenizer else None
+    codebook = image.codebook_size if image is not None else cfg.image_codebook_size
+    if not codebook:
+        raise ValueError("augment: set image_tokenizer, or image_codebook_size for documents with VQ codes")
+    vocab = Vocabulary(text_size=text.vocab_size, image_size=codebook, num_sentinels=cfg.num_sentinels)
+    return DocumentTokenizer(
+        vocab, text, image, tokens_per_image=cfg.tokens_per_image or None,
+        query_loss_weight=cfg.query_loss_weight or None,
+    )
+
+
+def build_retriever(cfg: AugmentConfig) -> Any:
+    """The configured retriever over ``cfg.bank`` with ``cfg.strategy`` (by registered name)."""
+    from cm3leon.core.config import ConfigError, build_component
+    from cm3leon.core.plugins import get_registries
+
+    options = {"bank": cfg.bank, **asdict(cfg.strategy), **dict(cfg.retriever.options)}
+    if cfg.encoder:
+        options["encoder"] = cfg.encoder
+    component = {"name": cfg.retriever.name, "options": options}
+    try:
+        return build_component(get_registries().retrievers, component, where="augment.retriever")
+    except ConfigError as err:
+        raise ValueError(str(err)) from None
+    except TypeError as err:
+        raise ValueError(f"augment.retriever.options: {err}") from None
+
+
+def augment_shards(cfg: AugmentConfig, *, progress: bool = True, overwrite: bool = False,
+                   retriever: Any = None) -> dict[str, Any]:
+    """Write the retrieval-augmented token shards of ``cfg``; returns a report.
+
+    Args:
+        cfg: the ``augment`` config section.
+        progress: tqdm progress bar.
+        overwrite: replace an existing output directory (otherwise a complete one is reused).
+        retriever: use this retriever instead of building ``cfg.retriever`` (tests).
+    """
+    from tqdm.auto import tqdm
+
+    from cm3leon.core.io import is_complete
+    from cm3leon.core.shards import TokenShardWriter, verify_dataset
+    from cm3leon.retrieval.data import count_documents, iter_documents
+
+    out = Path(cfg.output)
+    if is_complete(out) and not overwrite:
+        info = verify_dataset(out, check_hashes=False)
+        log.info("%s: exists (%d examples); nothing to do", out, info.num_samples)
+        return {"output": str(out), "examples": info.num_samples, "reused": True, **info.meta.get("report", {})}
+    doc_tok = document_tokenizer(cfg)
+    retriever = retriever if retriever is not None else build_retriever(cfg)
+    k = cfg.k or (cfg.strategy.train_select if cfg.training else cfg.strategy.num_by_text + cfg.strategy.num_by_image)
+    total = count_documents(cfg.data)
+    counts: Counter[int] = Counter()
+    meta = {"bank": str(cfg.bank), "retriever": cfg.retriever.name, "k": k, "training": cfg.training,
+            "strategy": asdict(cfg.strategy), "queries": [str(s) for s in cfg.data.shards]}
+    writer = TokenShardWriter(out, doc_tok.vocab, with_loss_weights=bool(cfg.query_loss_weight),
+                              overwrite=overwrite or out.exists(), meta=meta)
+    bar = tqdm(total=total, unit="query", desc=f"augment {out.name}", disable=not progress)
+    with writer, bar:
+        batch: list[Any] = []
+        for doc in iter_documents(cfg.data):
+            batch.append(doc)
+            if len(batch) == cfg.batch_size:
+                _write_batch(batch, retriever, doc_tok, writer, cfg, k, counts)
+                bar.update(len(batch))
+                batch = []
+        if batch:
+            _write_batch(batch, retriever, doc_tok, writer, cfg, k, counts)
+            bar.update(len(batch))
+        report = {"output": str(out), "queries": total, "examples": writer.num_samples,
+                  "retrieved_histogram": {str(n): c for n, c in sorted(counts.items())}, **writer.stats()}
+        writer.meta["report"] = report
+    log.info("augmented %s: %s", out, report)
+    return report
+
+
+def _write_batch(batch: list[Any], retriever: Any, doc_tok: Any, writer: Any, cfg: AugmentConfig, k: int,
+                 counts: Counter[int]) -> None:
+    retrieved = retriever.retrieve(batch, k, training=cfg.training)
+    for query, docs in zip(batch, retrieved, strict=True):
+        ids, weights = doc_tok.encode_example_with_weights(query, docs)
+        writer.write(ids, id=query.id, loss_weights=weights)
+        counts[len(docs)] += 1
+        if cfg.keep_unaugmented:
+            ids0, weights0 = doc_tok.encode_example_with_weights(query)
+            writer.write(ids0, id=f"{query.id}#k0", loss_weights=weights0)

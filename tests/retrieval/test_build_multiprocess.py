@@ -1,0 +1,73 @@
+"""``composer -n 2 -m cm3leon.retrieval.build``: two real ranks build the same bank as one."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cm3leon.core.shards import DocumentShardWriter
+from cm3leon.retrieval.bank import MemoryBank
+from tests.retrieval.synthetic import shape_documents
+
+REPO = Path(__file__).resolve().parents[2]
+COMPOSER = str(Path(sys.executable).with_name("composer"))
+
+pytestmark = [pytest.mark.integration, pytest.mark.world_size(2), pytest.mark.slow]
+
+CONFIG = """\
+# composer -n 2 -m cm3leon.retrieval.build {path}
+bank:
+  output: {out}
+  data: {{shards: [{docs}]}}
+  encoder: {encoder}
+  chunk_size: 25
+  index: {{factory: "{factory}", train_size: 200}}
+"""
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.update({"OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"})
+    return env
+
+
+@pytest.mark.parametrize("factory", ["Flat", "IVF4,Flat"])
+def test_two_ranks_under_the_composer_launcher(tmp_path: Path, tiny_encoder_dir: Path, factory: str) -> None:
+    docs = shape_documents(130, seed=51)
+    with DocumentShardWriter(tmp_path / "docs") as w:
+        for d in docs:
+            w.write(d)
+    outputs = {}
+    for world in (1, 2):
+        out = tmp_path / f"bank{world}"
+        cfg = tmp_path / f"bank{world}.yaml"
+        cfg.write_text(CONFIG.format(path=cfg, out=out, docs=tmp_path / "docs", encoder=tiny_encoder_dir,
+                                     factory=factory))
+        if world == 1:
+            cmd = [sys.executable, "-m", "cm3leon.retrieval.build", str(cfg)]
+        else:
+            port = str(29600 + os.getpid() % 1000)
+            cmd = [COMPOSER, "-n", "2", "--master_port", port, "-m", "cm3leon.retrieval.build", str(cfg)]
+        log = tmp_path / f"launch{world}.log"
+        with open(log, "wb") as fh:
+            proc = subprocess.Popen(cmd, cwd=REPO, env=_env(), stdout=fh, stderr=subprocess.STDOUT,
+                                    start_new_session=True)
+            try:
+                assert proc.wait(timeout=900) == 0, log.read_text()[-4000:]
+            finally:
+                if proc.poll() is None:
+                    os.killpg(proc.pid, signal.SIGKILL)
+        outputs[world] = MemoryBank.load(out)
+    one, two = outputs[1], outputs[2]
+    assert two.manifest.extra["world_size"] == 2 and one.manifest.extra["world_size"] == 1
+    assert one.ids == two.ids == [d.id for d in docs]
+    np.testing.assert_allclose(one.vectors(np.arange(130)), two.vectors(np.arange(130)), atol=1e-5)
+    q = one.vectors(np.arange(0, 130, 7))
+    np.testing.assert_array_equal(one.search(q, 5)[1], two.search(q, 5)[1])
+    assert not (tmp_path / "bank2.work").exists()
