@@ -113,7 +113,7 @@ class ColourEncoder:
         return torch.nn.functional.normalize(out, dim=-1)
 
     def encode_image(self, images: Sequence[Any]) -> torch.Tensor:
-        arr = torch.stack([torch.as_tensor(np.asarray(im.convert("RGB")), dtype=torch.float32).mean((0, 1))
+        arr = torch.stack([torch.as_tensor(np.array(im.convert("RGB")), dtype=torch.float32).mean((0, 1))
                            for im in images])  # fmt: skip
         return torch.nn.functional.normalize(arr + 1e-3, dim=-1)
 

@@ -82,7 +82,7 @@ def test_batching_and_padding_do_not_change_greedy_outputs() -> None:
 
 
 # -------------------------------------------------------------- image spans
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     num_tokens=st.integers(1, 12),
     num_candidates=st.integers(1, 3),

@@ -86,6 +86,7 @@ class CM3LeonGenerator:
         tokenizer: the :class:`DocumentTokenizer` of the model's vocabulary.
         retriever: any :class:`Retriever` for ``k > 0``.
         reranker: a :class:`ClipReranker` to order candidates.
+        registries: where strategy names are looked up (default: the installed plugins).
     """
 
     def __init__(
@@ -95,6 +96,7 @@ class CM3LeonGenerator:
         *,
         retriever: Retriever | None = None,
         reranker: ClipReranker | None = None,
+        registries: Any = None,
     ) -> None:
         vocab_size = model.config.vocab_size
         if vocab_size != tokenizer.vocab.size:
@@ -106,6 +108,7 @@ class CM3LeonGenerator:
         self.encoder = PromptEncoder(tokenizer)
         self.retriever = retriever
         self.reranker = reranker
+        self.registries = registries
 
     @classmethod
     def load(
@@ -174,8 +177,8 @@ class CM3LeonGenerator:
         items = [p if isinstance(p, Prompt) else Prompt.text_to_image(p, id=str(i)) for i, p in enumerate(prompts)]
         items = [p if p.id else _with_id(p, str(i)) for i, p in enumerate(items)]
         pipelines = {
-            "image": build_pipelines(options.image.pipelines, where="decoding.image.pipelines"),
-            "text": build_pipelines(options.text.pipelines, where="decoding.text.pipelines"),
+            kind: build_pipelines(stage.pipelines, where=f"decoding.{kind}.pipelines", registries=self.registries)
+            for kind, stage in (("image", options.image), ("text", options.text))
         }
         for kind, pipes in pipelines.items():
             split = [p.weight for p in pipes]

@@ -81,10 +81,20 @@ def prompt_from_task(
             f"task {name!r} rendered the output field {output!r} {found} times (expected once); "
             f"is {output!r} a {modality} field of this task?"
         )
-    meta = {"task": name, **{k: v for k, v in doc.meta.items() if k != output}}
+    meta = {k: v for k, v in doc.meta.items() if k != output and not _holds(v, placeholder)}
+    meta = {"task": name, **meta, **dict(prompt_kw.pop("meta", None) or {})}
     prompt_kw.setdefault("id", doc.id)
     return Prompt(tuple(segments), fixed=frozenset(j for j in fixed.values() if j is not None), meta=meta,
                   **prompt_kw)  # fmt: skip
+
+
+def _holds(value: Any, placeholder: Any) -> bool:
+    """Whether a meta value carries the output placeholder (the task copied the field)."""
+    if isinstance(value, str):
+        return TEXT_MARKER in value
+    if isinstance(value, (list, tuple)):
+        return any(_holds(v, placeholder) for v in value)
+    return value is placeholder
 
 
 def _fixed_segments(task: Task, doc: Any) -> dict[int, int | None]:
