@@ -30,6 +30,7 @@ import io
 import logging
 import os
 import pickle
+import re
 import shutil
 from collections.abc import Callable, Sequence
 from functools import lru_cache
@@ -126,9 +127,9 @@ class _MetadataUnpickler(pickle.Unpickler):
 
 # ------------------------------------------------------------------ checking
 def _refuse(path: str | Path, err: BaseException) -> UnsafeCheckpointError:
-    detail = str(err).strip().splitlines()
-    reason = next((line.strip() for line in detail if "Unsupported global" in line or "not allowed" in line),
-                  detail[0] if detail else type(err).__name__)
+    text = str(err)
+    found = re.search(r"GLOBAL (\S+) was not an allowed global", text) or re.search(r"global (\S+) is not allowed", text)
+    reason = f"refused global {found.group(1)}" if found else text.strip().splitlines()[0] if text.strip() else type(err).__name__
     return UnsafeCheckpointError(
         f"{path}: refusing to load this checkpoint: it contains objects outside the allowlist "
         f"and could run code when unpickled ({reason}). Only checkpoints written by cm3leon "
@@ -204,7 +205,8 @@ def check_checkpoint(path: str | Path) -> None:
         return
     if composer_checkpoint.is_tar(str(path)) or composer_checkpoint.is_compressed_pt(str(path)):
         raise UnsafeCheckpointError(f"{path}: archived/compressed checkpoints are not supported; use .pt files")
-    _weights_only_load(path, path, mmap=True)
+    shown = f"{path} (-> {path.resolve()})" if path.is_symlink() else str(path)
+    _weights_only_load(path, shown, mmap=True)
 
 
 def validate_checkpoint(path: str | Path, specs: Sequence[tuple[int, int]] | None = None) -> bool:

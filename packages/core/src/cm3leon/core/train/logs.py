@@ -81,6 +81,12 @@ class JSONLLogger(LoggerDestination):
             if number is not None:
                 self._row[key] = number
 
+    def batch_end(self, state: State, logger: Logger) -> None:
+        # Everything of batch k is logged (at step k) before BATCH_END; writing it now puts
+        # it on disk before the checkpoint of this batch, so a resumed run never lacks it.
+        if self._batch is not None and self._batch < int(state.timestamp.batch):
+            self._flush()
+
     def fit_end(self, state: State, logger: Logger) -> None:
         self._flush()
         if self._fh is not None:
@@ -95,12 +101,13 @@ class JSONLLogger(LoggerDestination):
     def _flush(self) -> None:
         if self._fh is None or self._batch is None or not self._row:
             return
-        row = {"batch": self._batch, **{k: (None if isinstance(v, float) and not math.isfinite(v) else v)
-                                        for k, v in self._row.items()}}
-        # NaN is not JSON; a skipped NaN step is recorded as null plus the raw string.
-        for k, v in self._row.items():
-            if isinstance(v, float) and not math.isfinite(v):
-                row[f"{k}#nonfinite"] = str(v)
+        row: dict[str, Any] = {"batch": self._batch}
+        for key, value in self._row.items():
+            if isinstance(value, float) and not math.isfinite(value):
+                row[key] = None  # NaN/inf are not JSON: null, plus the raw value as a string
+                row[f"{key}#nonfinite"] = str(value)
+            else:
+                row[key] = value
         self._fh.write(json.dumps(row, sort_keys=True) + "\n")
         self._fh.flush()
         self._row, self._batch = {}, None

@@ -1,0 +1,148 @@
+"""In-process training runs: metrics, curves, the NaN policy and bad input (all before step 1)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from cm3leon.core.cli import cli
+from cm3leon.core.config import ConfigError, load_config
+from cm3leon.core.shards import ShardIntegrityError
+from cm3leon.core.train import NonFiniteLossError, TrainConfig, train
+from cm3leon.core.train.checkpoint import load_checkpoint_state
+from cm3leon.core.train.config import validate_train_config
+from cm3leon.core.train.logs import read_metrics
+from tests.core.train._helpers import REPO, tiny_config, write_config, write_token_dataset
+
+SHIPPED = sorted((REPO / "configs" / "pretrain").glob("*.yaml")) + sorted((REPO / "configs" / "sft").glob("*.yaml"))
+
+
+def test_metrics_file_has_one_line_per_batch_and_a_curve(trained_run) -> None:
+    cfg, result = trained_run
+    rows = [r for r in read_metrics(result.metrics) if "loss/train/total" in r]
+    assert [r["batch"] for r in rows] == list(range(8))
+    for key in ("loss/train/total", "metrics/train/loss_text", "metrics/train/loss_image",
+                "metrics/train/perplexity_image", "metrics/train/loss_all"):
+        assert all(isinstance(r[key], float) for r in rows), key
+    assert rows[-1]["loss/train/total"] == pytest.approx(result.last_loss)
+    png = Path(cfg.run_dir) / "loss_curve.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (Path(cfg.run_dir) / "config.yaml").is_file()
+
+
+@pytest.fixture(scope="module")
+def nan_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """64 examples, one of which has NaN loss weights: exactly one bad step per epoch."""
+    return write_token_dataset(tmp_path_factory.mktemp("nan") / "data", 64, nan_weight_ids=[21])
+
+
+def _model_and_moments(path: Path) -> tuple[dict[str, torch.Tensor], list[torch.Tensor]]:
+    state = load_checkpoint_state(path)["state"]
+    optim = next(iter(state["optimizers"].values()))["state"]
+    return state["model"], [s["exp_avg"] for s in optim.values()]
+
+
+def _equal(a, b) -> bool:
+    return all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
+
+
+def test_nonfinite_skip_drops_exactly_that_update(tmp_path: Path, nan_data: Path) -> None:
+    cfg = load_config(TrainConfig, data=tiny_config(
+        tmp_path / "run", {"d": {"local": str(nan_data)}}, **{"checkpoint.save_interval": "1ba",
+                                                            "nonfinite.check_gradients": False,
+                                                            "data.shuffle": False}))
+    result = train(cfg)
+    assert result.batches == 8
+    rows = read_metrics(result.metrics)
+    bad = [r["batch"] for r in rows if "loss/train/total" in r and r["loss/train/total"] is None]
+    assert bad == [2]  # unshuffled: example 21 is in the third batch of 8
+    j = bad[0]
+    assert rows[-1].get("nonfinite/skipped_steps", rows[j].get("nonfinite/skipped_steps")) == 1
+    folder = Path(cfg.run_dir) / "checkpoints"
+    before, after, nxt = (_model_and_moments(folder / f"ep0-ba{k}-rank0.pt") for k in (j, j + 1, j + 2))
+    # the skipped step changes neither weights nor AdamW moments; the step before it did
+    # update the moments (its LR may still be 0 in warm-up, so compare moments, not weights)
+    assert _equal(before[0].values(), after[0].values()) and _equal(before[1], after[1])
+    earlier = _model_and_moments(folder / f"ep0-ba{j - 1}-rank0.pt")
+    assert not _equal(earlier[1], before[1])
+    assert not _equal(after[0].values(), nxt[0].values())  # the next step trains again
+    assert all(torch.isfinite(t).all() for t in nxt[0].values())
+
+
+def test_nonfinite_stop_raises_naming_the_step(tmp_path: Path, nan_data: Path) -> None:
+    cfg = load_config(TrainConfig, data=tiny_config(tmp_path / "run", {"d": {"local": str(nan_data)}},
+                                                   **{"nonfinite.policy": "stop"}))
+    with pytest.raises(NonFiniteLossError, match=r"non-finite loss or gradient at step \d+ \(nonfinite.policy=stop\)"):
+        train(cfg)
+
+
+def test_unknown_config_key_names_its_dotted_path(tmp_path: Path, token_data: Path) -> None:
+    cfg = tiny_config(tmp_path / "run", {"ra": {"local": str(token_data)}})
+    cfg["data"]["sequence_len"] = 128
+    path = write_config(tmp_path / "bad.yaml", cfg)
+    with pytest.raises(ConfigError, match=r"bad\.yaml.*data\.sequence_len"):
+        load_config(TrainConfig, path)
+    result = CliRunner().invoke(cli, ["train", str(write_config(tmp_path / "ok.yaml", cfg | {"data": {
+        **cfg["data"], "sequence_len": None}})), "optim.learning_rate=1"])
+    assert result.exit_code == 1 and "data.sequence_len" in result.output
+    ok = tiny_config(tmp_path / "run", {"ra": {"local": str(token_data)}})
+    result = CliRunner().invoke(cli, ["train", str(write_config(tmp_path / "ok2.yaml", ok)), "optim.learning_rate=1"])
+    assert result.exit_code == 1 and "optim.learning_rate" in result.output
+    assert not (tmp_path / "run").exists()
+
+
+def test_bad_values_are_reported_together(tmp_path: Path, token_data: Path) -> None:
+    cfg = load_config(TrainConfig, data=tiny_config(tmp_path / "r", {"ra": {"local": str(token_data)}},
+                                                   precision="amp_bf16", **{"nonfinite.policy": "ignore"}))
+    with pytest.raises(ConfigError, match=r"nonfinite.policy: 'ignore'.*precision: 'amp_bf16' is a GPU setting"):
+        validate_train_config(cfg)
+
+
+def test_unwritable_save_folder_fails_before_step_one(tmp_path: Path, token_data: Path) -> None:
+    blocker = tmp_path / "not_a_dir"
+    blocker.write_text("a file where the checkpoint folder should be")
+    cfg = load_config(TrainConfig, data=tiny_config(tmp_path / "run", {"ra": {"local": str(token_data)}},
+                                                   **{"checkpoint.save_folder": str(blocker / "ckpt")}))
+    with pytest.raises(ConfigError, match=r"checkpoint.save_folder: .*not_a_dir/ckpt is not writable"):
+        train(cfg)
+    assert not (tmp_path / "run" / "metrics.jsonl").exists()
+
+
+def test_flipped_byte_in_a_shard_is_caught_before_training(tmp_path: Path, token_data: Path) -> None:
+    data = tmp_path / "data"
+    shutil.copytree(token_data, data)
+    shard = sorted(data.glob("shard.*.mds"))[1]
+    blob = bytearray(shard.read_bytes())
+    blob[len(blob) // 2] ^= 0x01
+    shard.write_bytes(bytes(blob))
+    cfg = load_config(TrainConfig, data=tiny_config(tmp_path / "run", {"ra": {"local": str(data)}}))
+    with pytest.raises(ShardIntegrityError, match=rf"{shard.name}: SHA-256 mismatch"):
+        train(cfg)
+    assert not (tmp_path / "run" / "metrics.jsonl").exists()
+
+
+def test_remote_stream_is_cached_locally_and_mixed(tmp_path: Path, token_data: Path) -> None:
+    """`remote` may be a directory standing in for an object store; two streams mix by proportion."""
+    plain = write_token_dataset(tmp_path / "plain", 32, seed=5)
+    streams = {"ra": {"remote": str(token_data), "proportion": 0.5}, "plain": {"local": str(plain), "proportion": 0.5}}
+    cfg = load_config(TrainConfig, data=tiny_config(tmp_path / "run", streams, max_duration="2ba"))
+    result = train(cfg)
+    assert result.batches == 2
+    cache = tmp_path / "run" / "cache" / "train" / "ra"
+    assert (cache / "index.json").is_file() and list(cache.glob("shard.*.mds"))
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=[p.relative_to(REPO).as_posix() for p in SHIPPED])
+def test_shipped_train_configs_pass_value_checks(path: Path) -> None:
+    validate_train_config(load_config(TrainConfig, path), source=str(path))
+
+
+def test_train_command_help_lists_subcommands() -> None:
+    result = CliRunner().invoke(cli, ["train", "--help"])
+    assert result.exit_code == 0
+    for sub in ("run", "export", "plot", "check"):
+        assert sub in result.output
