@@ -124,3 +124,22 @@ def test_prompt_file_errors_name_file_and_line(tmp_path: Path) -> None:
         path.write_text(content)
         with pytest.raises(PromptFileError, match=message):
             read_prompts(path)
+
+
+def test_generate_runner_writes_a_manifest_eval_reads(assets, tmp_path: Path) -> None:
+    from cm3leon.core.config import load_config
+    from cm3leon.decoding.config import GenerateConfig
+
+    prompts = tmp_path / "p.jsonl"
+    prompts.write_text('{"id": "a", "text": "a red cube"}\n{"id": "b", "text": "a blue ball"}\n')
+    cfg = load_config(GenerateConfig, "configs/generate/small.yaml", [
+        f"model.export={assets['export']}", "tokenizer.text=bytes", f"tokenizer.image=vqgan:{assets['vq']}",
+        f"prompts={prompts}", "num_candidates=2", "output=ignored"])  # fmt: skip
+    runner = get_registries().runners.get("generate").load()
+    summary = runner(cfg, tmp_path / "run")
+    assert summary["num_prompts"] == 2 and summary["num_images"] == 4 and summary["tokens_per_second"] > 0
+    assert Path(summary["manifest"]) == tmp_path / "run" / "samples" / "manifest.json"
+    assert not Path("ignored").exists()
+    eval_protocols = pytest.importorskip("cm3leon.eval.protocols")
+    read = eval_protocols.read_samples_manifest(summary["manifest"])
+    assert [(p["id"], p["text"], len(p["images"])) for p in read] == [("a", "a red cube", 2), ("b", "a blue ball", 2)]

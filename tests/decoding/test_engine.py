@@ -81,6 +81,16 @@ def test_batching_and_padding_do_not_change_greedy_outputs() -> None:
         assert torch.equal(alone.tokens[0], together.tokens[p])
 
 
+def test_logits_rows_equal_a_slice_of_the_full_projection() -> None:
+    ids = torch.as_tensor(_streams([6])[0][0])[None]
+    full_cache, part_cache = MODEL.new_cache(1, 16), MODEL.new_cache(1, 16)
+    full = MODEL.forward_cached(ids, full_cache)
+    rows = slice(VOCAB.image_offset, VOCAB.size)
+    part = MODEL.forward_cached(ids, part_cache, logits_rows=rows)
+    assert part.shape == (1, ids.shape[1], VOCAB.image_size)
+    torch.testing.assert_close(part, full[..., rows], rtol=0, atol=1e-12)
+
+
 # -------------------------------------------------------------- image spans
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(

@@ -181,6 +181,16 @@ def test_top_p_unsorted_rows() -> None:
     assert kept.tolist() == [[False, True, True], [True, False, True]]
 
 
+def test_top_p_keeps_ties_with_the_last_kept_score() -> None:
+    logits = torch.tensor([[1.0, 1.0, 1.0, 0.0], [3.0, 1.0, 1.0, 1.0]])
+    kept = torch.isfinite(TopP(TopPOptions(0.4))(logits, STATE))
+    assert kept.tolist() == [[True, True, True, False], [True, False, False, False]]
+    wide = torch.randn(3, 5000, dtype=torch.float64)  # the numpy sort path agrees with torch's
+    from cm3leon.decoding.processors import sort_descending
+
+    assert torch.equal(sort_descending(wide), wide.sort(dim=-1, descending=True).values)
+
+
 def test_sampling_is_deterministic_for_a_seed_and_follows_the_distribution() -> None:
     logits = torch.log(torch.tensor([[0.7, 0.2, 0.1, 0.0]])).expand(20000, -1)
     a = Sample()(logits, torch.Generator().manual_seed(3))
