@@ -111,6 +111,20 @@ def test_retrieved_documents_are_prepended() -> None:
     assert [d.id for d in own.retrieved] == ["r2"]
 
 
+def test_k_larger_than_a_registered_retrievers_bank() -> None:
+    from cm3leon.core.plugins import get_registries
+
+    if "bm25" not in get_registries().retrievers:
+        pytest.skip("cm3leon-retrieval is not installed")
+    bank = [Document.of("a red cube", id="d1"), Document.of("a blue ball", id="d2"), Document.of("green tree", id="d3")]
+    retriever = get_registries().retrievers.build("bm25", documents=bank)  # matching documents only
+    gen = CM3LeonGenerator(MODEL, DT, retriever=retriever)
+    (res,) = gen.generate([Prompt.text_to_image("red cube", id="q")], k=1)
+    assert [d.id for d in res.retrieved] == ["d1"]
+    with pytest.raises(ValueError, match=r"prompt 'q': the retriever returned \d document\(s\) but k=3"):
+        gen.generate([Prompt.text_to_image("red cube", id="q")], k=3)
+
+
 def test_cdk_and_top_p_candidates_combined() -> None:
     opts = GenerationOptions.from_dict({"image": {"pipelines": [
         {"guidance": {"name": "cfg"}, "processors": [{"name": "top_p", "options": {"p": 0.9}}]},
