@@ -1,0 +1,112 @@
+"""``cm3leon tokenizers``: train and inspect tokenizers.
+
+Commands::
+
+    cm3leon tokenizers train-text  CONFIG [key=value ...]   # byte-level BPE
+    cm3leon tokenizers train-image CONFIG [key=value ...]   # VQ-GAN with Composer (resumable)
+    cm3leon tokenizers presets                              # VQ-GAN presets and their sizes
+    cm3leon tokenizers info DIR                             # describe an exported tokenizer
+"""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+__all__ = ["tokenizers_command"]
+
+
+def _load(config: str, overrides: tuple[str, ...]):
+    from cm3leon.core.config import ConfigError, load_config
+    from cm3leon.tokenizers.configs import TokenizersConfig, check_config
+
+    try:
+        cfg = load_config(TokenizersConfig, config, list(overrides))
+        check_config(cfg, source=config)
+    except (ConfigError, ValueError) as err:
+        raise click.ClickException(str(err)) from None
+    return cfg
+
+
+@click.group("tokenizers")
+def tokenizers_command() -> None:
+    """Train the text BPE and the VQ-GAN image tokenizer; inspect exported tokenizers."""
+
+
+@tokenizers_command.command("train-text")
+@click.argument("config", type=click.Path(dir_okay=False))
+@click.argument("overrides", nargs=-1)
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def train_text(config: str, overrides: tuple[str, ...], quiet: bool) -> None:
+    """Train byte-level BPE from CONFIG (dotted key=value OVERRIDES) and export tokenizer.json."""
+    from cm3leon.tokenizers.train_text import train_text_tokenizer
+
+    cfg = _load(config, overrides)
+    if cfg.kind != "text":
+        raise click.ClickException(f"{config}: kind is {cfg.kind!r}; use `cm3leon tokenizers train-image`")
+    try:
+        summary = train_text_tokenizer(cfg, source=config, show_progress=not quiet)
+    except (ValueError, FileNotFoundError) as err:
+        raise click.ClickException(str(err)) from None
+    click.echo(json.dumps(summary, indent=2))
+
+
+@tokenizers_command.command("train-image")
+@click.argument("config", type=click.Path(dir_okay=False))
+@click.argument("overrides", nargs=-1)
+def train_image(config: str, overrides: tuple[str, ...]) -> None:
+    """Train (or resume) the VQ-GAN of CONFIG with Composer; export safetensors + JSON."""
+    cfg = _load(config, overrides)
+    if cfg.kind != "image":
+        raise click.ClickException(f"{config}: kind is {cfg.kind!r}; use `cm3leon tokenizers train-text`")
+    from cm3leon.tokenizers.train_image import train_image_tokenizer
+
+    try:
+        summary = train_image_tokenizer(cfg, source=config)
+    except (ValueError, FileNotFoundError) as err:
+        raise click.ClickException(str(err)) from None
+    click.echo(json.dumps(summary, indent=2))
+
+
+@tokenizers_command.command("presets")
+def presets() -> None:
+    """List VQ-GAN presets: resolution, downsampling, codebook, tokens per image."""
+    from cm3leon.tokenizers.vqgan_config import PRESETS
+
+    for name, preset in sorted(PRESETS.items()):
+        c = preset.config
+        click.echo(
+            f"{name:10s} {c.resolution}px  {c.downsample_factor}x down  {c.latent_size}x{c.latent_size}="
+            f"{c.num_tokens} tokens  codebook {c.codebook_size}x{c.codebook_dim}"
+        )
+
+
+@tokenizers_command.command("info")
+@click.argument("directory", type=click.Path(exists=True, file_okay=False))
+def info(directory: str) -> None:
+    """Describe an exported tokenizer directory (text or image)."""
+    from pathlib import Path
+
+    from cm3leon.core.io import read_json
+
+    path = Path(directory)
+    if (path / "config.json").is_file():
+        from cm3leon.tokenizers.image_tokenizer import load_image_tokenizer
+
+        try:
+            tok = load_image_tokenizer(path)
+        except (ValueError, FileNotFoundError) as err:
+            raise click.ClickException(str(err)) from None
+        data = {"kind": "image", "codebook_size": tok.codebook_size, "image_size": tok.image_size,
+                "num_tokens": tok.num_tokens, "parameters": tok.model.num_parameters(),
+                "config": read_json(path / "config.json")["vqgan"], "info": tok.info}
+    else:
+        from cm3leon.tokenizers.text_bpe import load_text_tokenizer
+
+        try:
+            bpe = load_text_tokenizer(path)
+        except (ValueError, FileNotFoundError) as err:
+            raise click.ClickException(str(err)) from None
+        data = {"kind": "text", "vocab_size": bpe.vocab_size, "info": bpe.info}
+    click.echo(json.dumps(data, indent=2))
