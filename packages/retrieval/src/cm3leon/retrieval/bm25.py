@@ -58,10 +58,15 @@ def tokenize_words(text: str) -> list[str]:
 
 
 class BM25Bank:
-    """Inverted index of the bank's captions.
+    """Inverted index of the bank's captions (build it with :meth:`build`).
 
     Args:
-        docs: documents (their joined text is indexed; image-only ones get no terms).
+        vocab: word -> term id.
+        postings: ``(indptr (V+1,), docs (P,), tfs (P,))``: term ``t``'s documents and counts
+            are ``docs[indptr[t]:indptr[t+1]]`` and ``tfs[...]``.
+        doc_len: words per document ``(N,)``.
+        ids: document id per row.
+        store: documents per row.
         k1: term-frequency saturation.
         b: length normalisation.
     """

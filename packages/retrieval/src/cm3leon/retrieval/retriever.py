@@ -102,6 +102,11 @@ class StrategyRetriever:
         self.strategy = strategy or RetrievalStrategy()
         self.name = name
 
+    @property
+    def encoder(self) -> Any:
+        """The searcher's document encoder (CLIP for ``clip``), or ``None``."""
+        return getattr(self.searcher, "encoder", None)
+
     def retrieve(
         self, queries: Sequence[Document], k: int | None = None, *, training: bool = False
     ) -> list[list[Document]]:
