@@ -13,7 +13,12 @@ import torch
 
 from cm3leon.core.checkpoint import load_exported
 from cm3leon.core.config import load_config
-from cm3leon.core.train import TrainConfig, UnsafeCheckpointError, check_checkpoint, export_checkpoint
+from cm3leon.core.train import (
+    TrainConfig,
+    UnsafeCheckpointError,
+    check_checkpoint,
+    export_checkpoint,
+)
 from cm3leon.core.train.checkpoint import (
     install_checkpoint_guard,
     load_checkpoint_state,

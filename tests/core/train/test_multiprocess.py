@@ -12,7 +12,14 @@ import pytest
 import torch
 
 from cm3leon.core.train.logs import read_metrics
-from tests.core.train._helpers import COMPOSER, REPO, subprocess_env, tiny_config, write_config, write_token_dataset
+from tests.core.train._helpers import (
+    COMPOSER,
+    REPO,
+    subprocess_env,
+    tiny_config,
+    write_config,
+    write_token_dataset,
+)
 
 PROBE = str(Path(__file__).with_name("_probe_train.py"))
 

@@ -9,7 +9,14 @@ from statistics import mean
 import pytest
 
 from cm3leon.core.train.logs import read_metrics, series
-from tests.core.train._helpers import VOCAB, run, tiny_config, train_cmd, write_config, write_token_dataset
+from tests.core.train._helpers import (
+    VOCAB,
+    run,
+    tiny_config,
+    train_cmd,
+    write_config,
+    write_token_dataset,
+)
 
 
 @pytest.mark.slow

@@ -26,7 +26,14 @@ from cm3leon.core.config import load_config
 from cm3leon.core.train import TrainConfig, train
 from cm3leon.core.train.checkpoint import load_checkpoint_state
 from cm3leon.core.train.logs import read_metrics
-from tests.core.train._helpers import REPO, run, subprocess_env, tiny_config, train_cmd, write_config
+from tests.core.train._helpers import (
+    REPO,
+    run,
+    subprocess_env,
+    tiny_config,
+    train_cmd,
+    write_config,
+)
 
 STEPS = 12
 FINAL = f"ep1-ba{STEPS}-rank0.pt"

@@ -146,3 +146,62 @@ def test_train_command_help_lists_subcommands() -> None:
     assert result.exit_code == 0
     for sub in ("run", "export", "plot", "check"):
         assert sub in result.output
+
+
+def test_eval_streams_report_per_modality_metrics(tmp_path: Path, token_data: Path) -> None:
+    held_out = write_token_dataset(tmp_path / "val", 16, seed=9)
+    cfg = load_config(TrainConfig, data=tiny_config(
+        tmp_path / "run", {"ra": {"local": str(token_data)}}, max_duration="2ba",
+        eval={"streams": {"val": {"local": str(held_out)}}, "interval": "2ba", "global_batch_size": 8,
+              "subset_num_batches": 1}))
+    rows = read_metrics(train(cfg).metrics)
+    evaluated = [r for r in rows if "metrics/eval/loss_all" in r]
+    assert evaluated and all(r["metrics/eval/loss_image"] > 0 for r in evaluated)
+    assert "metrics/eval/perplexity_text" in evaluated[-1]
+
+
+@pytest.mark.parametrize("path", [p for p in SHIPPED if "fsdp" in p.read_text()],
+                         ids=lambda p: p.relative_to(REPO).as_posix())
+def test_gpu_configs_build_a_composer_fsdp_config(path: Path) -> None:
+    from composer.utils.parallelism import FSDPConfig
+
+    from cm3leon.core.train.builders import build_parallelism
+
+    cfg = load_config(TrainConfig, path)
+    assert cfg.precision == "amp_bf16" and cfg.fsdp.enabled
+    fsdp = FSDPConfig(**build_parallelism(cfg)["fsdp"])  # every key is a Composer 0.32 FSDPConfig field
+    assert fsdp.sharding_strategy == "FULL_SHARD" and fsdp.mixed_precision == "PURE"
+    assert fsdp.activation_checkpointing == cfg.model.activation_checkpointing
+
+
+def test_export_and_check_commands(trained_run, tmp_path: Path) -> None:
+    _, result = trained_run
+    out = tmp_path / "export"
+    ran = CliRunner().invoke(cli, ["train", "export", str(result.latest_checkpoint), str(out)])
+    assert ran.exit_code == 0, ran.output
+    assert (out / "model.safetensors").is_file() and (out / "COMPLETE").is_file()
+    ran = CliRunner().invoke(cli, ["train", "check", str(result.latest_checkpoint)])
+    assert ran.exit_code == 0 and "safe to load" in ran.output
+    png = tmp_path / "curve.png"
+    ran = CliRunner().invoke(cli, ["train", "plot", str(result.run_dir), "-o", str(png)])
+    assert ran.exit_code == 0 and png.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_sft_starts_from_the_pretrained_export(trained_run, tmp_path: Path, token_data: Path) -> None:
+    from cm3leon.core.train import export_checkpoint
+    from cm3leon.core.train.builders import build_composer_model
+    from tests.core.train._helpers import VOCAB
+
+    _, result = trained_run
+    export = export_checkpoint(result.latest_checkpoint, tmp_path / "export")
+    trained = load_checkpoint_state(result.latest_checkpoint)["state"]["model"]
+    cfg = load_config(TrainConfig, data=tiny_config(tmp_path / "sft", {"m": {"local": str(token_data)}},
+                                                   **{"model.init_from": str(export)}))
+    model = build_composer_model(cfg, VOCAB)
+    for name, tensor in model.state_dict().items():
+        assert torch.equal(tensor, trained[name]), name
+    wider = load_config(TrainConfig, data=tiny_config(tmp_path / "sft", {"m": {"local": str(token_data)}},
+                                                     **{"model.init_from": str(export),
+                                                        "model.options": {"max_seq_len": 64, "d_model": 64}}))
+    with pytest.raises(ConfigError, match=r"model.init_from: .*different architecture.*d_model"):
+        build_composer_model(wider, VOCAB)

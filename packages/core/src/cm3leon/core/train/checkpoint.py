@@ -42,7 +42,7 @@ from composer.callbacks import CheckpointSaver
 from composer.core import State
 from composer.loggers import Logger
 from composer.utils import checkpoint as composer_checkpoint
-from composer.utils import dist
+from composer.utils import dist, format_name_with_dist
 
 __all__ = [
     "AtomicCheckpointSaver",
@@ -302,14 +302,14 @@ class AtomicCheckpointSaver(CheckpointSaver):
     def init(self, state: State, logger: Logger) -> None:
         super().init(state, logger)
         if dist.get_global_rank() == 0:
-            for stale in Path(self.folder).glob(f"{PARTIAL_PREFIX}*"):
+            for stale in Path(format_name_with_dist(self.folder, state.run_name)).glob(f"{PARTIAL_PREFIX}*"):
                 log.warning("removing %s left by an interrupted checkpoint save", stale)
                 shutil.rmtree(stale, ignore_errors=True)
         dist.barrier()
 
     def _save_checkpoint(self, state: State, logger: Logger) -> None:
         self.last_checkpoint_batch = state.timestamp.batch
-        folder = Path(self.folder)
+        folder = Path(format_name_with_dist(self.folder, state.run_name))
         template = self.filename.format(state, keep_placeholders=True)
         final = Path(composer_checkpoint.get_save_filename(state, template))
         self.all_saved_checkpoints_to_timestamp[str(final)] = state.timestamp

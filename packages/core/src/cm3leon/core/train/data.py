@@ -51,7 +51,7 @@ def build_streams(streams: Mapping[str, StreamSection], cache_root: Path, *, sec
     out = []
     for name, s in streams.items():
         local = s.local if s.local is not None else str(cache_root / name)
-        if s.remote is not None and s.local is not None and Path(s.remote).resolve() == Path(s.local).resolve():
+        if s.remote is not None and "://" not in s.remote and Path(s.remote).resolve() == Path(local).resolve():
             raise ConfigError(f"{section}.streams.{name}: remote and local are the same directory")
         out.append(Stream(remote=s.remote, local=local, proportion=s.proportion, repeat=s.repeat, choose=s.choose))
     return out
