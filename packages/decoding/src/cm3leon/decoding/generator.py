@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -299,6 +299,4 @@ class CM3LeonGenerator:
 
 
 def _with_id(prompt: Prompt, pid: str) -> Prompt:
-    from dataclasses import replace
-
     return replace(prompt, id=pid)

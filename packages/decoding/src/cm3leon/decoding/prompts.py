@@ -31,7 +31,7 @@ A :class:`Prompt` is an ordered list of segments -- text, images and exactly one
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import numpy as np
@@ -222,8 +222,6 @@ class Prompt:
         return cls(segs, id=id, fixed=frozenset({0}) if prefix else frozenset(), **kw)
 
     def with_retrieved(self, docs: Sequence[Document]) -> Prompt:
-        from dataclasses import replace
-
         return replace(self, retrieved=tuple(docs))
 
 
@@ -295,8 +293,6 @@ class PromptEncoder:
                     segs.append(Hole("image", image=h.segments[0], start=s.start, end=s.end))  # type: ignore[arg-type]
                 else:
                     segs.append(s)
-            from dataclasses import replace
-
             retr = None if p.retrieved is None else tuple(next(it_r) for _ in p.retrieved)
             out.append(replace(p, segments=tuple(segs), retrieved=retr))
         return out
