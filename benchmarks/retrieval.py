@@ -14,7 +14,8 @@ recall@10 of the ANN index measured against the exact top 10 of the same run.
 The vectors are a mixture of Gaussians (``--clusters`` centres, normalised), a rough
 stand-in for real embeddings, which cluster by topic; uniformly random unit vectors in
 512-d have no neighbourhood structure and would understate what IVF achieves on real
-banks.  Queries are fresh draws from the same mixture.
+banks (``--clusters 0`` measures that worst case).  Queries are fresh draws from the same
+distribution.
 
 Usage::
 
@@ -51,7 +52,8 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--train-size", type=int, default=131072, help="training sample (as bank.index.train_size)")
     p.add_argument("--queries", type=int, default=1000)
     p.add_argument("--k", type=int, default=10)
-    p.add_argument("--clusters", type=int, default=2000, help="mixture components of the synthetic data")
+    p.add_argument("--clusters", type=int, default=2000,
+                   help="mixture components of the synthetic data (0: uniformly random directions)")
     p.add_argument("--noise", type=float, default=1.0, help="within-cluster std relative to the centres")
     p.add_argument("--threads", type=int, default=None, help="FAISS OpenMP threads (default: all)")
     p.add_argument("--seed", type=int, default=0)
@@ -69,7 +71,9 @@ def synthetic(n: int, dim: int, centres: np.ndarray, noise: float, rng: np.rando
     out = np.empty((n, dim), dtype=np.float32)
     for start in range(0, n, chunk):
         m = min(chunk, n - start)
-        x = centres[rng.integers(len(centres), size=m)] + noise * rng.standard_normal((m, dim), dtype=np.float32)
+        x = noise * rng.standard_normal((m, dim), dtype=np.float32)
+        if len(centres):  # no centres: uniformly random directions (the hardest case)
+            x += centres[rng.integers(len(centres), size=m)]
         out[start : start + m] = x / np.linalg.norm(x, axis=1, keepdims=True)
     return out
 

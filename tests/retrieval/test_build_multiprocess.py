@@ -1,7 +1,8 @@
-"""``composer -n 2 -m cm3leon.retrieval.build``: two real ranks build the same bank as one."""
+"""``composer -n 2``: two real ranks build the same bank as one, and train the small CLIP."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -71,3 +72,44 @@ def test_two_ranks_under_the_composer_launcher(tmp_path: Path, tiny_encoder_dir:
     q = one.vectors(np.arange(0, 130, 7))
     np.testing.assert_array_equal(one.search(q, 5)[1], two.search(q, 5)[1])
     assert not (tmp_path / "bank2.work").exists()
+
+
+TRAIN_CONFIG = """\
+# composer -n 2 -m cm3leon.retrieval.train_clip {path}
+train_clip:
+  output: {out}
+  data: {{shards: [{docs}]}}
+  model_overrides:
+    embed_dim: 32
+    vision_cfg: {{layers: 1, width: 32, head_width: 16, patch_size: 8}}
+    text_cfg: {{width: 32, heads: 2, layers: 1, context_length: 24}}
+  eval_size: 40
+  batch_size: 16
+  max_duration: 4ba
+  warmup: 1ba
+  save_interval: 2ba
+"""
+
+
+def test_clip_trains_on_two_ranks(tmp_path: Path) -> None:
+    with DocumentShardWriter(tmp_path / "docs") as w:
+        for d in shape_documents(200, seed=52):
+            w.write(d)
+    cfg = tmp_path / "clip.yaml"
+    cfg.write_text(TRAIN_CONFIG.format(path=cfg, out=tmp_path / "clip", docs=tmp_path / "docs"))
+    port = str(29700 + os.getpid() % 1000)
+    cmd = [COMPOSER, "-n", "2", "--master_port", port, "-m", "cm3leon.retrieval.train_clip", str(cfg)]
+    log = tmp_path / "launch.log"
+    with open(log, "wb") as fh:
+        proc = subprocess.Popen(cmd, cwd=REPO, env=_env(), stdout=fh, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+        try:
+            assert proc.wait(timeout=900) == 0, log.read_text()[-4000:]
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+    assert (tmp_path / "clip" / "encoder" / "COMPLETE").is_file()
+    assert (tmp_path / "clip" / "checkpoints" / "ep0-ba4-rank0.pt").is_file()
+    metrics = json.loads((tmp_path / "clip" / "metrics.json").read_text())
+    # 2 ranks x 16 per batch: the training set (160 documents) is split across the ranks.
+    assert metrics["train_documents"] == 160 and "recall@1" in metrics["eval"]

@@ -100,7 +100,8 @@ def _composer_parts(clip: torch.nn.Module) -> tuple[Any, Any]:
     class ClampLogitScale(Callback):
         """Keep ``logit_scale`` in ``[0, ln 100]`` after each step; record the resume point."""
 
-        def __init__(self) -> None:
+        def __init__(self, model: torch.nn.Module) -> None:
+            self.model = model  # the bare CLIP: state.model may be wrapped in DDP
             self.resumed_from = 0
 
         def run_event(self, event: Event, state: State, logger: Logger) -> None:
@@ -108,9 +109,9 @@ def _composer_parts(clip: torch.nn.Module) -> tuple[Any, Any]:
                 self.resumed_from = int(state.timestamp.batch)
             elif event == Event.BATCH_END:
                 with torch.no_grad():
-                    state.model.clip.logit_scale.clamp_(0, math.log(100))
+                    self.model.logit_scale.clamp_(0, math.log(100))
 
-    return ClipComposerModel(clip), ClampLogitScale()
+    return ClipComposerModel(clip), ClampLogitScale(clip)
 
 
 def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
