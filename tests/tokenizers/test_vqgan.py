@@ -190,7 +190,7 @@ def test_import_rejects_incomplete_tampered_or_mismatched(tmp_path: Path) -> Non
     meta["vqgan"]["codebook_size"] = 256
     meta.pop("sha256")
     (out / "config.json").write_text(json.dumps(meta))
-    with pytest.raises(ValueError, match=r"key 'quantize\.embedding\.weight' has shape \(512, 32\)"):
+    with pytest.raises(ValueError, match=r"key 'quantize\.embedding\.weight' has shape \(512, 16\)"):
         load_image_tokenizer(out)
     with pytest.raises(FileNotFoundError, match="tokenizer directory not found"):
         load_image_tokenizer(tmp_path / "absent")

@@ -4,8 +4,8 @@
 
     config  -> VQGANConfig (preset + overrides) -> VQModel
     data    -> FolderImageDataset | MDSImageDataset -> DataLoader
-    trainer -> Composer Trainer(autoresume, checkpoints every N steps, progress bar,
-                                DeadCodeRestart, JSON-lines metrics)
+    trainer -> Composer Trainer(autoresume, atomic checkpoints every N steps, progress
+                                bar, DeadCodeRestart, core's JSON-lines metrics)
     fit     -> export VQGANTokenizer (config.json + model.safetensors) atomically
 
 Run directory (``output_dir``)::
@@ -18,26 +18,30 @@ Run directory (``output_dir``)::
     summary.json       PSNR / codebook usage before and after training
 
 Resumption: running the same command again continues from the latest checkpoint
-(model, optimizer, scheduler, step, RNG and the usage EMA).  Composer restores its own
-checkpoints with ``torch.load(weights_only=False)``; they are written by this run into
-its own directory and never distributed; the exported tokenizer is safetensors + JSON.
+(model, optimizer, scheduler, step, RNG and the usage EMA).  Checkpoints are written
+atomically and loaded only through core's weights-only guard
+(:mod:`cm3leon.core.train.checkpoint`); the exported tokenizer is safetensors + JSON.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Any
 
 import torch
 from composer import Trainer
-from composer.loggers import LoggerDestination
 from composer.optim import CosineAnnealingWithWarmupScheduler
 from torch.utils.data import DataLoader, Dataset
 
 from cm3leon.core.config import save_config
 from cm3leon.core.io import atomic_write_json
+from cm3leon.core.train.checkpoint import (
+    AtomicCheckpointSaver,
+    check_resume_checkpoint,
+    install_checkpoint_guard,
+)
+from cm3leon.core.train.logs import JSONLLogger
 from cm3leon.tokenizers.configs import (
     ImageDataConfig,
     ImageTrainConfig,
@@ -57,25 +61,9 @@ from cm3leon.tokenizers.vq_training import DeadCodeRestart, LossWeights, VQGANCo
 from cm3leon.tokenizers.vqgan import VQModel
 from cm3leon.tokenizers.vqgan_config import vqgan_preset
 
-__all__ = ["JSONLinesLogger", "build_image_dataset", "evaluate_reconstruction", "train_image_tokenizer"]
+__all__ = ["build_image_dataset", "evaluate_reconstruction", "train_image_tokenizer"]
 
 log = logging.getLogger(__name__)
-
-
-class JSONLinesLogger(LoggerDestination):
-    """Appends every ``log_metrics`` call as one JSON line ``{"step": n, ...}``."""
-
-    def __init__(self, path: str | Path) -> None:
-        super().__init__()
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-
-    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
-        row: dict[str, Any] = {"step": step}
-        for key, value in metrics.items():
-            row[key] = float(value.item() if isinstance(value, torch.Tensor) else value)
-        with open(self.path, "a", encoding="utf-8") as fh:
-            fh.write(json.dumps(row) + "\n")
 
 
 def build_image_dataset(data: ImageDataConfig, prep: Preprocess, *, seed: int = 0, batch_size: int = 1) -> Dataset:
@@ -150,7 +138,10 @@ def _build_trainer(cfg: TokenizersConfig, img: ImageTrainConfig, composer_model:
     optimizer = torch.optim.Adam(composer_model.parameters(), lr=img.optim.lr, betas=tuple(img.optim.betas),
                                  weight_decay=img.optim.weight_decay)
     scheduler = CosineAnnealingWithWarmupScheduler(t_warmup=f"{img.optim.warmup_steps}ba", alpha_f=0.1)
-    callbacks = []
+    callbacks: list = [
+        AtomicCheckpointSaver(out / "checkpoints", save_interval=f"{img.save_interval}ba",
+                              num_checkpoints_to_keep=img.checkpoints_to_keep),
+    ]
     if img.restarts.enabled:
         callbacks.append(DeadCodeRestart(img.restarts.every, img.restarts.threshold, img.restarts.warmup))
     return Trainer(
@@ -161,12 +152,9 @@ def _build_trainer(cfg: TokenizersConfig, img: ImageTrainConfig, composer_model:
         schedulers=scheduler,
         step_schedulers_every_batch=True,
         callbacks=callbacks,
-        loggers=[JSONLinesLogger(out / "metrics.jsonl")],
+        loggers=[JSONLLogger(out / "metrics.jsonl")],
         run_name=cfg.run_name,
-        save_folder=str(out / "checkpoints"),
-        save_interval=f"{img.save_interval}ba",
-        save_num_checkpoints_to_keep=img.checkpoints_to_keep,
-        autoresume=True,
+        autoresume=True,  # finds the checkpoint folder through the AtomicCheckpointSaver
         device=img.device,
         precision=img.precision,
         seed=cfg.seed,
@@ -206,6 +194,10 @@ def train_image_tokenizer(cfg: TokenizersConfig, *, source: str = "<config>") ->
             weights=LossWeights(img.loss.l1, img.loss.l2, img.loss.codebook),
             usage_decay=img.restarts.usage_decay,
         )
+        install_checkpoint_guard()  # Composer's resume loads go through core's weights-only checks
+        resume = check_resume_checkpoint(out / "checkpoints", None, True)
+        if resume is not None:
+            log.info("resuming from %s", resume)
         trainer = _build_trainer(cfg, img, composer_model, loader, out)
         trainer.fit()
         steps = int(trainer.state.timestamp.batch)
