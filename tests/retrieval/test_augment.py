@@ -122,3 +122,61 @@ def test_unknown_retriever_and_bad_options_are_named(setup) -> None:
         build_retriever(cfg_for(root, "x", retriever=ComponentConfig(name="nope")))
     with pytest.raises(ValueError, match="augment.retriever.options: unknown retriever option.*bogus"):
         build_retriever(cfg_for(root, "x", retriever=ComponentConfig(name="bm25", options={"bogus": 1})))
+
+
+class CountingTokenizer:
+    """Stand-in image tokenizer: 16 codes from the mean colour; counts images encoded."""
+
+    codebook_size = CODEBOOK
+    num_tokens = 16
+
+    def __init__(self) -> None:
+        self.images = 0
+
+    def encode(self, images):
+        import torch
+
+        self.images += len(images)
+        rows = [[int(np.asarray(im).mean()) % CODEBOOK] * 16 for im in images]
+        return torch.tensor(rows)
+
+
+def test_code_cache_encodes_each_bank_image_once() -> None:
+    from cm3leon.retrieval.augment import CodeCache
+
+    docs = shape_documents(6, seed=2)
+    tok = CountingTokenizer()
+    cache = CodeCache(tok)
+    first = cache.attach([docs[0], docs[1], docs[0]])
+    assert tok.images == 2
+    second = cache.attach([docs[1], docs[2]])
+    assert tok.images == 3  # docs[1] came from the cache
+    assert first[1] == second[0] and first[0] == first[2]
+    assert all(seg.codes is not None and seg.image is not None for d in first + second for seg in d.images)
+    anonymous = [docs[3].replace(id=""), docs[4].replace(id="")]
+    out = cache.attach(anonymous)
+    assert tok.images == 5 and all(d.images[0].codes is not None for d in out)
+    assert len(cache.codes) == 3  # documents without ids are never cached
+
+
+def test_pixel_only_documents_with_a_registered_image_tokenizer(tmp_path: Path, tiny_encoder,
+                                                                 tiny_encoder_dir) -> None:
+    from cm3leon.core.plugins import get_registries
+
+    if "vqgan" not in get_registries().tokenizers:
+        pytest.skip("cm3leon-tokenizers (vqgan) is not installed")
+    docs = shape_documents(24, seed=61)  # pixels only, no codes
+    with DocumentShardWriter(tmp_path / "docs") as w:
+        for d in docs:
+            w.write(d)
+    info = {"name": "t", "fingerprint": tiny_encoder.fingerprint, "path": str(tiny_encoder_dir)}
+    MemoryBank.build(tiny_encoder.encode_documents(docs).numpy(), docs, encoder=info).save(tmp_path / "bank")
+    cfg = AugmentConfig(output=str(tmp_path / "ra"), data=DocumentsConfig(shards=[str(tmp_path / "docs")]),
+                        bank=str(tmp_path / "bank"), text_tokenizer="bytes", image_tokenizer="vqgan")
+    report = augment_shards(cfg, progress=False)
+    vocab = verify_dataset(tmp_path / "ra").vocab
+    per_image = document_tokenizer(cfg).tokens_per_image
+    assert report["examples"] == 24
+    for sample in iter_token_samples(tmp_path / "ra"):
+        assert sample.tokens[0] == vocab.eos_id
+        assert int(vocab.is_image(sample.tokens).sum()) == 4 * per_image

@@ -22,7 +22,7 @@ from typing import Any
 
 from cm3leon.retrieval.config import AugmentConfig
 
-__all__ = ["augment_shards", "build_retriever", "document_tokenizer"]
+__all__ = ["CodeCache", "augment_shards", "build_retriever", "document_tokenizer"]
 
 log = logging.getLogger("cm3leon.retrieval.augment")
 
@@ -92,17 +92,18 @@ def augment_shards(cfg: AugmentConfig, *, progress: bool = True, overwrite: bool
             "strategy": asdict(cfg.strategy), "queries": [str(s) for s in cfg.data.shards]}
     writer = TokenShardWriter(out, doc_tok.vocab, with_loss_weights=bool(cfg.query_loss_weight),
                               overwrite=overwrite or out.exists(), meta=meta)
+    cache = CodeCache(doc_tok.image_tokenizer)
     bar = tqdm(total=total, unit="query", desc=f"augment {out.name}", disable=not progress)
     with writer, bar:
         batch: list[Any] = []
         for doc in iter_documents(cfg.data):
             batch.append(doc)
             if len(batch) == cfg.batch_size:
-                _write_batch(batch, retriever, doc_tok, writer, cfg, k, counts)
+                _write_batch(batch, retriever, doc_tok, writer, cfg, k, counts, cache)
                 bar.update(len(batch))
                 batch = []
         if batch:
-            _write_batch(batch, retriever, doc_tok, writer, cfg, k, counts)
+            _write_batch(batch, retriever, doc_tok, writer, cfg, k, counts, cache)
             bar.update(len(batch))
         report = {"output": str(out), "queries": total, "examples": writer.num_samples,
                   "retrieved_histogram": {str(n): c for n, c in sorted(counts.items())}, **writer.stats()}
@@ -111,9 +112,64 @@ def augment_shards(cfg: AugmentConfig, *, progress: bool = True, overwrite: bool
     return report
 
 
+class CodeCache:
+    """VQ codes of documents' images, encoded in batches and reused across examples.
+
+    A bank document appears in many examples; its images are tokenized once (per
+    ``capacity`` most recent documents) instead of once per example.
+    """
+
+    def __init__(self, image_tokenizer: Any, capacity: int = 100_000) -> None:
+        self.tokenizer = image_tokenizer
+        self.capacity = capacity
+        self.codes: dict[tuple[Any, ...], tuple[int, ...]] = {}
+
+    def attach(self, docs: list[Any]) -> list[Any]:
+        """``docs`` with codes on every image segment (pixels kept).
+
+        Codes are cached by ``(document id, segment index)``; documents without an id are
+        encoded every time.
+        """
+        from cm3leon.core.documents import ImageSegment
+
+        if self.tokenizer is None:
+            return docs
+        local: dict[Any, tuple[int, ...]] = {}
+        todo: dict[Any, Any] = {}
+        for n, d in enumerate(docs):
+            for i, seg in enumerate(d.segments):
+                key = self._key(d, n, i)
+                if isinstance(seg, ImageSegment) and seg.codes is None and key not in self.codes:
+                    todo[key] = seg.pil()
+        if todo:
+            encoded = self.tokenizer.encode(list(todo.values()))  # (B, N)
+            rows = encoded.tolist() if hasattr(encoded, "tolist") else list(encoded)
+            if len(self.codes) + len(todo) > self.capacity:
+                self.codes.clear()
+            for key, row in zip(todo, rows, strict=True):
+                (self.codes if key[0] is not None else local)[key] = tuple(int(c) for c in row)
+        out = []
+        for n, d in enumerate(docs):
+            segs = []
+            for i, seg in enumerate(d.segments):
+                if isinstance(seg, ImageSegment) and seg.codes is None:
+                    key = self._key(d, n, i)
+                    seg = ImageSegment(image=seg.image, codes=local[key] if key in local else self.codes[key])
+                segs.append(seg)
+            out.append(d.replace(segments=tuple(segs)))
+        return out
+
+    @staticmethod
+    def _key(doc: Any, position: int, segment: int) -> tuple[Any, ...]:
+        return (doc.id, segment) if doc.id else (None, position, segment)
+
+
 def _write_batch(batch: list[Any], retriever: Any, doc_tok: Any, writer: Any, cfg: AugmentConfig, k: int,
-                 counts: Counter[int]) -> None:
+                 counts: Counter[int], cache: CodeCache) -> None:
     retrieved = retriever.retrieve(batch, k, training=cfg.training)
+    flat = cache.attach([*batch, *(d for docs in retrieved for d in docs)])
+    batch, rest = flat[: len(batch)], iter(flat[len(batch) :])
+    retrieved = [[next(rest) for _ in docs] for docs in retrieved]
     for query, docs in zip(batch, retrieved, strict=True):
         ids, weights = doc_tok.encode_example_with_weights(query, docs)
         writer.write(ids, id=query.id, loss_weights=weights)
