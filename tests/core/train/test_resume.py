@@ -128,5 +128,4 @@ def test_sigkill_and_restart_with_the_same_command_is_exact(tmp_path: Path, toke
     for checkpoint in kill_after:
         _kill_when(cmd, run_dir, checkpoint, tmp_path / "run.log")
     assert run(cmd, tmp_path / "run.log").returncode == 0, (tmp_path / "run.log").read_text()[-3000:]
-    assert "will resume from" in (tmp_path / "run.log").read_text() or _losses(run_dir)
     _assert_same_run(reference_dir, run_dir)

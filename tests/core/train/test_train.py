@@ -32,6 +32,7 @@ def test_metrics_file_has_one_line_per_batch_and_a_curve(trained_run) -> None:
     png = Path(cfg.run_dir) / "loss_curve.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (Path(cfg.run_dir) / "config.yaml").is_file()
+    assert (Path(cfg.run_dir) / "logs" / "rank0.log").is_file()
 
 
 @pytest.fixture(scope="module")
@@ -100,6 +101,10 @@ def test_bad_values_are_reported_together(tmp_path: Path, token_data: Path) -> N
                                                    precision="amp_bf16", **{"nonfinite.policy": "ignore"}))
     with pytest.raises(ConfigError, match=r"nonfinite.policy: 'ignore'.*precision: 'amp_bf16' is a GPU setting"):
         validate_train_config(cfg)
+    fsdp = load_config(TrainConfig, data=tiny_config(tmp_path / "r", {"ra": {"local": str(token_data)}},
+                                                    device="gpu", **{"fsdp.enabled": True}))
+    with pytest.raises(ConfigError, match=r"data.static_rows: FSDP needs the same rows on every rank"):
+        validate_train_config(fsdp)
 
 
 def test_unwritable_save_folder_fails_before_step_one(tmp_path: Path, token_data: Path) -> None:

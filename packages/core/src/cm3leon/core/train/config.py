@@ -119,9 +119,12 @@ class DataSection:
         global_batch_size: examples per optimizer step, summed over all ranks; must be a
             multiple of the world size.  Each rank packs ``global_batch_size / world``
             examples into rows every step (so resumption is exact).
-        num_rows: rows per rank per step (static shapes: set it to the per-rank example
-            count, every example then fits, truncated to ``seq_len``); ``None``: as many
-            rows as the packing needs.
+        num_rows: fixed rows per rank per step (examples that do not fit are dropped and
+            counted); ``None``: see ``static_rows``.
+        static_rows: with ``num_rows`` unset, give every rank ``global_batch_size / world``
+            rows per step -- one per example at most, so nothing is dropped -- instead of
+            as many as the packing needs.  FSDP requires it: every rank must run the same
+            number of micro-batches (each one all-gathers and reduce-scatters).
         pack_strategy: ``ffd`` (fewest rows) or ``greedy`` (keeps order).
         overflow: examples longer than ``seq_len``: ``truncate`` or ``drop``.
         shuffle / shuffle_seed / shuffle_algo: ``StreamingDataset`` shuffling.
@@ -140,6 +143,7 @@ class DataSection:
     seq_len: int = MISSING
     global_batch_size: int = MISSING
     num_rows: int | None = None
+    static_rows: bool = False
     pack_strategy: str = "ffd"
     overflow: str = "truncate"
     shuffle: bool = True
@@ -371,6 +375,9 @@ def validate_train_config(cfg: TrainConfig, *, source: str = "<config>") -> None
         problems.append(f"optim.betas: need two values in [0, 1), got {list(cfg.optim.betas)}")
     if not 0 <= cfg.scheduler.alpha_f <= 1:
         problems.append(f"scheduler.alpha_f: must be in [0, 1], got {cfg.scheduler.alpha_f}")
+    if cfg.fsdp.enabled and cfg.data.num_rows is None and not cfg.data.static_rows:
+        problems.append("data.static_rows: FSDP needs the same rows on every rank; set static_rows: true "
+                        "(or a fixed data.num_rows)")
     if cfg.fsdp.enabled and cfg.device == "cpu":
         problems.append("fsdp.enabled: FSDP needs GPUs; CPU runs use DDP (fsdp.enabled=false)")
     if cfg.precision != "fp32" and cfg.device == "cpu":

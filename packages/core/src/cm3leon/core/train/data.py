@@ -112,6 +112,8 @@ def build_dataspec(
     from cm3leon.core.shard_datasets import CM3StreamingDataset, build_packed_dataloader
 
     batch_size = per_rank_batch_size(global_batch_size, where=f"{where}.global_batch_size")
+    if num_rows is None and data.static_rows:
+        num_rows = batch_size  # each example fills at most one row: nothing is ever dropped
     dataset = CM3StreamingDataset(
         streams=build_streams(streams, cache_root, section=where),
         cm3=build_cm3_config(data.cm3),

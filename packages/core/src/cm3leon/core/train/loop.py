@@ -65,10 +65,35 @@ def _device(cfg: TrainConfig) -> str:
     return cfg.device
 
 
+_LOG_FORMAT = "%(asctime)s [pid %(process)d] %(levelname)s %(name)s: %(message)s"
+
+
 def _setup_logging(level: str) -> None:
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s [rank %(process)d] %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.WARNING, format=_LOG_FORMAT)
     for name in ("cm3leon", "composer"):
         logging.getLogger(name).setLevel(level.upper())
+
+
+def _log_to_file(paths: RunPaths) -> None:
+    """Also write the ``cm3leon`` / ``composer`` log records to ``<run_dir>/logs/rank{r}.log``."""
+    path = paths.run_dir / "logs" / f"rank{dist.get_global_rank()}.log"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for name in ("cm3leon", "composer"):
+        logger = logging.getLogger(name)
+        if not any(getattr(h, "baseFilename", None) == str(path.resolve()) for h in logger.handlers):
+            handler = logging.FileHandler(path)
+            handler.setFormatter(logging.Formatter(_LOG_FORMAT))
+            logger.addHandler(handler)
+
+
+def _close_file_logs(paths: RunPaths) -> None:
+    logs = str((paths.run_dir / "logs").resolve())
+    for name in ("cm3leon", "composer"):
+        logger = logging.getLogger(name)
+        for handler in list(logger.handlers):
+            if str(getattr(handler, "baseFilename", "")).startswith(logs):
+                logger.removeHandler(handler)
+                handler.close()
 
 
 def _eval_data(cfg: TrainConfig, paths: RunPaths) -> Evaluator | None:
@@ -92,6 +117,7 @@ def build_trainer(cfg: TrainConfig, *, extra_callbacks: Sequence[Callback] = ())
     validate_train_config(cfg)
     _setup_logging(cfg.logging.log_level)
     paths = prepare_run(cfg, rank=dist.get_global_rank())
+    _log_to_file(paths)
     install_checkpoint_guard()
     resume = check_resume_checkpoint(paths.save_folder, cfg.checkpoint.load_path, cfg.checkpoint.autoresume)
     if resume is not None:
@@ -144,7 +170,11 @@ def train(cfg: TrainConfig, *, extra_callbacks: Sequence[Callback] = ()) -> Trai
         cm3leon.core.train.checkpoint.UnsafeCheckpointError: a checkpoint that could run code.
         cm3leon.core.train.callbacks.NonFiniteLossError: NaN/inf with ``nonfinite.policy=stop``.
     """
-    trainer, paths, _ = build_trainer(cfg, extra_callbacks=extra_callbacks)
+    try:
+        trainer, paths, _ = build_trainer(cfg, extra_callbacks=extra_callbacks)
+    except BaseException:
+        _close_file_logs(RunPaths(cfg))
+        raise
     try:
         trainer.fit()
         losses: dict[str, Any] = trainer.state.total_loss_dict or {}
@@ -152,6 +182,7 @@ def train(cfg: TrainConfig, *, extra_callbacks: Sequence[Callback] = ()) -> Trai
         batches = int(trainer.state.timestamp.batch)
     finally:
         trainer.close()
+        _close_file_logs(paths)
     latest = paths.save_folder / LATEST_FILENAME.format(rank=0)
     return TrainResult(
         run_dir=paths.run_dir,
