@@ -54,7 +54,8 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--k", type=int, default=10)
     p.add_argument("--clusters", type=int, default=2000,
                    help="mixture components of the synthetic data (0: uniformly random directions)")
-    p.add_argument("--noise", type=float, default=1.0, help="within-cluster std relative to the centres")
+    p.add_argument("--noise", type=float, default=2.0,
+                   help="within-cluster std relative to the centres (2.0: a point has cosine ~0.45 with its centre)")
     p.add_argument("--threads", type=int, default=None, help="FAISS OpenMP threads (default: all)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--output", default=None, help="also write the JSON here (atomically)")
