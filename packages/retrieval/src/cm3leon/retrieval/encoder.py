@@ -182,7 +182,8 @@ def load_encoder(
         path: an encoder directory (``open_clip_config.json`` + weights), as written by
             :func:`save_encoder` / ``cm3leon retrieval train-clip``.
         model: an open_clip architecture name (``"ViT-B-32"``); use with ``pretrained``.
-        pretrained: a local checkpoint file for ``model`` (never a download tag).
+        pretrained: a local checkpoint file for ``model`` (never a download tag).  Text
+            towers that use a Hugging Face tokenizer need it in the local HF cache.
         device: torch device for encoding.
         batch_size: encoding batch size.
 
@@ -217,7 +218,8 @@ def load_encoder(
         if not weights.is_file():
             raise EncoderError(f"{weights}: checkpoint file not found")
         try:
-            clip = open_clip.create_model(model, pretrained=str(weights), device=device)
+            # An absolute path can never be mistaken for a download tag such as "openai".
+            clip = open_clip.create_model(model, pretrained=str(weights.resolve()), device=device)
         except Exception as err:
             raise EncoderError(f"{weights}: cannot load as open_clip {model!r}: {err}") from err
         tokenizer = open_clip.get_tokenizer(model)
