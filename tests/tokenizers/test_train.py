@@ -103,6 +103,9 @@ def test_folder_training_skips_unreadable_files(shapes_dir: Path, tmp_path: Path
     summary = train_image_tokenizer(cfg)
     assert summary["before"]["images"] == 12
     assert "broken.png" in (tmp_path / "run" / "train.log").read_text()
+    too_big = image_config(tmp_path / "run2", [str(folder)], batch_size=16)
+    with pytest.raises(ValueError, match=r"holds only 12 usable images, fewer than image.batch_size=16"):
+        train_image_tokenizer(too_big)
 
 
 def test_config_errors_name_file_and_key(tmp_path: Path) -> None:

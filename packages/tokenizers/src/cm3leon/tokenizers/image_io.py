@@ -11,6 +11,10 @@ Accepted inputs (one image each):
   1/257) or float/bool in ``[0, 1]``;
 * a torch tensor ``(C, H, W)`` or ``(H, W)``, ``uint8`` or float in ``[0, 1]``.
 
+Every input goes through 8-bit RGB (float pixels are rounded to ``k / 255``), like an
+image file would; already-preprocessed ``[-1, 1]`` batches skip all of this through
+:meth:`cm3leon.tokenizers.image_tokenizer.VQGANTokenizer.encode_pixels`.
+
 Preprocessing (:class:`Preprocess`) follows Chameleon: the shortest side is resized to
 the target with Lanczos, the centre is cropped, and pixels are mapped with
 ``x / 127.5 - 1`` to ``[-1, 1]``.  ``resize="none"`` instead requires the exact size.

@@ -90,6 +90,8 @@ def _first_images(dataset: Dataset, n: int) -> torch.Tensor:
                 rows.append(dataset.load(i))
             except ValueError:
                 continue
+        if not rows:
+            raise ValueError(f"none of the {len(dataset)} training images could be read")
         return torch.stack(rows)
     flip, dataset.flip_p = dataset.flip_p, 0.0  # type: ignore[attr-defined]
     try:
@@ -182,11 +184,15 @@ def train_image_tokenizer(cfg: TokenizersConfig, *, source: str = "<config>") ->
         model = VQModel(vq_config)
         prep = Preprocess(img.model.image_size or vq_config.resolution)
         dataset = build_image_dataset(img.data, prep, seed=cfg.seed, batch_size=img.batch_size)
-        eval_pixels = _first_images(dataset, 256)
+        eval_pixels = _first_images(dataset, max(256, img.batch_size))
+        if eval_pixels.shape[0] < img.batch_size:  # drop_last would leave no batch at all
+            raise ValueError(f"{source}: the training data {img.data.paths} holds only {eval_pixels.shape[0]} "
+                             f"usable images, fewer than image.batch_size={img.batch_size}")
+        eval_pixels = eval_pixels[:256]
         before = evaluate_reconstruction(model, eval_pixels)
         log.info("before training: %s", before)
         is_map = isinstance(dataset, FolderImageDataset)
-        loader = DataLoader(dataset, batch_size=img.batch_size, shuffle=is_map, drop_last=is_map,
+        loader = DataLoader(dataset, batch_size=img.batch_size, shuffle=is_map, drop_last=True,
                             num_workers=img.data.num_workers,
                             generator=torch.Generator().manual_seed(cfg.seed) if is_map else None)
         composer_model = VQGANComposerModel(

@@ -26,7 +26,11 @@ __all__ = ["AttnBlock", "Decoder", "Downsample", "Encoder", "ResnetBlock", "Upsa
 
 
 def _swish(x: torch.Tensor) -> torch.Tensor:
-    return x * torch.sigmoid(x)
+    """``x * sigmoid(x)``; in place when no gradient is needed (``x`` is always a fresh
+    GroupNorm output here), which saves an allocation per activation at inference."""
+    if torch.is_grad_enabled() and x.requires_grad:
+        return x * torch.sigmoid(x)
+    return x.mul_(torch.sigmoid(x))
 
 
 def _norm(channels: int, groups: int) -> nn.GroupNorm:
