@@ -87,7 +87,14 @@ def _with_features(fn: Any) -> Any:
 
 @click.group("eval")
 def eval_group() -> None:
-    """Score generated outputs: FID, CIDEr-D, VQA accuracy, text-to-image; sample grids."""
+    """Score generated outputs (FID, CIDEr-D, VQA accuracy, text-to-image, grids), or
+    evaluate a checkpoint end to end (``cm3leon eval protocol ...``)."""
+
+
+def _add_protocols() -> None:
+    from cm3leon.eval.generative.cli import protocol_group
+
+    eval_group.add_command(protocol_group)
 
 
 @eval_group.command("fid")
@@ -293,3 +300,6 @@ def ablate_command(
         click.echo(f"  {p}")
     if res.count("failed"):
         raise SystemExit(1)
+
+
+_add_protocols()

@@ -109,6 +109,30 @@ def cm3leon_register_runners() -> list[RunnerSpec]:
             "Official VQA accuracy of a results file.",
             schema="cm3leon.eval.runners:VQARunConfig",
         ),
+        RunnerSpec(
+            "eval_text_to_image",
+            "cm3leon.eval.generative.text_to_image:run_text_to_image_eval",
+            "Checkpoint -> N samples per caption -> CLIP re-rank -> FID, CLIP score, world accuracy.",
+            schema="cm3leon.eval.generative.text_to_image:TextToImageEvalConfig",
+        ),
+        RunnerSpec(
+            "eval_captioning",
+            "cm3leon.eval.generative.captioning:run_captioning_eval",
+            "Checkpoint -> captions (SFT task prompt) -> CIDEr-D vs the nearest-caption baseline.",
+            schema="cm3leon.eval.generative.captioning:CaptioningEvalConfig",
+        ),
+        RunnerSpec(
+            "eval_vqa",
+            "cm3leon.eval.generative.vqa:run_vqa_eval",
+            "Checkpoint -> short answers (SFT task prompt) -> VQA accuracy vs majority baselines.",
+            schema="cm3leon.eval.generative.vqa:VQAEvalConfig",
+        ),
+        RunnerSpec(
+            "eval_editing",
+            "cm3leon.eval.generative.editing:run_editing_eval",
+            "Checkpoint -> dual-guidance edits -> world edit accuracy vs identity/target baselines.",
+            schema="cm3leon.eval.generative.editing:EditingEvalConfig",
+        ),
     ]
 
 

@@ -194,6 +194,7 @@ def text_to_image_protocol(
     batch_size: int = 32,
     grid_path: str | Path | None = None,
     grid_prompts: int = 8,
+    grid_cell: int | None = None,
 ) -> dict[str, Any]:
     """Zero-shot text-to-image scoring of pre-generated candidates (Table 1 protocol).
 
@@ -201,7 +202,8 @@ def text_to_image_protocol(
     CLIP ``encoder`` against the prompt text and the best one is kept (the paper keeps 1 of
     8); FID of the kept images against ``reference`` (folder or ``.npz``) uses the
     ``features`` extractor.  Varying ``num_candidates`` over one set of samples gives
-    Figure 4 (right) without generating again.
+    Figure 4 (right) without generating again.  ``grid_cell`` upscales the grid's cells
+    (pixels) so that the prompts under them stay readable.
     """
     from cm3leon.eval.clip_score import clip_scores
     from cm3leon.eval.features import ClipFeatureExtractor, resolve_document_encoder, tensor_to_pil
@@ -248,6 +250,14 @@ def text_to_image_protocol(
     if grid_path is not None:
         from cm3leon.eval.grid import save_grid
 
-        save_grid(grid_path, grid_images, ncols=n, captions=grid_caps, highlight=grid_hl)
+        save_grid(
+            grid_path,
+            grid_images,
+            ncols=n,
+            captions=grid_caps,
+            highlight=grid_hl,
+            cell=grid_cell,
+            caption_lines=2 if grid_cell is None else max(2, grid_cell // 24),
+        )
         result["grid"] = str(grid_path)
     return result

@@ -3,9 +3,10 @@
 An ablation file (``configs/ablations/NAME.yaml``, schema :class:`AblationConfig`)::
 
     name: fid_sample_bias
+    vars: {seed: 0}                 # free-form values for ${vars.seed} interpolations
     base:
       runner: fid_gaussian          # a registered runner (cm3leon plugins list --kind runners)
-      config: {dim: 64, seed: 0}    # the run config: a mapping, or a path to a YAML file
+      config: {dim: 64, seed: "${vars.seed}"}   # a mapping, or a path to a YAML file
     matrix:
       num_samples: [100, 1000]      # axis -> values written at the key named like the axis
       dim:                          # explicit key: values written at `dim`
@@ -103,6 +104,9 @@ class AblationConfig:
 
     name: str = MISSING
     description: str = ""
+    # Free-form values for ``${vars.x}`` interpolations in the rest of the file (paths of
+    # the artefacts under test); override them on the command line: ``vars.demo=runs/d2``.
+    vars: dict[str, Any] = field(default_factory=dict)
     base: BaseRunConfig = field(default_factory=BaseRunConfig)
     matrix: dict[str, Any] = field(default_factory=dict)
     exclude: list[dict[str, Any]] = field(default_factory=list)

@@ -1,0 +1,49 @@
+"""Short answers from generated text, per the answer layouts of Table 5's VQA templates.
+
+The VQA templates (shared by VQA2, VizWiz and OKVQA; ScienceQA ends the same way) put
+the answer in one of these places::
+
+    Question: {question} Answer: {answer}. <break> {image}
+    Question: {question} [newline] {answer} <break> {image}
+    Question: {question} The answer is {answer}. <break> {image}
+    ... Let's think step-by-step: {explanation} So the answer is {answer}. <break> {image}
+
+A model prompted with the text up to the answer infills ``{answer}`` but may run on (the
+template's period, a new line, a restated lead).  :func:`extract_short_answer` keeps the
+answer only:
+
+1. text after the first "the answer is" (any case; covers "So the answer is"), else after
+   a leading "Answer:";
+2. up to the first line break;
+3. up to the first period that is not a decimal point (``2.5`` stays);
+4. whitespace collapsed, surrounding quotes and ``, ; : ! ?`` stripped.
+
+The official VQA normalisation (:mod:`cm3leon.eval.vqa`) then applies when scoring.
+"""
+
+from __future__ import annotations
+
+import re
+
+__all__ = ["extract_short_answer"]
+
+_ANSWER_IS = re.compile(r"\bthe answer is\b\s*:?", re.IGNORECASE)
+_ANSWER_COLON = re.compile(r"^\s*answer\s*:", re.IGNORECASE)
+_SENTENCE_END = re.compile(r"\.(?!\d)")
+
+
+def extract_short_answer(text: str) -> str:
+    """The short answer in a generated answer span (see the module docstring).
+
+    >>> extract_short_answer(" blue. Question: what shape?")
+    'blue'
+    >>> extract_short_answer("So the answer is 2.5 metres.")
+    '2.5 metres'
+    """
+    found = _ANSWER_IS.search(text)
+    text = text[found.end() :] if found is not None else _ANSWER_COLON.sub("", text, count=1)
+    text = text.lstrip().split("\n", 1)[0]
+    end = _SENTENCE_END.search(text)
+    if end is not None:
+        text = text[: end.start()]
+    return " ".join(text.split()).strip(" ,;:!?\"'")

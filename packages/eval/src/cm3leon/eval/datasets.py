@@ -1,0 +1,266 @@
+"""Evaluation datasets in their public formats, with the image file of every item.
+
+* **COCO captions** (``captions_<split>.json``: ``images`` + ``annotations``) with the
+  image folder (default: ``<split>/`` next to the ``annotations/`` folder, or next to the
+  file) -> :class:`CaptionItem` per image, references in file order.
+* **VQA v2** questions (``v2_OpenEnded_mscoco_<subtype>_questions.json``) with the image
+  folder (default: ``<subtype>/`` next to the file) and file pattern (default
+  ``COCO_{subtype}_{image_id:012d}.jpg``) -> :class:`VQAItem` per question.
+* **InstructPix2Pix** folders (``<split>/<sample>/prompt.json`` + ``<seed>_0.jpg`` input,
+  ``<seed>_1.jpg`` edited) -> :class:`EditItem` per sample.
+* The procedural world's ground truth (``ground_truth/scenes.jsonl``, ``edits.jsonl``).
+
+Items are sorted by id (numerically when the ids are numbers) and ``limit`` keeps the
+first ones, so a subset is the same on every run.  Errors name the file and the item.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cm3leon.core.io import read_json
+from cm3leon.eval.formats import FormatError
+
+__all__ = [
+    "CaptionItem",
+    "EditItem",
+    "VQAItem",
+    "read_caption_dataset",
+    "read_edit_samples",
+    "read_vqa_questions",
+    "read_world_edits",
+    "read_world_scenes",
+    "sibling_split_file",
+]
+
+
+@dataclass(frozen=True)
+class CaptionItem:
+    """One image of a captioning dataset."""
+
+    image_id: str
+    image: Path
+    references: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class VQAItem:
+    """One question of a VQA dataset."""
+
+    question_id: str
+    image_id: str
+    question: str
+    image: Path
+
+
+@dataclass(frozen=True)
+class EditItem:
+    """One InstructPix2Pix sample: input image, instruction, edited image (if present)."""
+
+    sample_id: str
+    instruction: str
+    image: Path
+    target: Path | None
+
+
+def _sort_key(value: str) -> tuple[int, Any]:
+    return (0, int(value)) if value.isdigit() else (1, value)
+
+
+def _limit(items: list[Any], limit: int | None, key: str) -> list[Any]:
+    items = sorted(items, key=lambda it: _sort_key(getattr(it, key)))
+    if limit is not None:
+        if limit < 1:
+            raise ValueError(f"limit must be >= 1, got {limit}")
+        items = items[:limit]
+    return items
+
+
+def _split_name(path: Path, pattern: str) -> str | None:
+    match = re.search(pattern, path.name)
+    return match.group(1) if match else None
+
+
+def sibling_split_file(path: str | Path, old: str = "val", new: str = "train") -> Path | None:
+    """``captions_val2017.json`` -> ``captions_train2017.json`` next to it, if it exists."""
+    path = Path(path)
+    if old not in path.name:
+        return None
+    other = path.with_name(path.name.replace(old, new, 1))
+    return other if other.is_file() else None
+
+
+def _image_folder(annotations: Path, images: str | Path | None) -> Path:
+    if images is not None:
+        folder = Path(images)
+        if not folder.is_dir():
+            raise FormatError(f"{folder}: image folder not found")
+        return folder
+    split = _split_name(annotations, r"^captions_(.+)\.json$")
+    candidates = [annotations.parent.parent / split, annotations.parent / split] if split else []
+    for folder in candidates:
+        if folder.is_dir():
+            return folder
+    raise FormatError(
+        f"{annotations}: cannot find its image folder (tried {[str(c) for c in candidates]}); "
+        "give the folder explicitly (data.images)"
+    )
+
+
+def read_caption_dataset(
+    annotations: str | Path, images: str | Path | None = None, *, limit: int | None = None
+) -> list[CaptionItem]:
+    """COCO captions file + image folder -> one :class:`CaptionItem` per captioned image.
+
+    Raises:
+        FormatError: no ``images`` list, an image without a file name or file, or no captions.
+    """
+    path = Path(annotations)
+    data = read_json(path)
+    if not isinstance(data, dict) or not isinstance(data.get("images"), list):
+        raise FormatError(f"{path}: expected a COCO captions file with 'images' and 'annotations'")
+    folder = _image_folder(path, images)
+    refs: dict[str, list[str]] = {}
+    for i, ann in enumerate(data.get("annotations") or []):
+        if (
+            not isinstance(ann, dict)
+            or "image_id" not in ann
+            or not isinstance(ann.get("caption"), str)
+        ):
+            raise FormatError(f"{path}: annotation {i} needs image_id and a caption string")
+        refs.setdefault(str(ann["image_id"]), []).append(ann["caption"])
+    items = []
+    for i, img in enumerate(data["images"]):
+        if not isinstance(img, dict) or "id" not in img or not img.get("file_name"):
+            raise FormatError(f"{path}: images[{i}] needs 'id' and 'file_name'")
+        image_id = str(img["id"])
+        if image_id not in refs:
+            continue
+        file = folder / str(img["file_name"])
+        if not file.is_file():
+            raise FormatError(f"{path}: image {image_id}: file {file} not found")
+        items.append(CaptionItem(image_id, file, tuple(refs[image_id])))
+    if not items:
+        raise FormatError(f"{path}: no captioned images")
+    return _limit(items, limit, "image_id")
+
+
+def read_vqa_questions(
+    questions: str | Path,
+    images: str | Path | None = None,
+    *,
+    pattern: str = "COCO_{subtype}_{image_id:012d}.jpg",
+    limit: int | None = None,
+) -> list[VQAItem]:
+    """VQA questions file + image folder -> one :class:`VQAItem` per question.
+
+    ``pattern`` is formatted with ``subtype`` (the file's ``data_subtype``, e.g.
+    ``val2014``) and the integer ``image_id``.
+
+    Raises:
+        FormatError: malformed questions, or an image file that does not exist.
+    """
+    path = Path(questions)
+    data = read_json(path)
+    rows = data.get("questions") if isinstance(data, dict) else data
+    if not isinstance(rows, list) or not rows:
+        raise FormatError(f"{path}: expected {{'questions': [...]}} with at least one question")
+    subtype = str(data.get("data_subtype", "")) if isinstance(data, dict) else ""
+    folder = Path(images) if images is not None else path.parent / subtype
+    if not folder.is_dir():
+        raise FormatError(f"{path}: image folder {folder} not found; give data.images")
+    items = []
+    for i, q in enumerate(rows):
+        if not isinstance(q, dict) or not {"question_id", "image_id", "question"} <= set(q):
+            raise FormatError(f"{path}: questions[{i}] needs question_id, image_id and question")
+        try:
+            name = pattern.format(subtype=subtype, image_id=int(q["image_id"]))
+        except (KeyError, ValueError) as err:
+            raise FormatError(
+                f"{path}: question {q['question_id']}: bad image pattern {pattern!r}: {err}"
+            ) from None
+        file = folder / name
+        if not file.is_file():
+            raise FormatError(f"{path}: question {q['question_id']}: image {file} not found")
+        items.append(VQAItem(str(q["question_id"]), str(q["image_id"]), str(q["question"]), file))
+    return _limit(items, limit, "question_id")
+
+
+def _first(folder: Path, suffix: str) -> Path | None:
+    found = sorted(
+        p
+        for p in folder.iterdir()
+        if p.stem.endswith(suffix) and p.suffix.lower() in (".jpg", ".jpeg", ".png")
+    )
+    return found[0] if found else None
+
+
+def read_edit_samples(
+    root: str | Path, split: str = "val", *, limit: int | None = None
+) -> list[EditItem]:
+    """InstructPix2Pix folders under ``root/split`` (or ``root`` itself) -> :class:`EditItem` s.
+
+    Raises:
+        FormatError: no samples, a ``prompt.json`` without ``edit``, or no ``*_0`` input image.
+    """
+    base = Path(root) / split if (Path(root) / split).is_dir() else Path(root)
+    if not base.is_dir():
+        raise FormatError(f"{root}: InstructPix2Pix folder not found")
+    items = []
+    for folder in sorted(p for p in base.iterdir() if (p / "prompt.json").is_file()):
+        prompt = read_json(folder / "prompt.json")
+        if not isinstance(prompt, dict) or not isinstance(prompt.get("edit"), str):
+            raise FormatError(f"{folder / 'prompt.json'}: needs an 'edit' instruction string")
+        image = _first(folder, "_0")
+        if image is None:
+            raise FormatError(f"{folder}: no input image (<seed>_0.jpg)")
+        items.append(EditItem(folder.name, prompt["edit"], image, _first(folder, "_1")))
+    if not items:
+        raise FormatError(f"{base}: no InstructPix2Pix samples (<sample>/prompt.json)")
+    return _limit(items, limit, "sample_id")
+
+
+def _jsonl(path: Path) -> Iterable[tuple[int, dict[str, Any]]]:
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        raise FormatError(f"{path}: not found") from None
+    for n, line in enumerate(lines, start=1):
+        if line.strip():
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise FormatError(f"{path}:{n}: invalid JSON: {err}") from None
+            if not isinstance(row, dict):
+                raise FormatError(f"{path}:{n}: expected a JSON object")
+            yield n, row
+
+
+def read_world_scenes(path: str | Path, *, split: str | None = None) -> dict[str, dict[str, Any]]:
+    """``ground_truth/scenes.jsonl`` -> ``{image_id: row}`` (rows of ``split`` only, if given)."""
+    path = Path(path)
+    out = {}
+    for n, row in _jsonl(path):
+        if "image_id" not in row or not isinstance(row.get("scene"), dict):
+            raise FormatError(f"{path}:{n}: a scene line needs image_id and scene")
+        if split is None or row.get("split") == split:
+            out[str(row["image_id"])] = row
+    if not out:
+        raise FormatError(f"{path}: no scenes" + (f" in split {split!r}" if split else ""))
+    return out
+
+
+def read_world_edits(path: str | Path) -> dict[str, dict[str, Any]]:
+    """``ground_truth/edits.jsonl`` -> ``{sample_id: edit dict}``."""
+    path = Path(path)
+    out = {}
+    for n, row in _jsonl(path):
+        if "sample_id" not in row or not isinstance(row.get("edit"), dict):
+            raise FormatError(f"{path}:{n}: an edit line needs sample_id and edit")
+        out[str(row["sample_id"])] = row["edit"]
+    return out
