@@ -60,8 +60,12 @@ class ImageSegment:
     def __post_init__(self) -> None:
         if self.image is None and self.codes is None:
             raise ValueError("ImageSegment needs pixels (image=...) or VQ codes (codes=...)")
-        if self.codes is not None and not isinstance(self.codes, tuple):
-            object.__setattr__(self, "codes", tuple(int(c) for c in np.asarray(self.codes).ravel()))
+        if self.codes is not None:
+            arr = np.asarray(self.codes)
+            if arr.size and arr.dtype.kind not in "iu":
+                raise ValueError(f"ImageSegment codes must be integers, got dtype {arr.dtype}")
+            # Plain Python ints, whatever came in (numpy scalars, tensors, lists).
+            object.__setattr__(self, "codes", tuple(int(c) for c in arr.ravel()))
 
     @property
     def modality(self) -> str:
