@@ -23,6 +23,9 @@ def test_atomic_write_replaces_whole_file(tmp_path: Path) -> None:
     atomic_write_bytes(path, b"new contents")
     assert path.read_bytes() == b"new contents"
     assert [p.name for p in path.parent.iterdir()] == ["b.bin"]  # no temp files left
+    mask = os.umask(0)
+    os.umask(mask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~mask  # same mode as a plain open()
 
 
 def test_failed_write_keeps_old_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
