@@ -22,6 +22,7 @@ from typing import Any
 
 from omegaconf import MISSING
 
+from cm3leon.core.config import ConfigError
 from cm3leon.core.io import atomic_write_json
 from cm3leon.eval.answers import extract_short_answer
 from cm3leon.eval.datasets import read_vqa_questions, sibling_split_file
@@ -137,6 +138,8 @@ def run_vqa_eval(
 
     run_dir = Path(run_dir)
     registries = registries_or_active(registries)
+    if cfg.model.image_tokenizer is None:
+        raise ConfigError("model.image_tokenizer: VQA prompts hold images (VQ tokenizer needed)")
     questions = read_vqa_questions(
         cfg.data.questions, cfg.data.images, pattern=cfg.data.image_pattern, limit=cfg.data.limit
     )

@@ -1,0 +1,202 @@
+"""Protocol scoring against hand-computed values, with an ``oracle`` generator.
+
+The oracle generator (``_oracle.py``) writes the answers the test chooses in the
+``generate`` runner's layout, so each protocol's numbers can be predicted exactly: real
+images score 1 with the world scorer and FID 0 against themselves, reference captions
+score the CIDEr-D that :func:`score_captions` gives them, and the VQA numbers below are
+worked out by hand from the official leave-one-out rule.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from cm3leon.core.config import load_config
+from cm3leon.core.world import CHANCE, Scene, render_scene
+from cm3leon.eval.cider import score_captions
+from cm3leon.eval.datasets import read_caption_dataset, read_edit_samples, read_world_scenes
+from cm3leon.eval.features import resolve_document_encoder
+from cm3leon.eval.generative import (
+    CaptioningEvalConfig,
+    EditingEvalConfig,
+    TextToImageEvalConfig,
+    VQAEvalConfig,
+    run_captioning_eval,
+    run_editing_eval,
+    run_text_to_image_eval,
+    run_vqa_eval,
+)
+from cm3leon.eval.vqa import vqa_evaluate
+from tests.eval.generative._oracle import ORACLE, SEEN
+
+MODEL = {"export": "unused", "text_tokenizer": "bytes", "image_tokenizer": "unused"}
+
+
+def test_text_to_image_real_images_score_perfectly(
+    world: Path, tiny, oracle, tmp_path: Path
+) -> None:
+    scenes = read_world_scenes(world / "ground_truth" / "scenes.jsonl", split="val")
+    ids = sorted(scenes, key=int)[:4]
+    for i in ids:
+        path = tmp_path / "truth" / f"{i}.png"
+        path.parent.mkdir(exist_ok=True)
+        Image.fromarray(render_scene(Scene.from_dict(scenes[i]["scene"])).image).save(path)
+        ORACLE[i] = path
+    cfg = load_config(TextToImageEvalConfig, data={
+        "model": MODEL, "generator": "oracle", "num_samples": 2,
+        "data": {"ground_truth": str(world / "ground_truth" / "scenes.jsonl"), "limit": 4},
+        "clip": {"options": {"path": tiny["clip"]}},
+    })  # fmt: skip
+    out = run_text_to_image_eval(cfg, tmp_path / "run", registries=oracle)
+    assert [e["text"] for e in SEEN] == [scenes[i]["captions"][0] for i in ids]
+    assert all(e["task"] == "text_to_image" for e in SEEN)
+    for key in ("colour_acc", "shape_acc", "colour_shape_acc", "position_acc", "count_acc"):
+        assert out[key] == 1.0, key
+    assert out["baselines"]["chance"] == CHANCE
+    assert out["baselines"]["shuffled"]["colour_shape_acc"] < 1.0
+    assert out["fid"] == pytest.approx(0.0, abs=1e-6)  # the reference is the same images
+    assert out["fid_features"] == "clip" and out["num_prompts"] == 4 and out["num_samples"] == 2
+    enc = resolve_document_encoder("clip-image", {"path": tiny["clip"]})
+    with Image.open(ORACLE[ids[0]]) as im:
+        img = enc.encode_image([im.convert("RGB")]).double()
+    txt = enc.encode_text([scenes[ids[0]]["captions"][0]]).double()
+    result = json.loads((tmp_path / "run" / "results.json").read_text())
+    expected = 100 * max(float(img[0] @ txt[0] / img[0].norm() / txt[0].norm()), 0.0)
+    assert result["per_prompt"][ids[0]]["clip_score"] == pytest.approx(expected, rel=1e-5)
+    assert Image.open(tmp_path / "run" / "samples.png").size[0] > 2 * 96
+    assert sorted(p.name for p in (tmp_path / "run" / "reference").iterdir()) == sorted(
+        f"{i}.png" for i in ids
+    )
+
+
+def test_captioning_reference_captions_and_the_nearest_caption_baseline(
+    world: Path, oracle, tmp_path: Path
+) -> None:
+    ann = world / "coco" / "annotations" / "captions_val2017.json"
+    items = read_caption_dataset(ann, limit=5)
+    for it in items:
+        ORACLE[it.image_id] = " " + it.references[1] + "\nsecond line"
+    cfg = load_config(CaptioningEvalConfig, data={
+        "model": MODEL, "generator": "oracle", "tokenizer": "whitespace",
+        "data": {"annotations": str(ann), "limit": 5},
+    })  # fmt: skip
+    out = run_captioning_eval(cfg, tmp_path / "run", registries=oracle)
+    assert {e["task"] for e in SEEN} == {"coco_captioning"} and {e["output"] for e in SEEN} == {
+        "caption"
+    }
+    assert [Path(e["record"]["image"]) for e in SEEN] == [it.image.resolve() for it in items]
+    expected = score_captions([it.references[1] for it in items], [list(it.references) for it in items],
+                              tokenizer="whitespace")  # fmt: skip
+    assert out["cider_d"] == pytest.approx(expected.score, rel=1e-12)
+    # The baseline: each image's nearest training image by pixel L2 at 8x8, first caption.
+    train = read_caption_dataset(world / "coco" / "annotations" / "captions_train2017.json")
+
+    def small(p: Path) -> np.ndarray:
+        with Image.open(p) as im:
+            return (
+                np.asarray(im.convert("RGB").resize((8, 8), Image.Resampling.BOX), np.float64) / 255
+            )
+
+    picks = [
+        train[int(np.argmin([((small(it.image) - small(t.image)) ** 2).sum() for t in train]))]
+        for it in items
+    ]
+    baseline = score_captions([t.references[0] for t in picks], [list(it.references) for it in items],
+                              tokenizer="whitespace")  # fmt: skip
+    nn = out["baselines"]["nearest_caption"]
+    assert nn["cider_d"] == pytest.approx(baseline.score, rel=1e-12)
+    assert nn["num_train_images"] == len(train)
+    result = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert [result["per_image"][it.image_id]["nearest_train_image"] for it in items] == [
+        t.image_id for t in picks
+    ]
+    preds = json.loads((tmp_path / "run" / "captions.json").read_text())
+    assert preds == [{"image_id": int(it.image_id), "caption": it.references[1]} for it in items]
+
+
+def _vqa_files(tmp_path: Path) -> tuple[Path, Path]:
+    """Three questions and a training split whose majority answers are known."""
+    folder = tmp_path / "vqa" / "val2014"
+    folder.mkdir(parents=True)
+    for image_id in (1, 2):
+        Image.new("RGB", (32, 32), (200, 0, 0)).save(folder / f"COCO_val2014_{image_id:012d}.jpg")
+    questions = [
+        {"question_id": 10, "image_id": 1, "question": "Is there a circle?"},
+        {"question_id": 11, "image_id": 1, "question": "Is there a square?"},
+        {"question_id": 20, "image_id": 2, "question": "What color is the shape?"},
+    ]
+
+    def ann(qid: int, qtype: str, answers: list[str], mca: str) -> dict:
+        return {"question_id": qid, "image_id": qid // 10, "question_type": qtype, "answer_type": "other",
+                "multiple_choice_answer": mca, "answers": [{"answer": a, "answer_id": i + 1} for i, a in enumerate(answers)]}  # fmt: skip
+
+    val = [ann(10, "is there", ["yes"] * 10, "yes"), ann(11, "is there", ["no"] * 10, "no"),
+           ann(20, "what color", ["yes"] * 2 + ["red"] * 8, "red")]  # fmt: skip
+    train = [ann(1, "is there", ["yes"], "yes"), ann(2, "is there", ["yes"], "yes"), ann(3, "is there", ["no"], "no"),
+             ann(4, "what color", ["red"], "red"), ann(5, "what color", ["red"], "red"), ann(6, "what color", ["x"], "blue")]  # fmt: skip
+    qfile = tmp_path / "vqa" / "v2_OpenEnded_mscoco_val2014_questions.json"
+    qfile.write_text(json.dumps({"data_subtype": "val2014", "questions": questions}))
+    (tmp_path / "vqa" / "v2_mscoco_val2014_annotations.json").write_text(
+        json.dumps({"annotations": val})
+    )
+    (tmp_path / "vqa" / "v2_mscoco_train2014_annotations.json").write_text(
+        json.dumps({"annotations": train})
+    )
+    return qfile, tmp_path / "vqa" / "v2_mscoco_val2014_annotations.json"
+
+
+def test_vqa_short_answers_accuracy_and_majority_baselines(oracle, tmp_path: Path) -> None:
+    qfile, afile = _vqa_files(tmp_path)
+    ORACLE.update({"10": "yes. Question: what?", "11": "The answer is yes.", "20": " Red \nmore"})
+    cfg = load_config(VQAEvalConfig, data={
+        "model": MODEL, "generator": "oracle", "data": {"questions": str(qfile), "annotations": str(afile)},
+    })  # fmt: skip
+    out = run_vqa_eval(cfg, tmp_path / "run", registries=oracle)
+    assert [e["record"]["question"] for e in SEEN] == ["Is there a circle?", "Is there a square?",
+                                                       "What color is the shape?"]  # fmt: skip
+    assert {e["task"] for e in SEEN} == {"vqa2"} and SEEN[0]["max_new_tokens"] == 8
+    # answers yes / yes / red: 100 + 0 + 100 (8 of 10 humans said red)
+    assert out["accuracy"] == pytest.approx(200 / 3)
+    # majority of the training split: "yes" (2 votes, seen before "red" with 2): 100 + 0 +
+    # leave-one-out of 2 "yes" in 10: (2 * 1/3 + 8 * 2/3) / 10 = 0.6
+    assert out["baselines"]["majority"]["answer"] == "yes"
+    assert out["baselines"]["majority"]["accuracy"] == pytest.approx((100 + 0 + 60) / 3)
+    # per question type: "is there" -> yes, "what color" -> red
+    assert out["baselines"]["majority_per_question_type"]["accuracy"] == pytest.approx(200 / 3)
+    assert out["baselines"]["source_is_evaluation_split"] is False
+    answers = json.loads((tmp_path / "run" / "answers.json").read_text())
+    assert answers == [{"question_id": 10, "answer": "yes"}, {"question_id": 11, "answer": "yes"},
+                       {"question_id": 20, "answer": "Red"}]  # fmt: skip
+    official = vqa_evaluate(
+        {"10": "yes", "11": "yes", "20": "Red"}, json.loads(afile.read_text())["annotations"]
+    )
+    assert out["accuracy"] == pytest.approx(official.overall)
+
+
+def test_editing_target_scores_like_the_target_baseline(
+    world: Path, oracle, tmp_path: Path
+) -> None:
+    root = world / "instruct_pix2pix"
+    items = read_edit_samples(root, "val", limit=4)
+    for it in items:
+        ORACLE[it.sample_id] = it.target
+    cfg = load_config(EditingEvalConfig, data={
+        "model": MODEL, "generator": "oracle",
+        "data": {"root": str(root), "ground_truth": str(world / "ground_truth" / "edits.jsonl"), "limit": 4},
+    })  # fmt: skip
+    out = run_editing_eval(cfg, tmp_path / "run", registries=oracle)
+    assert [e["record"]["instruction"] for e in SEEN] == [it.instruction for it in items]
+    assert {e["task"] for e in SEEN} == {"instructpix2pix"} and {e["output"] for e in SEEN} == {
+        "edited_image"
+    }
+    assert out["mse_to_target"] == 0.0
+    target = out["baselines"]["target"]
+    for key in ("edit_acc", "preserve_acc", "success", "after_colour_shape_acc"):
+        assert out[key] == target[key] == 1.0
+    assert out["baselines"]["identity"]["edit_acc"] == 0.0  # every world edit changes something
+    assert out["num_edits"] == 4
