@@ -308,3 +308,34 @@ def test_chain_runs_steps_and_passes_results(tmp_path: Path) -> None:
             registries=registries,
             progress=False,
         )
+
+
+def test_chain_common_values_and_ablation_vars(tmp_path: Path) -> None:
+    """``common`` is merged under every step (the step wins); ``${vars.x}`` fills the file."""
+    registries = registries_with(ScalePlugin)
+    data = {
+        "name": "common",
+        "vars": {"factor": 3.0, "value": 2.0},
+        "base": {
+            "runner": "chain",
+            "config": {
+                "common": {"factor": "${vars.factor}", "value": "${vars.value}"},
+                "steps": [
+                    {"name": "a", "runner": "scale", "config": {}},
+                    {"name": "b", "runner": "scale", "config": {"factor": 10.0}},
+                ],
+            },
+        },
+        "matrix": {"v": {"key": "common.value", "values": [1.0, "${vars.value}"]}},
+    }
+    path = _write(tmp_path / "c.yaml", data)
+    res = run_ablation(path, out_dir=tmp_path / "o", registries=registries, progress=False)
+    by_v = {o.run.labels["v"]: o.results for o in res.outcomes}
+    assert by_v[1.0] == {"a": {"scaled": 3.0}, "b": {"scaled": 10.0}}
+    assert by_v[2.0] == {"a": {"scaled": 6.0}, "b": {"scaled": 20.0}}
+    res = run_ablation(path, overrides=["vars.factor=5"], out_dir=tmp_path / "p",
+                       registries=registries, progress=False)  # fmt: skip
+    assert {o.run.labels["v"]: o.results["a"]["scaled"] for o in res.outcomes} == {
+        1.0: 5.0,
+        2.0: 10.0,
+    }

@@ -194,7 +194,12 @@ class ChainStep:
 
 @dataclass
 class ChainConfig:
+    """``steps`` run in order; ``common`` is merged under every step's config (the step's
+    own keys win), so values shared by all steps — a model's tokenizers, the retrieval
+    bank — are written once and one matrix axis can change them for every step."""
+
     steps: list[ChainStep] = field(default_factory=list)
+    common: dict[str, Any] = field(default_factory=dict)
 
 
 def run_chain(cfg: ChainConfig, run_dir: Path, *, registries: Any = None) -> dict[str, Any]:
@@ -220,7 +225,9 @@ def run_chain(cfg: ChainConfig, run_dir: Path, *, registries: Any = None) -> dic
         registries = active_registries()
     results: dict[str, Any] = {}
     for step in cfg.steps:
-        node = OmegaConf.create(dict(step.config))
+        node = OmegaConf.merge(
+            OmegaConf.create(dict(cfg.common)), OmegaConf.create(dict(step.config))
+        )
         for key, source in step.inputs.items():
             done, _, result_key = source.partition(".")
             if done not in results or result_key not in results[done]:
