@@ -78,3 +78,22 @@ def test_bad_protocol_configs(override: str, message: str) -> None:
     base = ["model.export=e", "model.text_tokenizer=bytes", "data.ground_truth=scenes.jsonl"]
     with pytest.raises(ConfigError, match=message):
         load_config(TextToImageEvalConfig, overrides=[*base, override])
+
+
+def test_fid_features_auto_choice(tmp_path, monkeypatch) -> None:
+    from cm3leon.eval.generative.common import fid_features
+    from cm3leon.eval.generative.config import FidChoice
+
+    monkeypatch.delenv("CM3LEON_FID_INCEPTION", raising=False)
+    assert fid_features(FidChoice()) == ("clip", {})  # no weights file: the CLIP encoder
+    weights = tmp_path / "pt_inception-2015-12-05-6726825d.pth"
+    weights.write_bytes(b"x")
+    assert fid_features(FidChoice(weights_path=str(weights))) == (
+        "inception",
+        {"weights_path": str(weights)},
+    )
+    monkeypatch.setenv("CM3LEON_FID_INCEPTION", str(weights))
+    assert fid_features(FidChoice()) == ("inception", {"weights_path": str(weights)})
+    assert fid_features(FidChoice(features="clip")) == ("clip", {})  # an explicit choice wins
+    with pytest.raises(FileNotFoundError, match="Inception weights file .*nope.pth not found"):
+        fid_features(FidChoice(weights_path=str(tmp_path / "nope.pth")))

@@ -200,3 +200,29 @@ def test_editing_target_scores_like_the_target_baseline(
         assert out[key] == target[key] == 1.0
     assert out["baselines"]["identity"]["edit_acc"] == 0.0  # every world edit changes something
     assert out["num_edits"] == 4
+
+
+@pytest.mark.slow  # Inception-v3 at 299 px on one CPU thread: ~40 s
+@pytest.mark.filterwarnings("ignore::cm3leon.eval.frechet.RankDeficientWarning")
+def test_text_to_image_inception_features_when_weights_are_configured(
+    world: Path, tiny, oracle, tmp_path: Path
+) -> None:
+    import torch
+
+    from tests.eval.test_inception import _reference_layout
+
+    weights = tmp_path / "pt_inception-2015-12-05-6726825d.pth"
+    torch.save(_reference_layout(), weights)
+    ann = world / "coco" / "annotations" / "captions_val2017.json"
+    items = read_caption_dataset(ann, limit=3)
+    for it in items:
+        ORACLE[it.image_id] = it.image  # the real JPEG: generated == reference
+    cfg = load_config(TextToImageEvalConfig, data={
+        "model": MODEL, "generator": "oracle", "num_samples": 1,
+        "data": {"captions": str(ann), "limit": 3, "caption_index": 2},
+        "clip": {"options": {"path": tiny["clip"]}}, "fid": {"weights_path": str(weights)},
+    })  # fmt: skip
+    out = run_text_to_image_eval(cfg, tmp_path / "run", registries=oracle)
+    assert [e["text"] for e in SEEN] == [it.references[2] for it in items]
+    assert out["fid_features"] == "inception" and out["fid"] == pytest.approx(0.0, abs=1e-3)
+    assert "colour_acc" not in out and out["baselines"] == {}  # no ground truth given
