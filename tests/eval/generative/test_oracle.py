@@ -69,7 +69,7 @@ def test_text_to_image_real_images_score_perfectly(
     expected = 100 * max(float(img[0] @ txt[0] / img[0].norm() / txt[0].norm()), 0.0)
     assert result["per_prompt"][ids[0]]["clip_score"] == pytest.approx(expected, rel=1e-5)
     assert Image.open(tmp_path / "run" / "samples.png").size[0] > 2 * 96
-    assert sorted(p.name for p in (tmp_path / "run" / "reference").iterdir()) == sorted(
+    assert sorted(p.name for p in (tmp_path / "run" / "reference").glob("*.png")) == sorted(
         f"{i}.png" for i in ids
     )
 

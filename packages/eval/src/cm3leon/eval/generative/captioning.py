@@ -169,7 +169,9 @@ def run_captioning_eval(
     run_dir = Path(run_dir)
     registries = registries_or_active(registries)
     if cfg.model.image_tokenizer is None:
-        raise ConfigError("model.image_tokenizer: captioning prompts hold images (VQ tokenizer needed)")
+        raise ConfigError(
+            "model.image_tokenizer: captioning prompts hold images (VQ tokenizer needed)"
+        )
     items = read_caption_dataset(cfg.data.annotations, cfg.data.images, limit=cfg.data.limit)
     entries = [
         {"id": it.image_id, "task": cfg.task, "record": {"image": str(it.image.resolve())},

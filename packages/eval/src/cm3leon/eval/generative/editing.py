@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 from omegaconf import MISSING
+from tqdm.auto import tqdm
 
 from cm3leon.core.config import ConfigError
 from cm3leon.eval.datasets import read_edit_samples, read_world_edits
@@ -108,7 +109,10 @@ def _world(items: list[Any], inputs: dict[str, Any], outputs: dict[str, Any], ta
     if missing:
         raise FormatError(f"{source}: no ground truth for sample(s) {missing[:10]}")
     ids = [it.sample_id for it in items]
-    per = {i: score_edit(inputs[i], outputs[i], edits[i]) for i in ids}
+    per = {
+        i: score_edit(inputs[i], outputs[i], edits[i])
+        for i in tqdm(ids, desc="score edits", unit="edit")
+    }
     out = {"metrics": aggregate(list(per.values())), "per_sample": per, "baselines": {}}
     out["baselines"]["identity"] = aggregate(
         [score_edit(inputs[i], inputs[i], edits[i]) for i in ids]

@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tqdm.auto import tqdm
+
 from cm3leon.core.config import ConfigError
 from cm3leon.eval.datasets import read_caption_dataset, read_world_scenes
 from cm3leon.eval.formats import FormatError
@@ -140,20 +142,18 @@ def _prompts(data: TextToImageData) -> list[_Prompt]:
 
 
 def _reference(prompts: list[_Prompt], folder: Path) -> Path:
-    """The prompts' real images in ``folder`` (copied, or rendered from the scenes)."""
+    """The prompts' real images, written afresh into ``folder`` (copied, or rendered from
+    the scenes), so that a smaller or changed prompt set never leaves stale images."""
+    from cm3leon.core.io import atomic_directory
     from cm3leon.core.world import Scene, render_scene
     from cm3leon.eval.grid import to_pil
 
-    folder.mkdir(parents=True, exist_ok=True)
-    for p in prompts:
-        if p.image is not None:
-            dest = folder / f"{p.id}{p.image.suffix.lower()}"
-            if not dest.is_file() or dest.stat().st_size != p.image.stat().st_size:
-                shutil.copyfile(p.image, dest)
-        elif p.scene is not None:
-            dest = folder / f"{p.id}.png"
-            if not dest.is_file():
-                to_pil(render_scene(Scene.from_dict(p.scene)).image).save(dest)
+    with atomic_directory(folder, overwrite=True) as tmp:
+        for p in prompts:
+            if p.image is not None:
+                shutil.copyfile(p.image, tmp / f"{p.id}{p.image.suffix.lower()}")
+            elif p.scene is not None:
+                to_pil(render_scene(Scene.from_dict(p.scene)).image).save(tmp / f"{p.id}.png")
     return folder
 
 
@@ -162,7 +162,8 @@ def _world_scores(prompts: list[_Prompt], chosen: dict[str, Path], *, seed: int)
 
     scored = [p for p in prompts if p.scene is not None]
     images = [load_rgb(chosen[p.id]) for p in scored]
-    per = [score_text_to_image(im, p.scene) for im, p in zip(images, scored, strict=True)]
+    pairs = tqdm(list(zip(images, scored, strict=True)), desc="world scorer", unit="image")
+    per = [score_text_to_image(im, p.scene) for im, p in pairs]
     out: dict[str, Any] = {
         "metrics": aggregate(per),
         "chance": dict(CHANCE),
