@@ -216,8 +216,7 @@ def run_text_to_image_eval(
         world = _world_scores(
             prompts, {c["id"]: Path(c["image"]) for c in scored["chosen"]}, seed=cfg.seed
         )
-        metrics.update({k: v for k, v in world["metrics"].items() if k != "n_detected"})
-        metrics["n_detected"] = world["metrics"].get("n_detected")
+        metrics.update(world["metrics"])
         baselines["chance"] = world["chance"]
         if "shuffled" in world:
             baselines["shuffled"] = {
