@@ -276,7 +276,9 @@ def prepare_command(path: str, source: str | None, task: str | None, out: str, k
 
     if (source is None) == (task is None):
         raise click.UsageError("give exactly one of --source NAME or --task NAME")
-    handler = logging.FileHandler(log_file or f"{out.rstrip('/')}.prepare.log")
+    log_path = Path(log_file or f"{out.rstrip('/')}.prepare.log")
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(log_path)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger("cm3leon")
     root.addHandler(handler)
