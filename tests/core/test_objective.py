@@ -152,6 +152,23 @@ def test_span_lengths_follow_the_configured_distribution() -> None:
     assert len(spans) == 3 and all(e - s == 7 for s, e in spans)
 
 
+def test_suffix_spans_end_their_run_and_start_uniformly() -> None:
+    doc = Document.of("Question: what colour? The answer is red.", ImageSegment(codes=(1, 2, 3, 4)))
+    ids = np.asarray(DT.encode(doc))
+    text_end = int(np.flatnonzero(VOCAB.is_text(ids))[-1]) + 1
+    cfg = CM3Config(num_spans=SpanCount(kind="fixed", value=1), span_length=SpanLength(kind="suffix"),
+                    image_spans="none")  # fmt: skip
+    starts = []
+    for i in range(3000):
+        (start, end), = sample_spans(ids, VOCAB, cfg, cm3_rng(0, 0, i))
+        assert end == text_end  # always the tail of the text: where the answer is
+        starts.append(start)
+    counts = np.bincount(starts, minlength=text_end)[int(np.flatnonzero(VOCAB.is_text(ids))[0]):]
+    assert counts.min() > 0 and counts.max() < 2.0 * counts.mean()  # uniform start
+    out = cm3_transform(ids, VOCAB, cfg, cm3_rng(0, 0, 7))
+    assert np.array_equal(cm3_inverse(out.tokens, VOCAB), ids)
+
+
 def test_apply_prob_zero_leaves_examples_alone() -> None:
     ids = chameleon_example()
     out = cm3_transform(ids, VOCAB, CM3Config(apply_prob=0.0), cm3_rng(0))

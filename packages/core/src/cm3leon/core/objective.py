@@ -55,7 +55,7 @@ __all__ = [
 ]
 
 _COUNT_KINDS = ("poisson", "fixed", "uniform")
-_LENGTH_KINDS = ("uniform", "poisson", "geometric", "fixed")
+_LENGTH_KINDS = ("uniform", "poisson", "geometric", "fixed", "suffix")
 _IMAGE_MODES = ("any", "whole", "none")
 
 
@@ -93,8 +93,10 @@ class SpanLength:
 
     Attributes:
         kind: ``"uniform"`` (metaseq: two uniform end points inside the run, mean ~ run/3),
-            ``"poisson"`` (``1 + Poisson(lam - 1)``, mean ``lam``), ``"geometric"`` (``p``) or
-            ``"fixed"`` (``value``).
+            ``"poisson"`` (``1 + Poisson(lam - 1)``, mean ``lam``), ``"geometric"`` (``p``),
+            ``"fixed"`` (``value``) or ``"suffix"`` (a uniform start through the end of the
+            run: the tail of a text segment, where Table 5's text-first templates put the
+            answer or caption -- a small-scale SFT option, not CM3's default).
     """
 
     kind: str = "uniform"
@@ -197,7 +199,7 @@ def sample_num_spans(rng: np.random.Generator, dist: SpanCount, num_sentinels: i
 
 
 def sample_span_length(rng: np.random.Generator, dist: SpanLength, run_length: int) -> int:
-    """Draw a span length in ``[1, run_length]`` (``"uniform"`` is handled by :func:`_draw_span`)."""
+    """Draw a span length in ``[1, run_length]`` (``"uniform"``/``"suffix"``: see :func:`_draw_span`)."""
     if dist.kind == "poisson":
         n = 1 + int(rng.poisson(dist.lam - 1))
     elif dist.kind == "geometric":
@@ -213,6 +215,8 @@ def _draw_span(rng: np.random.Generator, run: Run, cfg: CM3Config) -> tuple[int,
     size = run.end - run.start
     if run.modality == "image" and cfg.image_spans == "whole":
         return run.start, run.end
+    if cfg.span_length.kind == "suffix":
+        return run.start + int(rng.integers(0, size)), run.end
     if cfg.span_length.kind == "uniform":
         # metaseq: two uniform end points, start rounded down, end rounded half up.
         a, b = sorted(rng.uniform(size=2).tolist())
