@@ -69,6 +69,9 @@ def prompt_from_task(
         elif modality == "text" and isinstance(seg, TextSegment) and TEXT_MARKER in seg.text:
             found += seg.text.count(TEXT_MARKER)
             before, _, after = seg.text.partition(TEXT_MARKER)
+            # Byte-level BPE attaches a space to the word after it (" blue"): in training the
+            # output's tokens carry it, so the prompt must not end in a lone space token.
+            before = before.rstrip(" ")
             segments += [*([TextSegment(before)] if before.strip() else []), Hole("text"),
                          *([TextSegment(after)] if after.strip() else [])]  # fmt: skip
         else:
