@@ -67,6 +67,12 @@ def cm3leon_register_config_schemas() -> list[ConfigSchemaSpec]:
             "Ablation matrix: base + matrix + run_name + report.",
             directories=("ablations",),
         ),
+        ConfigSchemaSpec(
+            "demo",
+            "cm3leon.eval.demo.config:DemoConfig",
+            "cm3leon demo: every stage's command config, paths filled in from `out`.",
+            directories=("demo",),
+        ),
     ]
 
 
@@ -148,5 +154,10 @@ def cm3leon_register_commands() -> list[CommandSpec]:
             "ablate",
             "cm3leon.eval.cli:ablate_command",
             "Run an ablation matrix (configs/ablations/*.yaml): tables and plots.",
+        ),
+        CommandSpec(
+            "demo",
+            "cm3leon.eval.demo.cli:demo_command",
+            "The whole paper end to end on the built-in world (cached, resumable) -> report.html.",
         ),
     ]

@@ -1,0 +1,364 @@
+"""The ``cm3leon demo`` config schema (``configs/demo/*.yaml``, registered as ``demo``).
+
+The demo is the whole paper as a list of the packages' public commands; its config holds,
+for every stage, the config *of that stage's command* (the schema the command itself
+registers: ``tokenizers``, ``retrieval``, ``train``, ``sft_mixture``, the eval protocols)
+without the paths, which the demo fills in from ``out``.  So any knob of any stage is a
+dotted override away::
+
+    cm3leon demo pretrain.max_duration=600ba image_tokenizer.image.max_steps=400
+
+:class:`DemoConfig`'s defaults are the full preset (``configs/demo/full.yaml`` is the
+same config written out); :data:`QUICK_PRESET` is the overlay of ``--quick``
+(``configs/demo/quick.yaml``).  This module imports neither torch nor Composer.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = [
+    "DemoConfig",
+    "EvalSection",
+    "QUICK_PRESET",
+    "WorldSection",
+    "VQCeilingSection",
+    "demo_config",
+    "load_demo_config",
+]
+
+
+@dataclass
+class WorldSection:
+    """``cm3leon world export``: the procedural world in public dataset formats.
+
+    Attributes:
+        n: scenes (80 % train, 10 % val, 10 % test by scene).
+        seed: world seed.
+        image_size: image side in pixels (the VQ tokenizer's resolution).
+        formats: public formats to write (``ground_truth`` is always written); the SFT
+            mixture's and the evaluations' sources must be among them.
+    """
+
+    n: int = 4000
+    seed: int = 0
+    image_size: int = 32
+    formats: list[str] = field(
+        default_factory=lambda: ["pretrain", "coco", "vqa2", "instruct_pix2pix"]
+    )
+
+
+@dataclass
+class EvalSection:
+    """One generation-driven evaluation (``cm3leon eval protocol NAME`` / ``cm3leon ablate``).
+
+    Attributes:
+        enabled: run it.
+        model: which export is evaluated: ``pretrain`` (zero-shot, as Table 1) or ``sft``.
+        protocol: the protocol's config (``cm3leon.eval.generative`` schemas) minus the
+            model and data paths the demo fills in.
+        matrix / exclude / run_name / report: an ablation over the protocol config
+            (``cm3leon ablate``, :class:`cm3leon.eval.ablation.spec.AblationConfig`);
+            empty ``matrix``: one plain protocol run.
+    """
+
+    enabled: bool = True
+    model: str = "sft"
+    protocol: dict[str, Any] = field(default_factory=dict)
+    matrix: dict[str, Any] = field(default_factory=dict)
+    exclude: list[dict[str, Any]] = field(default_factory=list)
+    run_name: str = ""
+    report: dict[str, Any] = field(default_factory=dict)
+
+
+def _text_tokenizer() -> dict[str, Any]:
+    return {"kind": "text", "run_name": "demo_text_bpe", "text": {"vocab_size": 768, "min_frequency": 2}}
+
+
+def _image_tokenizer() -> dict[str, Any]:
+    return {
+        "kind": "image",
+        "run_name": "demo_vq",
+        "image": {
+            "model": {"preset": "small_32"},
+            "data": {"format": "mds", "flip_p": 0.5, "num_workers": 0},
+            # Small batches, many steps, and an L2 term: the world's images are mostly wall,
+            # so L1 alone (median-seeking) keeps reconstructing grey blobs for hundreds of
+            # steps; L2 punishes the objects' colour errors.  Measured on 2 CPU cores after
+            # ~450 steps: scorer colour+shape accuracy of reconstructions 0.03 (L1, batch 32)
+            # vs 0.40 (L1 + 4 L2, batch 8); 0.82 after ~1000 steps.
+            "batch_size": 8,
+            "max_steps": 700,
+            "save_interval": 100,
+            "optim": {"lr": 3.0e-3, "warmup_steps": 10},
+            "loss": {"l1": 1.0, "l2": 4.0},
+            "progress_bar": True,
+        },
+    }
+
+
+def _clip() -> dict[str, Any]:
+    return {
+        "train_clip": {
+            "arch": "cm3leon-clip-tiny",
+            "eval_size": 256,
+            "batch_size": 128,
+            "max_duration": "400ba",
+            "lr": 2.0e-3,
+            "warmup": "10ba",
+            "save_interval": "100ba",
+            "num_workers": 0,
+        }
+    }
+
+
+def _bank() -> dict[str, Any]:
+    return {"bank": {"kind": "faiss", "index": {"factory": "Flat"}, "batch_size": 128}}
+
+
+def _augment() -> dict[str, Any]:
+    return {
+        "augment": {
+            "retriever": {"name": "clip"},
+            # §2.1's rules; two documents per example (the inference maximum, k = 2) keep the
+            # CPU rows short; keep_unaugmented adds each pair alone (the k = 0 layout).
+            "strategy": {"num_by_text": 2, "num_by_image": 2, "max_score": 0.9, "train_select": 2},
+            "training": True,
+            "keep_unaugmented": True,
+            "batch_size": 128,
+        }
+    }
+
+
+def _train(run_name: str, *, lr: float, steps: str, warmup: str, cm3: dict[str, Any] | None = None) -> dict[str, Any]:
+    data: dict[str, Any] = {"seq_len": 512, "global_batch_size": 16, "num_workers": 0}
+    if cm3:
+        data["cm3"] = {"options": cm3}
+    return {
+        "run_name": run_name,
+        "model": {"name": "cm3leon_small", "options": {"max_seq_len": 512}},
+        "data": data,
+        "optim": {"lr": lr, "weight_decay": 0.0},
+        "scheduler": {"name": "linear", "warmup": warmup, "alpha_f": 0.1},
+        "max_duration": steps,
+        "device": "cpu",
+        "precision": "fp32",
+        "checkpoint": {"save_interval": "100ba", "num_to_keep": 1},
+        "logging": {"progress_bar": True, "console_interval": "25ba"},
+    }
+
+
+def _sft() -> dict[str, Any]:
+    # Table 5's templates put the output text first ("Question: {question} The answer is
+    # {answer}. <break> {image}"); the evaluation infills it after the image.  CM3's default
+    # spans (80 % inside images, uniform end points) mask a VQA answer exactly in 0.2 % of
+    # examples (measured), which a CPU-sized SFT never learns from.  The demo's SFT masks
+    # only text, from a uniform start to the end of a text run (span_length: suffix): the
+    # tail holding the answer or caption, continued after the image.
+    cm3 = {"image_spans": "none", "span_length": {"kind": "suffix"}}
+    return _train("demo_sft", lr=1.0e-3, steps="400ba", warmup="20ba", cm3=cm3)
+
+
+def _mixture() -> dict[str, Any]:
+    # Source paths are relative to the world export (``<out>/world``).
+    return {
+        "name": "demo",
+        "seed": 0,
+        "tasks": [
+            {"task": "coco_captioning", "weight": 1.0,
+             "sources": [{"path": "coco", "split": "train2017", "limit": 2000}]},
+            {"task": "vqa2", "weight": 1.0, "sources": [{"path": "vqa2", "split": "train2014", "limit": 2000}]},
+            {"task": "instructpix2pix", "weight": 1.0,
+             "sources": [{"path": "instruct_pix2pix", "split": "train", "limit": 2000}]},
+        ],  # fmt: skip
+        "balance": {"max_upsample": 3.0, "min_downsample": 0.3},
+        "output": {"format": "tokens"},
+    }
+
+
+def _t2i() -> EvalSection:
+    return EvalSection(
+        model="pretrain",
+        protocol={
+            "data": {"split": "test", "limit": 96},
+            "num_samples": 4,
+            "batch_size": 8,
+            "grid_prompts": 8,
+            "decoding": {"cfg_scale": 3.0, "top_p": 0.9, "cd_k": 5, "cd_alpha": 0.5},
+        },
+        matrix={
+            "k": {"key": "retrieval.k", "values": [0, 1, 2]},
+            "strategy": {
+                "values": {
+                    "top_p": {"decoding.strategy": "top_p"},
+                    "cd_k": {"decoding.strategy": "cd_k"},
+                    "no_cfg": {"decoding.strategy": "top_p", "decoding.cfg_scale": 1.0},
+                }
+            },
+        },
+        report={
+            "precision": 3,
+            "tables": [
+                {"rows": "strategy", "columns": "k", "value": "colour_shape_acc",
+                 "title": "Colour+shape accuracy (world scorer; chance 1/24)"},
+                {"rows": "strategy", "columns": "k", "value": "fid", "title": "FID (CLIP features)"},
+                {"rows": "strategy", "columns": "k", "value": "clip_score", "title": "CLIP score"},
+            ],
+            "plots": [
+                {"x": "k", "y": "colour_shape_acc", "series": "strategy",
+                 "title": "Colour+shape accuracy vs retrieved documents"},
+                {"x": "k", "y": "fid", "series": "strategy", "title": "FID vs retrieved documents"},
+            ],
+        },  # fmt: skip
+    )
+
+
+def _captioning() -> EvalSection:
+    return EvalSection(
+        model="sft",
+        protocol={"data": {"limit": 100}, "tokenizer": "ptb", "batch_size": 16,
+                  "decoding": {"strategy": "greedy", "max_new_tokens": 32}},
+    )  # fmt: skip
+
+
+def _vqa() -> EvalSection:
+    return EvalSection(
+        model="sft",
+        protocol={"data": {"limit": 300}, "batch_size": 16,
+                  "decoding": {"strategy": "greedy", "max_new_tokens": 8}},
+    )  # fmt: skip
+
+
+def _editing() -> EvalSection:
+    return EvalSection(
+        model="sft",
+        protocol={"data": {"split": "val", "limit": 48}, "batch_size": 8,
+                  "decoding": {"strategy": "dual_cfg", "image_scale": 1.5, "text_scale": 7.5}},
+    )  # fmt: skip
+
+
+@dataclass
+class VQCeilingSection:
+    """The scorer's ceiling: ground-truth images through the VQ tokenizer, then scored.
+
+    Attributes:
+        enabled: run it.
+        split: world split whose images are reconstructed (``pretrain/<split>/``).
+        limit: at most this many images.
+    """
+
+    enabled: bool = True
+    split: str = "test"
+    limit: int = 400
+
+
+@dataclass
+class DemoConfig:
+    """Everything ``cm3leon demo`` runs (defaults: the full preset).
+
+    Attributes:
+        out: run directory; every artefact, log, stage config and the report go here.
+        seed: seed of the world-independent randomness (template choices, sampling).
+        world: the procedural world.
+        text_tokenizer / image_tokenizer: ``cm3leon tokenizers train-text|train-image``
+            configs (schema ``tokenizers``).
+        clip / bank / augment: ``cm3leon retrieval train-clip|build|augment`` configs
+            (schema ``retrieval``, one section each).
+        pretrain / sft: ``cm3leon train`` configs (schema ``train``).
+        mixture: ``cm3leon tasks mixture`` config (schema ``sft_mixture``); source paths
+            are relative to the world export.
+        text_to_image / captioning / vqa / editing: the evaluations.
+        vq_ceiling: score VQ reconstructions of real images (the accuracy ceiling).
+    """
+
+    out: str = "runs/demo"
+    seed: int = 0
+    world: WorldSection = field(default_factory=WorldSection)
+    text_tokenizer: dict[str, Any] = field(default_factory=_text_tokenizer)
+    image_tokenizer: dict[str, Any] = field(default_factory=_image_tokenizer)
+    clip: dict[str, Any] = field(default_factory=_clip)
+    bank: dict[str, Any] = field(default_factory=_bank)
+    augment: dict[str, Any] = field(default_factory=_augment)
+    pretrain: dict[str, Any] = field(
+        default_factory=lambda: _train("demo_pretrain", lr=2.0e-3, steps="650ba", warmup="30ba")
+    )
+    mixture: dict[str, Any] = field(default_factory=_mixture)
+    sft: dict[str, Any] = field(default_factory=_sft)
+    text_to_image: EvalSection = field(default_factory=_t2i)
+    captioning: EvalSection = field(default_factory=_captioning)
+    vqa: EvalSection = field(default_factory=_vqa)
+    editing: EvalSection = field(default_factory=_editing)
+    vq_ceiling: VQCeilingSection = field(default_factory=VQCeilingSection)
+
+
+#: ``--quick``: the same pipeline at test scale (about a minute of compute).
+QUICK_PRESET: dict[str, Any] = {
+    "out": "runs/demo_quick",
+    "world": {"n": 400},
+    "text_tokenizer": {"text": {"vocab_size": 384}},
+    "image_tokenizer": {"image": {"batch_size": 8, "max_steps": 8, "save_interval": 4}},
+    "mixture": {"tasks": [
+        {"task": "coco_captioning", "sources": [{"path": "coco", "split": "train2017", "limit": 120}]},
+        {"task": "vqa2", "sources": [{"path": "vqa2", "split": "train2014", "limit": 120}]},
+        {"task": "instructpix2pix", "sources": [{"path": "instruct_pix2pix", "split": "train", "limit": 120}]},
+    ]},
+    "clip": {"train_clip": {"batch_size": 64, "max_duration": "6ba", "eval_size": 64,
+                            "save_interval": "3ba"}},
+    "pretrain": {"model": {"name": "cm3leon_tiny", "options": {"max_seq_len": 384}},
+                 "data": {"seq_len": 384, "global_batch_size": 8}, "max_duration": "8ba",
+                 "checkpoint": {"save_interval": "4ba"}, "logging": {"console_interval": "4ba"}},
+    "sft": {"model": {"name": "cm3leon_tiny", "options": {"max_seq_len": 384}},
+            "data": {"seq_len": 384, "global_batch_size": 8}, "max_duration": "6ba",
+            "checkpoint": {"save_interval": "3ba"}, "logging": {"console_interval": "3ba"}},
+    "text_to_image": {
+        "protocol": {"data": {"limit": 4}, "num_samples": 2, "batch_size": 4, "grid_prompts": 4},
+        "exclude": [{"k": 1}, {"strategy": "no_cfg"}],
+    },
+    "captioning": {"protocol": {"data": {"limit": 6}, "decoding": {"max_new_tokens": 12}}},
+    "vqa": {"protocol": {"data": {"limit": 8}}},
+    "editing": {"protocol": {"data": {"limit": 4}}},
+    "vq_ceiling": {"limit": 16},
+}  # fmt: skip
+
+
+def demo_config(quick: bool = False) -> dict[str, Any]:
+    """The preset as a plain mapping (``quick``: with :data:`QUICK_PRESET` merged in)."""
+    from omegaconf import OmegaConf
+
+    base = OmegaConf.structured(DemoConfig)
+    if quick:
+        base = OmegaConf.merge(base, OmegaConf.create(copy.deepcopy(QUICK_PRESET)))
+    data = OmegaConf.to_container(base, resolve=False)
+    assert isinstance(data, dict)
+    return data
+
+
+def load_demo_config(path: str | None = None, overrides: Sequence[str] = (), *,
+                     quick: bool = False) -> DemoConfig:
+    """The preset, then the YAML file ``path``, then dotted ``overrides``.
+
+    Raises:
+        ConfigError: malformed YAML, unknown keys, wrong types (naming the file and key).
+    """
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    from cm3leon.core.config import ConfigError, load_config, load_yaml_file
+
+    layers: list[dict[str, Any]] = [copy.deepcopy(QUICK_PRESET)] if quick else []
+    if path is not None:
+        layers.append(load_yaml_file(path))
+    source = str(path) if path is not None else ("--quick preset" if quick else "demo preset")
+    try:
+        merged = OmegaConf.merge(OmegaConf.structured(DemoConfig), *map(OmegaConf.create, layers))
+    except OmegaConfBaseException as err:
+        key = getattr(err, "full_key", None)
+        raise ConfigError(f"{source}: key {key!r}: {getattr(err, 'msg', err)}") from None
+    data = OmegaConf.to_container(merged, resolve=False)
+    try:
+        return load_config(DemoConfig, None, overrides, data=data)  # type: ignore[arg-type]
+    except ConfigError as err:
+        raise ConfigError(str(err).replace("<config>", source, 1)) from None

@@ -1,0 +1,297 @@
+"""``<out>/report.html``: one self-contained page with every number, figure and artefact.
+
+Figures (loss curves, ablation plots, sample grids, the VQ reconstruction grid) are
+embedded as PNG data URIs, so the page renders on its own; every artefact (stage logs,
+configs, exports, shards, result files) is a link *relative to the run directory*, so the
+directory can be moved or served as is.  Numbers come from :func:`collect_summary`, which
+is also written to ``<out>/summary.json``.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import os
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from cm3leon.core.io import atomic_write_json, atomic_write_text
+from cm3leon.eval.demo.stages import Layout, Stage
+from cm3leon.eval.demo.summary import collect_summary
+
+__all__ = ["render_report"]
+
+_CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2em auto;max-width:1100px;
+ color:#222;line-height:1.45;padding:0 1em}
+h1{margin-bottom:.2em}h2{border-bottom:2px solid #ddd;padding-bottom:.2em;margin-top:1.8em}
+table{border-collapse:collapse;margin:.6em 0 1.2em}td,th{border:1px solid #ccc;padding:.25em .6em;
+ text-align:left;vertical-align:top;font-size:.92em}th{background:#f3f3f3}
+td.num{text-align:right;font-variant-numeric:tabular-nums}
+.pass{color:#0a7d2c;font-weight:600}.fail{color:#b3261e;font-weight:600}
+.muted{color:#777;font-size:.9em}code{background:#f5f5f5;padding:0 .25em;border-radius:3px;font-size:.88em}
+img.fig{max-width:100%;border:1px solid #ddd;margin:.3em 0}.figs{display:flex;flex-wrap:wrap;gap:1em}
+.figs figure{margin:0;max-width:520px}figcaption{font-size:.85em;color:#555}
+details{margin:.3em 0}summary{cursor:pointer}
+"""
+
+
+class _Page:
+    """Small HTML builder: escaped text, relative links, embedded PNGs."""
+
+    def __init__(self, out: Path) -> None:
+        self.out = out
+        self.parts: list[str] = []
+
+    def add(self, markup: str) -> None:
+        self.parts.append(markup)
+
+    def link(self, path: str | Path, label: str | None = None) -> str:
+        p = Path(path)
+        rel = os.path.relpath(p, self.out) if p.is_absolute() else str(p)
+        text = label if label is not None else rel
+        if not (p if p.is_absolute() else self.out / p).exists():
+            return f'<span class="muted">{html.escape(text)} (missing)</span>'
+        return f'<a href="{html.escape(rel)}">{html.escape(text)}</a>'
+
+    def image(self, path: str | Path | None, caption: str = "") -> str:
+        if path is None or not Path(path).is_file():
+            return ""
+        data = base64.b64encode(Path(path).read_bytes()).decode("ascii")
+        cap = f"<figcaption>{html.escape(caption)} — {self.link(path, 'file')}</figcaption>" if caption else ""
+        return f'<figure><img class="fig" src="data:image/png;base64,{data}" alt="{html.escape(caption)}">{cap}</figure>'
+
+    def table(self, header: Sequence[str], rows: Sequence[Sequence[Any]], raw: bool = False) -> None:
+        head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
+        body = []
+        for row in rows:
+            cells = []
+            for value in row:
+                if isinstance(value, float):
+                    cells.append(f'<td class="num">{_fmt(value)}</td>')
+                else:
+                    cells.append(f"<td>{value if raw else html.escape(str(value))}</td>")
+            body.append("<tr>" + "".join(cells) + "</tr>")
+        self.add(f"<table><tr>{head}</tr>{''.join(body)}</table>")
+
+    def html(self, title: str) -> str:
+        return (f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{html.escape(title)}"
+                f"</title><style>{_CSS}</style></head><body>{''.join(self.parts)}</body></html>\n")  # fmt: skip
+
+
+def _fmt(value: Any, digits: int = 4) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        return f"{value:.{digits}g}" if abs(value) < 1e4 else f"{value:,.0f}"
+    return str(value)
+
+
+def _floors(page: _Page, summary: dict[str, Any]) -> None:
+    page.add("<h2>Headline results</h2>")
+    rows = []
+    for c in summary["floors"]:
+        verdict = '<span class="pass">yes</span>' if c["passed"] else '<span class="fail">no</span>'
+        floor = f"≥ {c['floor']:g}× baseline" if c.get("floor") else "above baseline"
+        value = _fmt(c["value"]) + (f" ± {_fmt(c['se'], 2)} SE" if c.get("se") is not None else "")
+        rows.append([html.escape(c["name"]), value, f"{_fmt(c['baseline'])} ({html.escape(c['baseline_name'])})",
+                     _fmt(c["ratio"], 3) + "×" if c.get("ratio") is not None else "–", floor, verdict])  # fmt: skip
+    if rows:
+        page.table(["measure", "value", "baseline", "ratio", "floor", "met"], rows, raw=True)
+    ev = summary["evaluations"]
+    extra = []
+    edit = ev.get("editing")
+    if edit:
+        for key, value in edit.get("metrics", {}).items():
+            extra.append([f"editing {key}", _fmt(_num(value))])
+    ceiling = ev.get("vq_ceiling", {})
+    if (ceiling.get("reconstructions") or {}).get("scores"):
+        sc = ceiling["reconstructions"]["scores"]
+        extra.append(["VQ ceiling: colour+shape accuracy of reconstructed real images",
+                      _fmt(_num(sc.get("colour_shape_acc")))])  # fmt: skip
+    if (ceiling.get("originals") or {}).get("scores"):
+        extra.append(["scorer on the original real images (colour+shape)",
+                      _fmt(_num(ceiling["originals"]["scores"].get("colour_shape_acc")))])  # fmt: skip
+    if extra:
+        page.table(["measure", "value"], extra)
+
+
+def _num(value: Any) -> float | None:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _stages(page: _Page, summary: dict[str, Any]) -> None:
+    page.add("<h2>Stages</h2><p class=\"muted\">Each stage ran the public commands below "
+             f"(all of them: {page.link(page.out / 'commands.sh', 'commands.sh')}; demo config: "
+             f"{page.link(page.out / 'demo.yaml', 'demo.yaml')}).</p>")  # fmt: skip
+    rows = []
+    for s in summary["stages"]:
+        now = summary["this_invocation"].get(s["name"], {}).get("status", "")
+        cmds = "<br>".join(f"<code>{html.escape(c.replace(str(page.out) + '/', ''))}</code>" for c in s["commands"])
+        files = [page.link(p, Path(p).name) for p in s["configs"]] + [page.link(s["log"], "log")]
+        arts = [page.link(p, k) for k, p in s["artefacts"].items()]
+        rows.append([html.escape(s["name"]), html.escape(s["title"]), cmds, " ".join(files), " · ".join(arts),
+                     html.escape(f"{s['status']}{' (' + now + ')' if now else ''}"), _fmt(s["seconds"], 3)])  # fmt: skip
+    page.table(["stage", "what", "commands", "config / log", "artefacts", "status", "seconds"], rows, raw=True)
+
+
+def _training(page: _Page, summary: dict[str, Any]) -> None:
+    lay = Layout(page.out)
+    page.add("<h2>Training</h2>")
+    rows = []
+    tok = summary.get("image_tokenizer") or {}
+    if tok:
+        before, after = tok.get("before", {}), tok.get("after", {})
+        rows.append(["VQ tokenizer", f"{tok.get('steps')} steps",
+                     f"PSNR {_fmt(before.get('psnr'))} → {_fmt(after.get('psnr'))} dB; codebook usage "
+                     f"{_fmt(after.get('codebook_usage'))}, perplexity {_fmt(after.get('perplexity'))}"])  # fmt: skip
+    clip = summary.get("clip") or {}
+    if clip:
+        rows.append(["small CLIP", "", f"held-out recall@1 {_fmt(clip.get('recall@1'))} (chance "
+                     f"{_fmt(clip.get('chance@1'))}), recall@5 {_fmt(clip.get('recall@5'))}"])  # fmt: skip
+    for name in ("pretrain", "sft"):
+        t = summary.get(name) or {}
+        if t:
+            rows.append([name, f"{t['steps']} steps",
+                         f"loss {_fmt(t['first_loss'])} → {_fmt(t['last_loss'])} (text {_fmt(t.get('loss_text_last'))},"
+                         f" image {_fmt(t.get('loss_image_last'))} at the end)"])  # fmt: skip
+    page.table(["model", "length", "result"], rows)
+    figs = [page.image(lay.run(n) / "loss_curve.png", f"{n} loss curve (metrics.jsonl)") for n in ("pretrain", "sft")]
+    page.add(f'<div class="figs">{"".join(figs)}</div>')
+
+
+def _t2i(page: _Page, t2i: dict[str, Any]) -> None:
+    rows = t2i.get("rows", [])
+    page.add("<h2>Zero-shot text-to-image (Table 1 / Figure 4)</h2><p>Test-split captions; N samples per "
+             "prompt, CLIP re-ranking keeps one; the world scorer reads the kept image back. FID uses CLIP "
+             f"features against the prompts' real images. Full table: {page.link(t2i['table'], 'results.md')}.</p>")
+    ks = sorted({int(r["k"]) for r in rows if _num(r.get("k")) is not None})
+    strategies = list(dict.fromkeys(str(r.get("strategy")) for r in rows))
+    for metric, title in (("colour_shape_acc", "colour+shape accuracy (chance 0.0417)"), ("fid", "FID (CLIP)"),
+                          ("clip_score", "CLIP score"), ("position_acc", "position accuracy")):  # fmt: skip
+        body = []
+        for s in strategies:
+            cells = []
+            for k in ks:
+                hit = [r for r in rows if str(r.get("strategy")) == s and _num(r.get("k")) == k]
+                cells.append(_num(hit[0].get(metric)) if hit else None)
+            body.append([s, *cells])
+        page.add(f"<h3>{html.escape(title)}</h3>")
+        page.table(["strategy \\ k", *[f"k = {k}" for k in ks]], body)
+    findings = t2i.get("findings", {})
+    notes = []
+    for s, entry in findings.get("retrieval", {}).items():
+        if "colour_shape_acc" in entry:
+            notes.append(f"retrieval ({s}): colour+shape accuracy {_delta(entry['colour_shape_acc'])} from "
+                         f"k = 0 to the largest k; FID {_delta(entry.get('fid'))}")  # fmt: skip
+    for k, entry in findings.get("cfg", {}).items():
+        if "colour_shape_acc" in entry:
+            notes.append(f"CFG ({k}): colour+shape accuracy {_delta(entry['colour_shape_acc'])} vs no "
+                         f"guidance; FID {_delta(entry.get('fid'))}")  # fmt: skip
+    if notes:
+        page.add("<ul>" + "".join(f"<li>{html.escape(n)}</li>" for n in notes) + "</ul>")
+    page.add('<div class="figs">' + "".join(page.image(p, Path(p).stem) for p in t2i.get("plots", [])) + "</div>")
+    page.add("<h3>Sample grids</h3><p class=\"muted\">Rows: prompts; columns: candidates (the CLIP choice outlined).</p>")
+    grids = t2i.get("grids", {})
+    page.add('<div class="figs">' + "".join(page.image(p, run) for run, p in grids.items()) + "</div>")
+
+
+def _delta(diff: dict[str, Any] | None) -> str:
+    """``+0.035 ± 0.049 (unclear)``: a difference, its standard error and the verdict."""
+    if not diff:
+        return "–"
+    text = f"{diff['delta']:+.3f}"
+    if "se" in diff:
+        verdict = {"better": "helps", "worse": "hurts", "unclear": "within noise"}[diff["verdict"]]
+        text += f" ± {diff['se']:.3f} SE ({verdict})"
+    return text
+
+
+def _protocol(page: _Page, name: str, result: dict[str, Any]) -> None:
+    titles = {"captioning": "Captioning (Table 2: CIDEr-D)", "vqa": "VQA (Table 2: accuracy)",
+              "editing": "Text-guided editing (§4.1)"}  # fmt: skip
+    page.add(f"<h2>{titles[name]}</h2>")
+    rows = [[f"model: {k}", _num(v)] for k, v in result.get("metrics", {}).items() if _num(v) is not None]
+    for base, values in (result.get("baselines") or {}).items():
+        if isinstance(values, dict):
+            rows += [[f"baseline {base}: {k}", _num(v)] for k, v in values.items() if _num(v) is not None]
+    for kind, value in (result.get("per_answer_type") or {}).items():
+        rows.append([f"model, answer type {kind}", _num(value)])
+    page.table(["measure", "value"], rows)
+    examples = result.get("per_image") or result.get("per_question") or result.get("per_sample") or {}
+    if examples:
+        first = next(iter(examples.values()))
+        keys = [k for k in first if not isinstance(first[k], (dict, list))][:5]
+        page.add("<details><summary>examples</summary>")
+        page.table(["id", *keys], [[i, *[e.get(k) for k in keys]] for i, e in examples.items()])
+        page.add("</details>")
+    folder = Layout(page.out).eval / name
+    page.add(page.image(folder / "samples.png", f"{name} samples") + f"<p>{page.link(folder / 'results.json', 'results.json')}</p>")
+
+
+def _ceiling(page: _Page, ceiling: dict[str, Any], grid: Path | None) -> None:
+    page.add("<h2>VQ ceiling of the scorer</h2><p>Real test images through the VQ tokenizer (encode → decode), "
+             "scored like generated images: the best accuracy a perfect model could reach through this tokenizer.</p>")
+    rows = []
+    for label, key in (("VQ reconstructions", "reconstructions"), ("original images", "originals")):
+        scores = (ceiling.get(key) or {}).get("scores") or {}
+        if scores:
+            rows.append([label, *[_num(scores.get(m)) for m in ("colour_acc", "shape_acc", "colour_shape_acc",
+                                                                 "position_acc", "count_acc")]])  # fmt: skip
+    page.table(["images", "colour", "shape", "colour+shape", "position", "count"], rows)
+    rec = ceiling.get("reconstruct") or {}
+    if rec:
+        page.add(f"<p>Reconstruction PSNR {_fmt(rec.get('psnr'))} dB over {rec.get('images')} images.</p>")
+    page.add(page.image(grid, "top: original, bottom: VQ reconstruction"))
+
+
+def _vq_grid(out: Path) -> Path | None:
+    """Originals above their reconstructions (``cm3leon.eval.grid``), for the report."""
+    from PIL import Image
+
+    from cm3leon.eval.grid import save_grid
+
+    lay = Layout(out)
+    recon = lay.eval / "vq_ceiling" / "reconstructions"
+    files = sorted(recon.glob("*.png"))[:12]
+    if not files:
+        return None
+    originals = []
+    for f in files:
+        match = [p for p in (lay.world / "pretrain").glob(f"*/{f.name}")]
+        if not match:
+            return None
+        originals.append(Image.open(match[0]).convert("RGB"))
+    images = originals + [Image.open(f).convert("RGB") for f in files]
+    return save_grid(lay.eval / "vq_ceiling" / "grid.png", images, ncols=len(files), cell=64)
+
+
+def render_report(out: str | Path, stages: Sequence[Stage], outcomes: Sequence[Any] = (),
+                  *, wall_seconds: float | None = None) -> Path:  # fmt: skip
+    """Write ``<out>/summary.json`` and ``<out>/report.html``; return the report's path."""
+    out = Path(out)
+    summary = collect_summary(out, stages, outcomes, wall_seconds=wall_seconds)
+    atomic_write_json(out / "summary.json", summary)
+    page = _Page(out)
+    wall = f"{wall_seconds:.0f} s" if wall_seconds is not None else "–"
+    page.add(f"<h1>cm3leon demo</h1><p class=\"muted\">{html.escape(str(out))} · written "
+             f"{time.strftime('%Y-%m-%d %H:%M:%S')} · wall time of this invocation {wall} · "
+             f"{summary['machine']['cpus']} CPUs, load average {', '.join(f'{x:.2f}' for x in summary['machine']['load_average'])}"
+             f" · {page.link(out / 'summary.json', 'summary.json')}</p>")  # fmt: skip
+    _floors(page, summary)
+    _stages(page, summary)
+    _training(page, summary)
+    ev = summary["evaluations"]
+    if "text_to_image" in ev:
+        _t2i(page, ev["text_to_image"])
+    if "vq_ceiling" in ev:
+        _ceiling(page, ev["vq_ceiling"], _vq_grid(out))
+    for name in ("captioning", "vqa", "editing"):
+        if name in ev:
+            _protocol(page, name, ev[name])
+    return atomic_write_text(out / "report.html", page.html("cm3leon demo report"))

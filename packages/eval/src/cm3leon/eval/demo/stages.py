@@ -1,0 +1,341 @@
+"""The demo's stages: the paper, end to end, as the packages' public commands.
+
+Each stage is a list of ``cm3leon ...`` command lines (:class:`Step`) plus the config files
+they read (written under ``<out>/configs/``), the artefacts they must leave, and the
+paths the stage owns (removed when its config changes).  Nothing here runs anything:
+:func:`build_stages` turns a :class:`~cm3leon.eval.demo.config.DemoConfig` into the plan
+that :mod:`cm3leon.eval.demo.runner` executes, so the plan is also what ``cm3leon demo
+--dry-run`` prints and ``<out>/commands.sh`` records.
+
+=================  ===========================================================================
+stage              commands
+=================  ===========================================================================
+world              ``cm3leon world export``
+documents          ``cm3leon data prepare --source jsonl`` (caption-image document shards)
+text_tokenizer     ``cm3leon tokenizers train-text``
+image_tokenizer    ``cm3leon tokenizers train-image``
+clip               ``cm3leon retrieval train-clip``
+bank               ``cm3leon retrieval build``
+augment            ``cm3leon retrieval augment`` (Figure 9 token shards)
+pretrain           ``cm3leon train``, ``cm3leon train export``, ``cm3leon train plot``
+mixture            ``cm3leon tasks mixture``
+sft                ``cm3leon train`` (``model.init_from`` = the pretrained export), export, plot
+vq_ceiling         ``cm3leon tokenizers reconstruct``, ``cm3leon world score`` (x2)
+text_to_image      ``cm3leon ablate`` over ``eval_text_to_image`` (k x decoding strategy)
+captioning         ``cm3leon eval protocol captioning``
+vqa                ``cm3leon eval protocol vqa``
+editing            ``cm3leon eval protocol editing``
+=================  ===========================================================================
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cm3leon.eval.demo.config import DemoConfig, EvalSection
+
+__all__ = ["Layout", "Stage", "Step", "build_stages"]
+
+
+@dataclass(frozen=True)
+class Step:
+    """One ``cm3leon`` command line of a stage.
+
+    Attributes:
+        name: short label (unique within the stage).
+        argv: the arguments after ``cm3leon`` (first: the registered command name).
+        outputs: paths that exist once the step has finished.
+    """
+
+    name: str
+    argv: tuple[str, ...]
+    outputs: tuple[Path, ...] = ()
+
+    @property
+    def command_line(self) -> str:
+        import shlex
+
+        return "cm3leon " + " ".join(shlex.quote(a) for a in self.argv)
+
+
+@dataclass(frozen=True)
+class Stage:
+    """A cached unit of the demo.
+
+    Attributes:
+        name: stage name (``--stop-after NAME``; record ``<out>/stages/NAME.json``).
+        title: one line for the progress display and the report.
+        steps: the commands, in order.
+        configs: config files the steps read: path -> (registered schema, mapping).
+        artefacts: what the report links: label -> path (each must exist afterwards).
+        owns: paths removed before the stage re-runs with a different fingerprint.
+        depends: upstream stages (their fingerprints are part of this one's).
+    """
+
+    name: str
+    title: str
+    steps: tuple[Step, ...]
+    configs: dict[Path, tuple[str, dict[str, Any]]] = field(default_factory=dict)
+    artefacts: dict[str, Path] = field(default_factory=dict)
+    owns: tuple[Path, ...] = ()
+    depends: tuple[str, ...] = ()
+
+
+class Layout:
+    """Where every artefact of a demo run lives (all under ``out``)."""
+
+    def __init__(self, out: str | Path) -> None:
+        self.out = Path(out)
+        o = self.out
+        self.configs, self.logs, self.stages = o / "configs", o / "logs", o / "stages"
+        self.world = o / "world"
+        self.docs = o / "data" / "docs_train"
+        self.text_run, self.image_run = o / "tokenizers" / "text", o / "tokenizers" / "image"
+        self.text_tok, self.image_tok = self.text_run / "tokenizer", self.image_run / "tokenizer"
+        self.clip_run, self.bank = o / "retrieval" / "clip", o / "retrieval" / "bank"
+        self.encoder = self.clip_run / "encoder"
+        self.ra = o / "data" / "pretrain_ra"
+        self.mixture = o / "data" / "sft_mixture"
+        self.eval = o / "eval"
+        self.report = o / "report.html"
+
+    def run(self, stage: str) -> Path:
+        """Run directory of a training stage (``pretrain`` / ``sft``)."""
+        return self.out / stage
+
+    def export(self, stage: str) -> Path:
+        """Safetensors export of a training stage."""
+        return self.out / stage / "export"
+
+    @property
+    def text_spec(self) -> str:
+        return f"bpe:{self.text_tok}"
+
+    @property
+    def image_spec(self) -> str:
+        return f"vqgan:{self.image_tok}"
+
+
+def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    """Deep merge (``extra`` wins) without touching either argument."""
+    out = copy.deepcopy(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def _world(cfg: DemoConfig, lay: Layout) -> Stage:
+    w = cfg.world
+    argv = ("world", "export", "--out", str(lay.world), "--n", str(w.n), "--seed", str(w.seed),
+            "--image-size", str(w.image_size), "--formats", ",".join(w.formats))  # fmt: skip
+    return Stage(
+        "world", "Procedural world in public formats",
+        (Step("export", argv, (lay.world / "world.json",)),),
+        artefacts={"world export": lay.world, "ground truth": lay.world / "ground_truth" / "scenes.jsonl"},
+        owns=(lay.world,),
+    )  # fmt: skip
+
+
+def _documents(cfg: DemoConfig, lay: Layout) -> Stage:
+    argv = ("data", "prepare", str(lay.world / "pretrain" / "train.jsonl"), "--source", "jsonl",
+            "--out", str(lay.docs))  # fmt: skip
+    return Stage(
+        "documents", "Caption-image document shards (train split)",
+        (Step("prepare", argv, (lay.docs / "COMPLETE",)),),
+        artefacts={"document shards": lay.docs}, owns=(lay.docs, Path(f"{lay.docs}.prepare.log")),
+        depends=("world",),
+    )  # fmt: skip
+
+
+def _tokenizer(cfg: DemoConfig, lay: Layout, kind: str) -> Stage:
+    run, tok = (lay.text_run, lay.text_tok) if kind == "text" else (lay.image_run, lay.image_tok)
+    section = cfg.text_tokenizer if kind == "text" else cfg.image_tokenizer
+    paths = {"output_dir": str(run), kind: {"data": {"paths": [str(lay.docs)]}}}
+    config = _merge(section, {"kind": kind, **paths})
+    path = lay.configs / f"{kind}_tokenizer.yaml"
+    name = f"{kind}_tokenizer"
+    title = "Byte-level BPE text tokenizer" if kind == "text" else "VQ image tokenizer (Composer)"
+    artefacts = {"tokenizer": tok}
+    if kind == "image":
+        artefacts.update({"metrics": run / "metrics.jsonl", "summary": run / "summary.json"})
+    return Stage(
+        name, title, (Step("train", ("tokenizers", f"train-{kind}", str(path)), (tok,)),),
+        configs={path: ("tokenizers", config)}, artefacts=artefacts, owns=(run,), depends=("documents",),
+    )  # fmt: skip
+
+
+def _retrieval(cfg: DemoConfig, lay: Layout) -> list[Stage]:
+    clip = _merge(cfg.clip, {"train_clip": {"output": str(lay.clip_run), "data": {"shards": [str(lay.docs)]}}})
+    bank = _merge(cfg.bank, {"bank": {"output": str(lay.bank), "data": {"shards": [str(lay.docs)]},
+                                      "encoder": str(lay.encoder)}})  # fmt: skip
+    augment = _merge(cfg.augment, {"augment": {
+        "output": str(lay.ra), "data": {"shards": [str(lay.docs)]}, "bank": str(lay.bank),
+        "text_tokenizer": lay.text_spec, "image_tokenizer": lay.image_spec}})  # fmt: skip
+    paths = {n: lay.configs / f"{n}.yaml" for n in ("clip", "bank", "augment")}
+    return [
+        Stage("clip", "Small CLIP bi-encoder (Composer)",
+              (Step("train", ("retrieval", "train-clip", str(paths["clip"])), (lay.encoder,)),),
+              configs={paths["clip"]: ("retrieval", clip)},
+              artefacts={"encoder": lay.encoder, "metrics": lay.clip_run / "metrics.json"},
+              owns=(lay.clip_run,), depends=("documents",)),
+        Stage("bank", "FAISS memory bank",
+              (Step("build", ("retrieval", "build", str(paths["bank"])), (lay.bank,)),),
+              configs={paths["bank"]: ("retrieval", bank)}, artefacts={"bank": lay.bank},
+              owns=(lay.bank, Path(f"{lay.bank}.work"), Path(f"{lay.bank}.log")), depends=("clip",)),
+        Stage("augment", "Retrieval-augmented token shards (Figure 9)",
+              (Step("augment", ("retrieval", "augment", str(paths["augment"])), (lay.ra / "COMPLETE",)),),
+              configs={paths["augment"]: ("retrieval", augment)}, artefacts={"token shards": lay.ra},
+              owns=(lay.ra, Path(f"{lay.ra}.log")),
+              depends=("bank", "text_tokenizer", "image_tokenizer")),
+    ]  # fmt: skip
+
+
+def _training(cfg: DemoConfig, lay: Layout, name: str) -> Stage:
+    run, export = lay.run(name), lay.export(name)
+    section = cfg.pretrain if name == "pretrain" else cfg.sft
+    data = lay.ra if name == "pretrain" else lay.mixture
+    paths: dict[str, Any] = {"run_dir": str(run), "data": {"streams": {"data": {"local": str(data)}}}}
+    if name == "sft":
+        paths["model"] = {"init_from": str(lay.export("pretrain"))}
+    config = _merge(section, paths)
+    path = lay.configs / f"{name}.yaml"
+    plot = run / "loss_curve.png"
+    steps = (
+        Step("train", ("train", "run", str(path)), (run / "metrics.jsonl",)),
+        Step("export", ("train", "export", str(run / "checkpoints" / "latest-rank0.pt"), str(export),
+                        "--overwrite"), (export / "COMPLETE",)),
+        Step("plot", ("train", "plot", str(run), "-o", str(plot)), (plot,)),
+    )  # fmt: skip
+    title = "Retrieval-augmented CM3 pretraining (Composer)" if name == "pretrain" else \
+        "Supervised fine-tuning on the task mixture (Composer)"  # fmt: skip
+    depends = ("augment",) if name == "pretrain" else ("pretrain", "mixture")
+    return Stage(
+        name, title, steps, configs={path: ("train", config)},
+        artefacts={"export": export, "metrics": run / "metrics.jsonl", "loss curve": plot},
+        owns=(run,), depends=depends,
+    )  # fmt: skip
+
+
+def _mixture(cfg: DemoConfig, lay: Layout) -> Stage:
+    config = copy.deepcopy(cfg.mixture)
+    for task in config.get("tasks", []):
+        for source in task.get("sources", []):
+            if "path" in source and not Path(source["path"]).is_absolute():
+                source["path"] = str(lay.world / source["path"])
+    config = _merge(config, {"output": {"path": str(lay.mixture), "text_tokenizer": lay.text_spec,
+                                        "image_tokenizer": lay.image_spec}})  # fmt: skip
+    path = lay.configs / "mixture.yaml"
+    return Stage(
+        "mixture", "SFT task mixture (Table 5 tasks, 3/0.3 balancing)",
+        (Step("mixture", ("tasks", "mixture", str(path)), (lay.mixture / "COMPLETE",)),),
+        configs={path: ("sft_mixture", config)}, artefacts={"mixture shards": lay.mixture},
+        owns=(lay.mixture, Path(f"{lay.mixture}.staging"), Path(f"{lay.mixture}.mixture.log")),
+        depends=("world", "text_tokenizer", "image_tokenizer"),
+    )  # fmt: skip
+
+
+def _protocol_paths(name: str, section: EvalSection, lay: Layout) -> dict[str, Any]:
+    """The model / data / retrieval / CLIP paths of one evaluation protocol config."""
+    w = lay.world
+    data = {
+        "text_to_image": {"ground_truth": str(w / "ground_truth" / "scenes.jsonl")},
+        "captioning": {"annotations": str(w / "coco" / "annotations" / "captions_val2017.json")},
+        "vqa": {"questions": str(w / "vqa2" / "v2_OpenEnded_mscoco_val2014_questions.json"),
+                "annotations": str(w / "vqa2" / "v2_mscoco_val2014_annotations.json")},
+        "editing": {"root": str(w / "instruct_pix2pix"), "ground_truth": str(w / "ground_truth" / "edits.jsonl")},
+    }[name]  # fmt: skip
+    paths: dict[str, Any] = {
+        "model": {"export": str(lay.export(section.model)), "text_tokenizer": lay.text_spec,
+                  "image_tokenizer": lay.image_spec},
+        "data": data,
+        "retrieval": {"retriever": "clip", "bank": str(lay.bank)},
+    }  # fmt: skip
+    if name != "vqa":
+        paths["clip"] = {"encoder": "clip-image", "options": {"path": str(lay.encoder)}}
+    return paths
+
+
+_PROTOCOL_TITLES = {
+    "text_to_image": "Zero-shot text-to-image: k x decoding strategy (Table 1 / Figure 4)",
+    "captioning": "Captioning: CIDEr-D vs the nearest-caption baseline",
+    "vqa": "VQA: accuracy vs the majority-answer baseline",
+    "editing": "Text-guided editing: world edit accuracy",
+}
+
+
+def _evaluation(cfg: DemoConfig, lay: Layout, name: str) -> Stage:
+    section: EvalSection = getattr(cfg, name)
+    protocol = _merge(section.protocol, _protocol_paths(name, section, lay))
+    protocol.setdefault("seed", cfg.seed)
+    out = lay.eval / name
+    path = lay.configs / f"eval_{name}.yaml"
+    depends = (section.model, "world", "clip", "bank")
+    if section.matrix:
+        ablation = {
+            "name": f"demo_{name}", "description": _PROTOCOL_TITLES[name],
+            "base": {"runner": f"eval_{name}", "config": protocol},
+            "matrix": copy.deepcopy(section.matrix), "exclude": copy.deepcopy(section.exclude),
+            "run_name": section.run_name, "output_dir": str(out), "report": copy.deepcopy(section.report),
+        }  # fmt: skip
+        step = Step("ablate", ("ablate", str(path), "--out", str(out)), (out / "results.csv",))
+        artefacts = {"results table": out / "results.md", "results csv": out / "results.csv"}
+        configs = {path: ("ablation", ablation)}
+    else:
+        command = name.replace("_", "-")
+        step = Step("protocol", ("eval", "protocol", command, str(path), "--out", str(out)),
+                    (out / "results.json",))  # fmt: skip
+        artefacts = {"results": out / "results.json", "samples": out / "samples.png"}
+        configs = {path: (f"runner:eval_{name}", protocol)}
+    return Stage(name, _PROTOCOL_TITLES[name], (step,), configs=configs, artefacts=artefacts,
+                 owns=(out,), depends=depends)  # fmt: skip
+
+
+def _vq_ceiling(cfg: DemoConfig, lay: Layout) -> Stage:
+    out = lay.eval / "vq_ceiling"
+    images = lay.world / "pretrain" / cfg.vq_ceiling.split
+    recon = out / "reconstructions"
+    scenes = str(lay.world / "ground_truth" / "scenes.jsonl")
+    steps = (
+        Step("reconstruct", ("tokenizers", "reconstruct", str(images), "--tokenizer", str(lay.image_tok),
+                             "--out", str(recon), "--limit", str(cfg.vq_ceiling.limit)),
+             (recon / "COMPLETE",)),
+        Step("score_reconstructions", ("world", "score", str(recon), "--scenes", scenes,
+                                       "--out", str(out / "reconstructions.json")),
+             (out / "reconstructions.json",)),
+        Step("score_originals", ("world", "score", str(images), "--scenes", scenes,
+                                 "--out", str(out / "originals.json")), (out / "originals.json",)),
+    )  # fmt: skip
+    return Stage(
+        "vq_ceiling", "Scorer ceiling: VQ reconstructions of real images",
+        steps, artefacts={"scores (reconstructions)": out / "reconstructions.json",
+                          "scores (originals)": out / "originals.json",
+                          "reconstructions": recon},
+        owns=(out,), depends=("world", "image_tokenizer"),
+    )  # fmt: skip
+
+
+def build_stages(cfg: DemoConfig, layout: Layout | None = None) -> list[Stage]:
+    """The demo plan for ``cfg`` (stages in execution order; disabled evaluations left out)."""
+    lay = layout or Layout(cfg.out)
+    stages = [
+        _world(cfg, lay),
+        _documents(cfg, lay),
+        _tokenizer(cfg, lay, "text"),
+        _tokenizer(cfg, lay, "image"),
+        *_retrieval(cfg, lay),
+        _training(cfg, lay, "pretrain"),
+        _mixture(cfg, lay),
+        _training(cfg, lay, "sft"),
+    ]
+    if cfg.vq_ceiling.enabled:
+        stages.append(_vq_ceiling(cfg, lay))
+    for name in ("text_to_image", "captioning", "vqa", "editing"):
+        if getattr(cfg, name).enabled:
+            stages.append(_evaluation(cfg, lay, name))
+    return stages

@@ -1,0 +1,248 @@
+"""Collect the demo's numbers from the artefacts its stages wrote (``<out>/summary.json``).
+
+Nothing is recomputed here: every number is read from a file a public command wrote
+(training ``metrics.jsonl``, tokenizer ``summary.json``, CLIP ``metrics.json``, the
+ablation's ``results.csv``, the protocols' ``results.json``, ``cm3leon world score``
+output), so the report shows exactly what the commands measured.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from cm3leon.core.io import read_json
+from cm3leon.eval.demo.stages import Layout, Stage
+
+__all__ = ["collect_summary", "floors", "training_curve"]
+
+#: Quality floors of the demo (issue: "must show"), as ratios to a baseline.
+T2I_FLOOR = 3.0  # colour+shape accuracy >= 3x chance (1/24)
+VQA_FLOOR = 2.0  # VQA accuracy >= 2x the majority-answer baseline
+#: The text-to-image run the floor is checked on, fixed in advance (the paper's default
+#: decoding, zero-shot without retrieval) rather than the best of the matrix.
+T2I_HEADLINE = {"strategy": "top_p", "k": 0}
+
+
+def _json(path: Path) -> Any:
+    try:
+        return read_json(path)
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+def _float(value: Any) -> float | None:
+    try:
+        out = float(value)
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(out) else out
+
+
+def training_curve(metrics_jsonl: Path, key: str = "loss/train/total") -> list[tuple[int, float]]:
+    """``(batch, value)`` pairs of ``key`` in a trainer's JSON-lines log."""
+    points: list[tuple[int, float]] = []
+    try:
+        lines = metrics_jsonl.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        return points
+    for line in lines:
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        value = _float(row.get(key))
+        if value is not None and "batch" in row:
+            points.append((int(row["batch"]), value))
+    return points
+
+
+def _training(run: Path) -> dict[str, Any]:
+    curve = training_curve(run / "metrics.jsonl")
+    if not curve:
+        return {}
+    head = [v for _, v in curve[: max(1, len(curve) // 20)]]
+    tail = [v for _, v in curve[-max(1, len(curve) // 20):]]
+    out: dict[str, Any] = {"steps": curve[-1][0] + 1, "first_loss": sum(head) / len(head),
+                           "last_loss": sum(tail) / len(tail)}  # fmt: skip
+    for key in ("metrics/train/loss_text", "metrics/train/loss_image"):
+        part = training_curve(run / "metrics.jsonl", key)
+        if part:
+            out[key.rsplit("/", 1)[-1] + "_last"] = sum(v for _, v in part[-5:]) / len(part[-5:])
+    return out
+
+
+def _standard_error(run_dir: Path, metric: str) -> float | None:
+    """Standard error over prompts of a world metric of one text-to-image run."""
+    result = _json(run_dir / "results.json") or {}
+    values = [_float((p.get("world") or {}).get(metric)) for p in (result.get("per_prompt") or {}).values()]
+    values = [v for v in values if v is not None]
+    if len(values) < 2:
+        return None
+    mean = sum(values) / len(values)
+    var = sum((v - mean) ** 2 for v in values) / (len(values) - 1)
+    return math.sqrt(var / len(values))
+
+
+def _ablation(folder: Path) -> dict[str, Any]:
+    """Rows of an ablation's ``results.csv`` (numbers parsed, plus the colour+shape
+    accuracy's standard error over prompts from each run's ``results.json``) and its plots."""
+    rows: list[dict[str, Any]] = []
+    try:
+        with open(folder / "results.csv", newline="", encoding="utf-8") as f:
+            for row in csv.DictReader(f):
+                rows.append({k: (_float(v) if _float(v) is not None else v) for k, v in row.items()})
+    except FileNotFoundError:
+        return {}
+    for row in rows:
+        row["colour_shape_acc_se"] = _standard_error(folder / "runs" / str(row.get("run")), "colour_shape_acc")
+    return {"rows": rows, "plots": sorted(str(p) for p in folder.glob("plot-*.png")),
+            "table": str(folder / "results.md")}  # fmt: skip
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Axis labels equal as numbers (``0`` == ``0.0``) or else as strings."""
+    fa, fb = _float(a), _float(b)
+    return fa == fb if fa is not None and fb is not None else str(a) == str(b)
+
+
+def _cell(rows: Sequence[dict[str, Any]], value: str, **labels: Any) -> float | None:
+    for row in rows:
+        if all(_same(row.get(k), v) for k, v in labels.items()):
+            return _float(row.get(value))
+    return None
+
+
+def _difference(rows: Sequence[dict[str, Any]], metric: str, a: dict[str, Any], b: dict[str, Any],
+                names: tuple[str, str]) -> dict[str, Any] | None:  # fmt: skip
+    """``b - a`` of ``metric`` between two matrix cells, with a verdict for the accuracy:
+    ``better``/``worse`` beyond two standard errors of the difference, else ``unclear``."""
+    va, vb = _cell(rows, metric, **a), _cell(rows, metric, **b)
+    if va is None or vb is None:
+        return None
+    out: dict[str, Any] = {names[0]: va, names[1]: vb, "delta": vb - va}
+    if metric == "colour_shape_acc":
+        sa, sb = _cell(rows, "colour_shape_acc_se", **a), _cell(rows, "colour_shape_acc_se", **b)
+        if sa is not None and sb is not None:
+            out["se"] = math.sqrt(sa**2 + sb**2)
+            out["verdict"] = "better" if vb - va > 2 * out["se"] else "worse" if va - vb > 2 * out["se"] else "unclear"
+    return out
+
+
+def _t2i_findings(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Does retrieval (largest k vs 0) help, does CFG help: differences read off the matrix."""
+    ks = sorted({int(r["k"]) for r in rows if _float(r.get("k")) is not None})
+    strategies = sorted({str(r["strategy"]) for r in rows if r.get("strategy")})
+    out: dict[str, Any] = {"retrieval": {}, "cfg": {}}
+    metrics = ("colour_shape_acc", "fid", "clip_score")
+    if ks and min(ks) == 0 and max(ks) > 0:
+        for s in strategies:
+            diffs = {m: _difference(rows, m, {"k": 0, "strategy": s}, {"k": max(ks), "strategy": s},
+                                    ("k0", f"k{max(ks)}")) for m in metrics}  # fmt: skip
+            out["retrieval"][s] = {m: d for m, d in diffs.items() if d is not None}
+    if "no_cfg" in strategies and "top_p" in strategies:
+        for k in ks:
+            diffs = {m: _difference(rows, m, {"k": k, "strategy": "no_cfg"}, {"k": k, "strategy": "top_p"},
+                                    ("no_cfg", "cfg")) for m in metrics}  # fmt: skip
+            out["cfg"][f"k{k}"] = {m: d for m, d in diffs.items() if d is not None}
+    return out
+
+
+def _evaluations(lay: Layout) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    t2i = _ablation(lay.eval / "text_to_image")
+    if t2i:
+        t2i["findings"] = _t2i_findings(t2i["rows"])
+        t2i["grids"] = {row["run"]: str(lay.eval / "text_to_image" / "runs" / str(row["run"]) / "samples.png")
+                        for row in t2i["rows"] if row.get("run")}  # fmt: skip
+        out["text_to_image"] = t2i
+    for name in ("captioning", "vqa", "editing"):
+        result = _json(lay.eval / name / "results.json")
+        if result is not None:
+            result.pop("config", None)
+            for key in ("per_image", "per_question", "per_sample", "per_prompt"):
+                if isinstance(result.get(key), dict):  # keep the report small: a few examples
+                    result[key] = dict(list(result[key].items())[:12])
+            out[name] = result
+    ceiling = {
+        "reconstructions": _json(lay.eval / "vq_ceiling" / "reconstructions.json"),
+        "originals": _json(lay.eval / "vq_ceiling" / "originals.json"),
+        "reconstruct": _json(lay.eval / "vq_ceiling" / "reconstructions" / "summary.json"),
+    }
+    if any(v is not None for v in ceiling.values()):
+        out["vq_ceiling"] = ceiling
+    return out
+
+
+def floors(summary: dict[str, Any]) -> list[dict[str, Any]]:
+    """The demo's must-show checks: value, baseline, ratio, floor, pass/fail."""
+    ev = summary.get("evaluations", {})
+    checks: list[dict[str, Any]] = []
+    rows = ev.get("text_to_image", {}).get("rows", [])
+    headline = [r for r in rows if all(_same(r.get(k), v) for k, v in T2I_HEADLINE.items())]
+    row = headline[0] if headline else max(rows, key=lambda r: _float(r.get("colour_shape_acc")) or 0.0, default=None)
+    value = _float(row.get("colour_shape_acc")) if row else None
+    if row is not None and value is not None:
+        chance = 1 / 24
+        label = "k = 0, CFG + top-p" if headline else f"best run {row.get('run')}"
+        checks.append({"name": f"text-to-image colour+shape accuracy ({label})", "value": value,
+                       "se": row.get("colour_shape_acc_se"), "baseline": chance, "baseline_name": "chance (1/24)",
+                       "floor": T2I_FLOOR, "ratio": value / chance, "passed": value >= T2I_FLOOR * chance})  # fmt: skip
+    vqa = ev.get("vqa")
+    if vqa:
+        acc = _float(vqa["metrics"].get("accuracy"))
+        base = _float(vqa.get("baselines", {}).get("majority", {}).get("accuracy"))
+        if acc is not None and base:
+            checks.append({"name": "VQA accuracy", "value": acc, "baseline": base,
+                           "baseline_name": "majority answer", "floor": VQA_FLOOR, "ratio": acc / base,
+                           "passed": acc >= VQA_FLOOR * base})  # fmt: skip
+    cap = ev.get("captioning")
+    if cap:
+        cider = _float(cap["metrics"].get("cider_d"))
+        base = _float(cap.get("baselines", {}).get("nearest_caption", {}).get("cider_d"))
+        if cider is not None and base is not None:
+            checks.append({"name": "caption CIDEr-D", "value": cider, "baseline": base,
+                           "baseline_name": "nearest caption (no model)", "floor": None,
+                           "ratio": cider / base if base else None, "passed": cider > base})  # fmt: skip
+    return checks
+
+
+def _stages(lay: Layout, stages: Sequence[Stage]) -> list[dict[str, Any]]:
+    rows = []
+    for stage in stages:
+        record = _json(lay.stages / f"{stage.name}.json") or {}
+        rows.append({
+            "name": stage.name, "title": stage.title, "status": record.get("status", "not run"),
+            "seconds": record.get("seconds"), "step_seconds": record.get("step_seconds", {}),
+            "commands": [s.command_line for s in stage.steps],
+            "configs": [str(p) for p in stage.configs], "log": str(lay.logs / f"{stage.name}.log"),
+            "artefacts": {k: str(p) for k, p in stage.artefacts.items()},
+        })  # fmt: skip
+    return rows
+
+
+def collect_summary(out: Path, stages: Sequence[Stage], outcomes: Sequence[Any] = (),
+                    *, wall_seconds: float | None = None) -> dict[str, Any]:  # fmt: skip
+    """Everything the report shows, as one JSON-serialisable mapping."""
+    lay = Layout(out)
+    world = _json(lay.world / "world.json") or {}
+    summary: dict[str, Any] = {
+        "out": str(out),
+        "wall_seconds": wall_seconds,
+        "this_invocation": {o.name: {"status": o.status, "seconds": round(o.seconds, 2)} for o in outcomes},
+        "machine": {"cpus": os.cpu_count(), "load_average": list(os.getloadavg())},
+        "stages": _stages(lay, stages),
+        "world": {"params": world.get("params"), "formats": world.get("formats")},
+        "image_tokenizer": _json(lay.image_run / "summary.json"),
+        "clip": (_json(lay.clip_run / "metrics.json") or {}).get("eval"),
+        "pretrain": _training(lay.run("pretrain")),
+        "sft": _training(lay.run("sft")),
+        "evaluations": _evaluations(lay),
+    }  # fmt: skip
+    summary["floors"] = floors(summary)
+    return summary

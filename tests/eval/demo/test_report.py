@@ -1,0 +1,97 @@
+"""The demo report and summary, rendered from hand-written artefacts (no training)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from pathlib import Path
+
+from PIL import Image
+
+from cm3leon.eval.demo import Layout, build_stages, load_demo_config
+from cm3leon.eval.demo.report import render_report
+from cm3leon.eval.demo.summary import collect_summary, floors
+
+
+def _png(path: Path, colour: tuple[int, int, int] = (200, 30, 30)) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", (8, 8), colour).save(path)
+
+
+def _write(path: Path, data: object) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data) if not isinstance(data, str) else data)
+
+
+def _fake_run(out: Path) -> list:
+    stages = build_stages(load_demo_config(None, [f"out={out}"], quick=True), Layout(out))
+    lay = Layout(out)
+    for stage in stages:
+        _write(lay.stages / f"{stage.name}.json", {"name": stage.name, "status": "complete", "seconds": 1.5,
+                                                   "steps_done": [s.name for s in stage.steps]})  # fmt: skip
+    rows = ["run,status,k,strategy,colour_shape_acc,fid,clip_score,position_acc"]
+    for k, base in ((0, 0.20), (2, 0.25)):
+        for strategy, delta in (("top_p", 0.0), ("no_cfg", -0.1)):
+            rows.append(f"k={k}__strategy={strategy},done,{k},{strategy},{base + delta},{5 - k},{20 + k},0.3")
+    _write(lay.eval / "text_to_image" / "results.csv", "\n".join(rows) + "\n")
+    per_prompt = {"k=0__strategy=top_p": [0.1, 0.3] * 10, "k=2__strategy=top_p": [0.15, 0.35] * 10,
+                  "k=0__strategy=no_cfg": [0.1] * 20}  # fmt: skip
+    for run, values in per_prompt.items():
+        _write(lay.eval / "text_to_image" / "runs" / run / "results.json",
+               {"per_prompt": {str(i): {"world": {"colour_shape_acc": v}} for i, v in enumerate(values)}})
+    _write(lay.eval / "text_to_image" / "results.md", "# table\n")
+    _png(lay.eval / "text_to_image" / "plot-colour_shape_acc-vs-k-by-strategy.png")
+    _png(lay.eval / "text_to_image" / "runs" / "k=0__strategy=top_p" / "samples.png")
+    _write(lay.eval / "vqa" / "results.json", {
+        "protocol": "vqa", "metrics": {"accuracy": 40.0}, "per_answer_type": {"yes/no": 60.0},
+        "baselines": {"majority": {"accuracy": 15.0, "answer": "no"}},
+        "per_question": {"1": {"question": "What <colour>?", "answer": "red & blue", "accuracy": 100.0}},
+    })  # fmt: skip
+    _png(lay.eval / "vqa" / "samples.png", (30, 30, 200))
+    _write(lay.eval / "captioning" / "results.json", {
+        "protocol": "captioning", "metrics": {"cider_d": 0.5},
+        "baselines": {"nearest_caption": {"cider_d": 0.8}},
+    })  # fmt: skip
+    _write(lay.run("pretrain") / "metrics.jsonl",
+           "\n".join(json.dumps({"batch": i, "loss/train/total": 6.0 - i / 10}) for i in range(40)) + "\n")
+    _png(lay.run("pretrain") / "loss_curve.png")
+    _write(lay.eval / "vq_ceiling" / "reconstructions.json", {"scores": {"colour_shape_acc": 0.8}})
+    return stages
+
+
+def test_summary_floors_and_findings(tmp_path: Path) -> None:
+    stages = _fake_run(tmp_path)
+    summary = collect_summary(tmp_path, stages)
+    checks = {c["name"].split(" (")[0]: c for c in floors(summary)}
+    t2i = checks["text-to-image colour+shape accuracy"]
+    assert t2i["value"] == 0.2 and t2i["passed"] and abs(t2i["ratio"] - 4.8) < 1e-9  # the k = 0, top_p run
+    assert checks["VQA accuracy"]["passed"] and checks["VQA accuracy"]["ratio"] == 40 / 15
+    assert not checks["caption CIDEr-D"]["passed"]  # 0.5 < 0.8: reported as a miss, not hidden
+    findings = summary["evaluations"]["text_to_image"]["findings"]
+    retrieval, cfg = findings["retrieval"]["top_p"]["colour_shape_acc"], findings["cfg"]["k0"]["colour_shape_acc"]
+    se = (0.1 * (20 / 19) ** 0.5) / 20**0.5  # sample sd of alternating +-0.1 over 20 prompts, / sqrt(n)
+    assert abs(retrieval["delta"] - 0.05) < 1e-9 and abs(retrieval["se"] - 2**0.5 * se) < 1e-9
+    assert retrieval["verdict"] == "unclear"  # 0.05 < 2 SE: not claimed either way
+    assert abs(cfg["delta"] - 0.1) < 1e-9 and cfg["verdict"] == "better"  # 0.1 > 2 SE
+    assert "se" not in findings["cfg"]["k2"]["colour_shape_acc"]  # no per-prompt data, no verdict
+    assert summary["pretrain"]["steps"] == 40 and summary["pretrain"]["first_loss"] > summary["pretrain"]["last_loss"]
+
+
+def test_report_is_self_contained_with_relative_links(tmp_path: Path) -> None:
+    stages = _fake_run(tmp_path)
+    report = render_report(tmp_path, stages, wall_seconds=12.0)
+    text = report.read_text()
+    assert report == tmp_path / "report.html" and (tmp_path / "summary.json").is_file()
+    hrefs = re.findall(r'href="([^"]+)"', text)
+    assert hrefs and not [h for h in hrefs if h.startswith(("/", "file:", "http"))]
+    for href in hrefs:
+        assert (tmp_path / href).exists(), href
+    images = re.findall(r'src="data:image/png;base64,([^"]+)"', text)
+    assert len(images) >= 4  # loss curve, ablation plot, t2i grid, VQA samples
+    for data in images:
+        assert base64.b64decode(data).startswith(b"\x89PNG")
+    assert "What &lt;colour&gt;?" in text and "red &amp; blue" in text  # escaped
+    assert "missing" in text  # artefacts that do not exist are marked, not linked
+    assert "retrieval (top_p): colour+shape accuracy +0.050 ± 0.032 SE (within noise)" in text
+    assert "CFG (k0): colour+shape accuracy +0.100 ± 0.023 SE (helps) vs no guidance" in text
