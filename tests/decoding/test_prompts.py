@@ -145,6 +145,19 @@ def test_vqa_task_prompt_infills_the_answer() -> None:
         assert prompt.id == "vqa2/q1" and prompt.meta["task"] == "vqa2" and "answer" not in prompt.meta
 
 
+def test_text_hole_drops_the_lone_space_and_closing_punctuation() -> None:
+    record = {"id": "q1", "question": "What colour is it?", "image": RED}
+    for seed in range(3):
+        prompt = prompt_from_task(_task("vqa2"), record, output="answer", modality="text",
+                                  rng=np.random.default_rng(seed))  # fmt: skip
+        texts = [seg.text for seg in prompt.segments if isinstance(seg, TextSegment)]
+        hole = next(i for i, seg in enumerate(prompt.segments) if isinstance(seg, Hole))
+        before = prompt.segments[hole - 1]
+        assert isinstance(before, TextSegment) and not before.text.endswith(" ")  # " blue" carries it
+        assert not any(t.strip() in (".", "") for t in texts)  # "{answer}." keeps no lone "."
+        assert isinstance(prompt.segments[hole + 1], ImageSegment)
+
+
 def test_caption_and_edit_task_prompts() -> None:
     cap = prompt_from_task(_task("coco_captioning"), {"id": "c", "image": GREEN}, output="caption",
                            modality="text", rng=np.random.default_rng(1))  # fmt: skip

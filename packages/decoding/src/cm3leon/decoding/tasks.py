@@ -5,7 +5,9 @@ output is left open: the ``output`` field of the record is replaced by a marker 
 rendering (a private-use character for text, a placeholder image object for images), and
 the marker's place in the rendered document becomes the prompt's :class:`Hole`.  So
 ``Question: {question} Answer: {answer}. <break> {image}`` with ``output="answer"``
-becomes ``Question: ... Answer: <mask:0>. <break> [image] <break> <infill:0>``, and an
+becomes ``Question: ... Answer:<mask:0> <break> [image] <break> <infill:0>`` (the
+space before the hole belongs to the output's first BPE token, and a template's closing
+punctuation after it is left to the output), and an
 editing template ending in ``{image2}`` becomes a continuation after ``<break>``.
 
 Text segments of the template that hold no ``{field}`` (task prefixes such as "Edit the
@@ -28,6 +30,8 @@ __all__ = ["TEXT_MARKER", "prompt_from_task"]
 
 #: Stands in for the text output while the task renders (Unicode private use area).
 TEXT_MARKER = "\ue000"
+#: Punctuation that may close a template sentence right after its output field.
+_CLOSING = ".!?;:,\"')"
 
 
 def prompt_from_task(
@@ -72,8 +76,12 @@ def prompt_from_task(
             # Byte-level BPE attaches a space to the word after it (" blue"): in training the
             # output's tokens carry it, so the prompt must not end in a lone space token.
             before = before.rstrip(" ")
+            # The template's closing punctuation ("Answer: {answer}.") is not context worth
+            # a token after the mask: the output is the tail of the sentence (and the short
+            # answer extraction strips the period the model writes).
+            keep_after = after.strip().strip(_CLOSING)
             segments += [*([TextSegment(before)] if before.strip() else []), Hole("text"),
-                         *([TextSegment(after)] if after.strip() else [])]  # fmt: skip
+                         *([TextSegment(after)] if keep_after else [])]  # fmt: skip
         else:
             if i in fixed:
                 fixed[i] = len(segments)
