@@ -79,6 +79,7 @@ def run_demo(cfg: DemoConfig, *, stop_after: str | None = None, progress: bool =
         DemoError: a stage failed (finished stages stay cached; re-running resumes).
     """
     from cm3leon.core.config import save_config
+    from cm3leon.core.io import atomic_write_text
     from cm3leon.eval.demo.display import Display
     from cm3leon.eval.demo.runner import (
         commands_script,
@@ -96,7 +97,7 @@ def run_demo(cfg: DemoConfig, *, stop_after: str | None = None, progress: bool =
     if dry_run:
         for stage in stages:
             write_stage_configs(stage, out)
-        (out / "commands.sh").write_text(commands_script(stages), encoding="utf-8")
+        atomic_write_text(out / "commands.sh", commands_script(stages))
         return result
     start = time.monotonic()
     with Display(stages, live=progress) as display:
