@@ -198,7 +198,7 @@ def floors(summary: dict[str, Any]) -> list[dict[str, Any]]:
         acc = _float(vqa["metrics"].get("accuracy"))
         base = _float(vqa.get("baselines", {}).get("majority", {}).get("accuracy"))
         if acc is not None and base:
-            checks.append({"name": "VQA accuracy", "value": acc, "baseline": base,
+            checks.append({"name": "VQA accuracy (%)", "value": acc, "baseline": base,
                            "baseline_name": "majority answer", "floor": VQA_FLOOR, "ratio": acc / base,
                            "passed": acc >= VQA_FLOOR * base})  # fmt: skip
     cap = ev.get("captioning")
