@@ -110,6 +110,13 @@ def test_prepare_documents_from_folder_with_skip_bad_then_inspect(folder: Path, 
     assert inspected["kind"] == "documents" and inspected["samples"] == 3 and inspected["images"] == 3
 
 
+def test_prepare_into_a_new_folder(folder: Path, tmp_path: Path) -> None:
+    out = tmp_path / "new" / "nested" / "docs"  # neither parent exists yet
+    result = run("prepare", "--source", "folder", str(folder), "--out", str(out))
+    assert result.exit_code == 0, result.output
+    assert (out / "COMPLETE").is_file() and Path(f"{out}.prepare.log").is_file()
+
+
 def test_prepare_tokens_with_byte_tokenizer_and_precomputed_codes(jsonl: Path, tmp_path: Path) -> None:
     out = tmp_path / "tok"
     args = ["prepare", "--source", "jsonl", str(jsonl), "--out", str(out), "--kind", "tokens",
