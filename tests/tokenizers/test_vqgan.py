@@ -194,3 +194,16 @@ def test_import_rejects_incomplete_tampered_or_mismatched(tmp_path: Path) -> Non
         load_image_tokenizer(out)
     with pytest.raises(FileNotFoundError, match="tokenizer directory not found"):
         load_image_tokenizer(tmp_path / "absent")
+
+
+def test_seeded_construction_is_reproducible_and_leaves_global_rng_alone() -> None:
+    torch.manual_seed(5)
+    expected = torch.rand(3)
+    torch.manual_seed(5)
+    a = build_image_tokenizer("small_32", seed=7)
+    assert torch.equal(torch.rand(3), expected)
+    b = VQGANTokenizer.from_preset("small_32", seed=7)
+    c = VQGANTokenizer.from_preset("small_32", seed=8)
+    w = "quantize.embedding.weight"
+    assert torch.equal(a.model.state_dict()[w], b.model.state_dict()[w])
+    assert not torch.equal(a.model.state_dict()[w], c.model.state_dict()[w])

@@ -40,7 +40,7 @@ import torch
 
 from cm3leon.tokenizers.image_io import Preprocess
 from cm3leon.tokenizers.image_tokenizer import VQGANTokenizer, load_state_dict_strict
-from cm3leon.tokenizers.vqgan import VQModel
+from cm3leon.tokenizers.vqgan import VQModel, init_vq_model
 from cm3leon.tokenizers.vqgan_config import VQGANConfig, vqgan_preset
 
 __all__ = [
@@ -65,9 +65,8 @@ _TRANSFORMERS_PREFIXES = ("model.vqmodel.", "vqmodel.")
 
 def build_chameleon_tokenizer(*, seed: int | None = None, batch_size: int = 8) -> VQGANTokenizer:
     """Factory of the ``chameleon_vqgan`` tokenizer: the Chameleon preset, random weights."""
-    if seed is not None:
-        torch.manual_seed(seed)
-    return VQGANTokenizer(VQModel(vqgan_preset("chameleon")), CHAMELEON_PREPROCESS, batch_size=batch_size)
+    model = init_vq_model(vqgan_preset("chameleon"), seed=seed)
+    return VQGANTokenizer(model, CHAMELEON_PREPROCESS, batch_size=batch_size)
 
 
 def vqgan_config_from_taming_yaml(path: str | Path) -> VQGANConfig:

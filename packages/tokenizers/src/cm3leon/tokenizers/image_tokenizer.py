@@ -30,7 +30,7 @@ from PIL import Image
 from cm3leon.core.io import atomic_directory, atomic_write_json, is_complete, read_json, sha256_file
 from cm3leon.core.tokenization import write_tokenizer_marker
 from cm3leon.tokenizers.image_io import ImageFailure, Preprocess, load_images
-from cm3leon.tokenizers.vqgan import VQModel
+from cm3leon.tokenizers.vqgan import VQModel, init_vq_model
 from cm3leon.tokenizers.vqgan_config import VQGANConfig, vqgan_preset
 
 __all__ = [
@@ -106,9 +106,7 @@ class VQGANTokenizer:
     @classmethod
     def from_preset(cls, name: str, *, seed: int | None = None, **overrides: Any) -> VQGANTokenizer:
         """An untrained (randomly initialised) tokenizer of preset ``name``."""
-        if seed is not None:
-            torch.manual_seed(seed)
-        return cls(VQModel(vqgan_preset(name, **overrides)))
+        return cls(init_vq_model(vqgan_preset(name, **overrides), seed=seed))
 
     # ----------------------------------------------------------------- properties
     @property
@@ -310,8 +308,6 @@ def build_image_tokenizer(preset: str = "small_32", *, seed: int | None = None, 
         batch_size: images per forward pass.
         **overrides: :class:`VQGANConfig` fields to change.
     """
-    if seed is not None:
-        torch.manual_seed(seed)
-    model = VQModel(vqgan_preset(preset, **overrides))
+    model = init_vq_model(vqgan_preset(preset, **overrides), seed=seed)
     prep = Preprocess(image_size or model.config.resolution)
     return VQGANTokenizer(model, prep, batch_size=batch_size)

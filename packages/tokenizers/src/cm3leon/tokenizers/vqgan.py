@@ -22,7 +22,17 @@ from torch import nn
 from cm3leon.tokenizers.quantizer import VectorQuantizer
 from cm3leon.tokenizers.vqgan_config import VQGANConfig
 
-__all__ = ["AttnBlock", "Decoder", "Downsample", "Encoder", "ResnetBlock", "Upsample", "VQModel", "VQOutput"]
+__all__ = [
+    "AttnBlock",
+    "Decoder",
+    "Downsample",
+    "Encoder",
+    "ResnetBlock",
+    "Upsample",
+    "VQModel",
+    "VQOutput",
+    "init_vq_model",
+]
 
 
 def _swish(x: torch.Tensor) -> torch.Tensor:
@@ -268,3 +278,13 @@ class VQModel(nn.Module):
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
+
+
+def init_vq_model(config: VQGANConfig, *, seed: int | None = None) -> VQModel:
+    """A freshly initialised :class:`VQModel`; ``seed`` makes it reproducible without
+    touching the global random state."""
+    if seed is None:
+        return VQModel(config)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return VQModel(config)
