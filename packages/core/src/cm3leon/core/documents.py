@@ -8,6 +8,14 @@ or both; serialisation to token ids (Figure 8) lives in
 
 Documents are JSON-serialisable (images as PNG bytes, base64) so they can be
 stored in MDS shards and moved between processes.
+
+**Targets.** An SFT task marks where its output lies in the rendered document:
+``meta["targets"]`` holds one :class:`TargetSpan` (as JSON) per output part -- a whole
+segment (an image; a text segment that is only the output), or the exact character range
+of a template field inside a templated text segment (``{answer}`` inside ``"Question: ...
+The answer is {answer}."``).  :attr:`Document.targets` reads and checks them;
+serialisation turns them into token ranges (:mod:`cm3leon.core.serialize`) and the CM3
+objective can mask exactly them (:mod:`cm3leon.core.objective`).
 """
 
 from __future__ import annotations
@@ -21,13 +29,18 @@ from typing import Any
 import numpy as np
 
 __all__ = [
+    "TARGETS_KEY",
     "Document",
     "ImageSegment",
     "Segment",
+    "TargetSpan",
     "TextSegment",
     "image_from_png",
     "image_to_png",
 ]
+
+#: The ``Document.meta`` key holding the task's output spans (a list of TargetSpan JSON).
+TARGETS_KEY = "targets"
 
 
 @dataclass(frozen=True)
@@ -103,6 +116,49 @@ Segment = TextSegment | ImageSegment
 
 
 @dataclass(frozen=True)
+class TargetSpan:
+    """Where (part of) a task's output lies in a document.
+
+    Attributes:
+        segment: index of the segment in ``Document.segments``.
+        start, end: character range ``[start, end)`` of the output inside a text segment;
+            both ``None`` for a whole segment (always so for an image).
+    """
+
+    segment: int
+    start: int | None = None
+    end: int | None = None
+
+    def to_json(self) -> dict[str, int]:
+        """``{"segment": i}`` or ``{"segment": i, "start": a, "end": b}``."""
+        out = {"segment": self.segment}
+        if self.start is not None and self.end is not None:
+            out.update(start=self.start, end=self.end)
+        return out
+
+    @classmethod
+    def from_json(cls, data: Any, *, where: str) -> TargetSpan:
+        """Parse one ``meta["targets"]`` entry (errors name ``where``)."""
+        if not isinstance(data, Mapping) or set(data) - {"segment", "start", "end"}:
+            raise ValueError(f"{where}: expected {{'segment', 'start', 'end'}}, got {data!r}")
+        values = [data.get(k) for k in ("segment", "start", "end")]
+        if not all(v is None or (isinstance(v, int) and not isinstance(v, bool)) for v in values):
+            raise ValueError(f"{where}: segment/start/end must be integers, got {dict(data)!r}")
+        segment, start, end = values
+        if segment is None or (start is None) != (end is None):
+            raise ValueError(f"{where}: needs 'segment', and 'start' with 'end' (or neither), got {dict(data)!r}")
+        return cls(segment, start, end)
+
+    def char_range(self, segment: Segment) -> tuple[int, int] | None:
+        """``(start, end)`` inside a text segment (the whole text by default); ``None`` for an image."""
+        if isinstance(segment, ImageSegment):
+            return None
+        if self.start is None or self.end is None:
+            return 0, len(segment.text)
+        return self.start, self.end
+
+
+@dataclass(frozen=True)
 class Document:
     """An ordered multimodal document.
 
@@ -157,6 +213,39 @@ class Document:
         return not self.segments or all(
             isinstance(s, TextSegment) and not s.text.strip() for s in self.segments
         )
+
+    @property
+    def targets(self) -> tuple[TargetSpan, ...]:
+        """The task output spans of ``meta["targets"]``, in document order (empty if none).
+
+        Raises:
+            ValueError: a malformed entry, a segment index out of range, a character range
+                on an image or outside/empty in its text, or overlapping targets; the
+                message names the document id.
+        """
+        raw = self.meta.get(TARGETS_KEY) if isinstance(self.meta, Mapping) else None
+        if raw is None:
+            return ()
+        where = f"document {self.id!r}: meta[{TARGETS_KEY!r}]"
+        if not isinstance(raw, (list, tuple)):
+            raise ValueError(f"{where} must be a list, got {type(raw).__name__}")
+        spans = [TargetSpan.from_json(item, where=f"{where}[{i}]") for i, item in enumerate(raw)]
+        for i, t in enumerate(spans):
+            if not 0 <= t.segment < len(self.segments):
+                raise ValueError(f"{where}[{i}]: segment {t.segment} of {len(self.segments)} segments")
+            seg = self.segments[t.segment]
+            if isinstance(seg, ImageSegment) and t.start is not None:
+                raise ValueError(f"{where}[{i}]: segment {t.segment} is an image; a character range needs text")
+            rng = t.char_range(seg)
+            size = len(seg.text) if isinstance(seg, TextSegment) else 0
+            if rng is not None and not 0 <= rng[0] < rng[1] <= size:
+                raise ValueError(f"{where}[{i}]: character range {list(rng)} is empty or outside the "
+                                 f"{size} characters of segment {t.segment}")  # fmt: skip
+        ordered = sorted(spans, key=lambda t: (t.segment, t.start or 0))
+        for a, b in zip(ordered, ordered[1:], strict=False):
+            if a.segment == b.segment and (a.end is None or b.start is None or b.start < a.end):
+                raise ValueError(f"{where}: targets {a.to_json()} and {b.to_json()} overlap")
+        return tuple(ordered)
 
     def replace(self, **changes: Any) -> Document:
         data = {"segments": self.segments, "id": self.id, "meta": self.meta} | changes

@@ -18,6 +18,16 @@ RA-CM3 up-weighted the query pair's loss; CM3Leon removed that weighting (§2.2)
 does the default here (``query_loss_weight=None``).  When set, it comes back as a
 per-token weight array from :meth:`DocumentTokenizer.encode_example_with_weights`.
 
+**Targets.** A document may mark its task output (``Document.targets``, set by SFT
+tasks).  :meth:`DocumentTokenizer.encode_with_targets` returns the token range of each:
+an image target is its codes (never the ``<break>`` around them); a text target's
+segment is tokenised in three pieces -- before, output, after (:func:`split_at_target`:
+a single space before the output goes with it, as byte-level BPE attaches a space to the
+word after it) -- so the output's tokens are exactly those the decoder generates after a
+prompt that ends where the target starts (``cm3leon.decoding.tasks.prompt_from_task``
+cuts its prompts with the same function).  :meth:`DocumentTokenizer.encode_example_with_targets`
+carries the ranges into the Figure 9 example (they refer to the query document).
+
 Decoding renders CM3 sentinels inside text as literal markers (``"<mask:0>"``) so that
 a person reading a transformed example sees where spans went; run
 :func:`cm3leon.core.objective.cm3_inverse` first to get the original document back.
@@ -26,7 +36,7 @@ a person reading a transformed example sees where spans went; run
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -34,7 +44,32 @@ from cm3leon.core.documents import Document, ImageSegment, TextSegment
 from cm3leon.core.interfaces import ImageTokenizer, TextTokenizer
 from cm3leon.core.vocab import Vocabulary
 
-__all__ = ["DocumentTokenizer", "join_documents"]
+__all__ = ["DocumentTokenizer", "EncodedExample", "join_documents", "split_at_target"]
+
+
+class EncodedExample(NamedTuple):
+    """One serialised training example (:meth:`DocumentTokenizer.encode_example_with_targets`)."""
+
+    ids: np.ndarray  # (L,) int64
+    weights: np.ndarray | None  # (L,) float32, or None (RA-CM3 weighting off)
+    targets: np.ndarray  # (k, 2) int64 token ranges [start, end) of the query's task output
+
+
+def split_at_target(text: str, start: int, end: int) -> tuple[str, str, str]:
+    """``(before, output, after)`` of ``text`` whose output is characters ``[start, end)``.
+
+    A single space right before the output belongs to it: byte-level BPE attaches a space
+    to the word after it (``" blue"`` is one token), so the output's tokens match the
+    untokenised text and a prompt ending with ``before`` never ends in a lone space token.
+
+    >>> split_at_target("The answer is blue.", 14, 18)
+    ('The answer is', ' blue', '.')
+    """
+    if not 0 <= start < end <= len(text):
+        raise ValueError(f"output range [{start}, {end}) is empty or outside the {len(text)} characters")
+    if start > 0 and text[start - 1] == " ":
+        start -= 1
+    return text[:start], text[start:end], text[end:]
 
 
 class DocumentTokenizer:
@@ -98,35 +133,72 @@ class DocumentTokenizer:
                 of the codebook, or an image with pixels only and no image tokenizer; the
                 message names the document id and the segment index.
         """
+        return self.encode_with_targets(doc)[0]
+
+    def encode_with_targets(self, doc: Document) -> tuple[np.ndarray, np.ndarray]:
+        """Like :meth:`encode`, plus the token ranges ``(k, 2)`` int64 of ``doc.targets``.
+
+        Raises:
+            ValueError: as :meth:`encode`; also malformed targets, or a target whose text
+                encodes to no tokens (naming the document).
+        """
         where = f"document {doc.id!r}"
         if doc.is_empty():
             raise ValueError(f"{where} is empty (no text and no image)")
+        targets = doc.targets
         image_codes = self._image_codes(doc)
         vocab = self.vocab
         out: list[np.ndarray] = []
+        spans: list[tuple[int, int]] = []
+        length = 0
         last: str | None = None  # modality of the previous emitted segment
         for i, seg in enumerate(doc.segments):
+            seg_targets = [t for t in targets if t.segment == i]
             if isinstance(seg, TextSegment):
-                if not seg.text:
-                    continue
-                ids = vocab.text_to_global(
-                    self.text_tokenizer.encode(seg.text), where=f"{where}, segment {i} (text)"
-                )
-                if not ids.size:
+                ranges = [t.char_range(seg) for t in seg_targets]
+                pieces = self._text_pieces(seg, ranges, f"{where}, segment {i} (text)")
+                if not pieces:
                     continue
                 if last is not None and not _ends_with_break(out, vocab):
                     out.append(np.array([vocab.break_id], dtype=np.int64))
-                out.append(ids)
+                    length += 1
+                for ids, is_target in pieces:
+                    if is_target:
+                        spans.append((length, length + ids.size))
+                    out.append(ids)
+                    length += ids.size
                 last = "text"
             else:
                 if not _ends_with_break(out, vocab):
                     out.append(np.array([vocab.break_id], dtype=np.int64))
-                out.append(vocab.image_to_global(image_codes[i], where=f"{where}, segment {i} (image)"))
-                out.append(np.array([vocab.break_id], dtype=np.int64))
+                    length += 1
+                codes = vocab.image_to_global(image_codes[i], where=f"{where}, segment {i} (image)")
+                if seg_targets:
+                    spans.append((length, length + codes.size))
+                out += [codes, np.array([vocab.break_id], dtype=np.int64)]
+                length += codes.size + 1
                 last = "image"
         if not out:
             raise ValueError(f"{where} is empty (its text encodes to no tokens)")
-        return np.concatenate(out).astype(np.int64, copy=False)
+        return np.concatenate(out).astype(np.int64, copy=False), np.array(spans, dtype=np.int64).reshape(-1, 2)
+
+    def _text_pieces(self, seg: TextSegment, ranges: list[Any], where: str) -> list[tuple[np.ndarray, bool]]:
+        """Global ids of a text segment, split at its targets: ``[(ids, is_target), ...]``."""
+        cuts: list[tuple[str, bool]] = []
+        cursor = 0
+        for start, end in sorted(ranges):
+            begin = max(len(split_at_target(seg.text, start, end)[0]), cursor)
+            cuts += [(seg.text[cursor:begin], False), (seg.text[begin:end], True)]
+            cursor = end
+        cuts.append((seg.text[cursor:], False))
+        pieces = []
+        for text, is_target in cuts:
+            ids = self.vocab.text_to_global(self.text_tokenizer.encode(text), where=where) if text else None
+            if ids is not None and ids.size:
+                pieces.append((ids, is_target))
+            elif is_target:
+                raise ValueError(f"{where}: target {text!r} encodes to no tokens")
+        return pieces
 
     def encode_example(self, query: Document, retrieved: Sequence[Document] = ()) -> np.ndarray:
         """``<eos>`` + retrieved documents + query document (Figure 9), int64 ``(L,)``."""
@@ -142,14 +214,24 @@ class DocumentTokenizer:
             otherwise float32 ``(L,)`` with ``query_loss_weight`` on the query document's
             tokens and 1.0 on ``<eos>``, the retrieved documents and the separators.
         """
+        example = self.encode_example_with_targets(query, retrieved)
+        return example.ids, example.weights
+
+    def encode_example_with_targets(self, query: Document, retrieved: Sequence[Document] = ()) -> EncodedExample:
+        """The Figure 9 example, its loss weights, and the query's target token ranges in it.
+
+        Targets of retrieved documents are not carried (they are context, not the task).
+        """
         parts = [self.encode(d) for d in retrieved]
-        query_ids = self.encode(query)
+        query_ids, targets = self.encode_with_targets(query)
         ids, starts = join_documents([*parts, query_ids], self.vocab)
+        dropped = query_ids.size - (ids.size - starts[-1])  # a leading <break> merged into the boundary
+        targets = targets + (starts[-1] - dropped)
         if self.query_loss_weight is None:
-            return ids, None
+            return EncodedExample(ids, None, targets)
         weights = np.ones(ids.shape[0], dtype=np.float32)
         weights[starts[-1] :] = self.query_loss_weight
-        return ids, weights
+        return EncodedExample(ids, weights, targets)
 
     def with_codes(self, docs: Sequence[Document]) -> list[Document]:
         """Fill in the VQ codes of pixel-only images, encoding all of them in one batch.
