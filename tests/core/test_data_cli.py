@@ -12,6 +12,7 @@ from PIL import Image
 
 from cm3leon.core import plugins
 from cm3leon.core.cli import cli
+from cm3leon.core.data_cli import inspect_dataset
 from cm3leon.core.documents import Document, ImageSegment, TextSegment
 from cm3leon.core.hookspecs import hookimpl
 from cm3leon.core.registry import SourceSpec, TaskSpec
@@ -180,7 +181,8 @@ class ToyTask:
     templates = ("{caption}",)
 
     def render(self, record, *, rng):
-        return Document.of(record["caption"], ImageSegment(codes=tuple(record["codes"])), id=record["id"])
+        return Document.of(ImageSegment(codes=tuple(record["codes"])), record["caption"], id=record["id"],
+                           meta={"targets": [{"segment": 1}]})  # fmt: skip
 
 
 def toy_reader(path, *, split=None, skip_bad=False, stats=None, **options):
@@ -222,7 +224,11 @@ def test_prepare_task_and_world_through_the_registry(tmp_path: Path, monkeypatch
     result = run("prepare", "--task", "toy_caption", str(records), "--out", str(out), "--kind", "tokens",
                  "--text-tokenizer", "bytes", "--image-codebook-size", "16", "--skip-bad")
     assert result.exit_code == 0, result.output
-    assert [s.id for s in iter_token_samples(out)] == ["t0", "t2"]
+    samples = list(iter_token_samples(out))
+    assert [s.id for s in samples] == ["t0", "t2"]
+    # The caption's token range travels with the example (after <eos> <break> 4 codes <break>).
+    assert [s.targets.tolist() for s in samples] == [[[7, 12]], [[7, 12]]]
+    assert inspect_dataset(out)["samples_with_targets"] == 2
     assert json.loads(result.output[result.output.index("{"):])["skipped"] == 1
     world = tmp_path / "world"
     result = run("prepare", "--source", "world", "-", "--out", str(world), "-o", "n=4", "--skip-bad")

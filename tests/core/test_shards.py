@@ -93,6 +93,59 @@ def test_token_shards_round_trip_with_weights_and_stats(tmp_path: Path) -> None:
     assert all("sha256" in s["raw_data"]["hashes"] for s in index["shards"])  # for validate_hash
 
 
+def target_of(i: int) -> np.ndarray:
+    """The text run of example ``i`` (its "answer"): tokens [1, 1 + 4 + i % 5)."""
+    return np.array([[1, 1 + 4 + i % 5]]) if i % 3 else np.zeros((0, 2), np.int64)
+
+
+def write_targets(path: Path) -> Path:
+    with TokenShardWriter(path, VOCAB, with_targets=True, size_limit=600) as w:
+        for i in range(N):
+            w.write(example(i), id=f"s{i}", targets=target_of(i))
+    return path
+
+
+def test_token_shards_carry_task_targets_and_old_shards_read_without(tmp_path: Path) -> None:
+    path = write_targets(tmp_path / "sft")
+    info = verify_dataset(path)
+    assert info.columns["targets"] == "json"
+    assert info.stats["samples_with_targets"] == sum(bool(i % 3) for i in range(N))
+    for i, s in enumerate(iter_token_samples(path)):
+        assert np.array_equal(s.targets, target_of(i)) and s.targets.shape[1] == 2
+    old = write_tokens(tmp_path / "old")  # no targets column: reads as before
+    assert "targets" not in verify_dataset(old).columns
+    assert all(s.targets is None for s in iter_token_samples(old))
+
+
+def test_bad_targets_are_refused_on_write_naming_the_sample(tmp_path: Path) -> None:
+    bad = [([[0, 3]], "holds a special token"), ([[4, 2]], "empty, out of order"),
+           ([[1, 99]], "outside"), ([[1.5, 3]], "integer")]  # fmt: skip
+    for targets, message in bad:
+        with pytest.raises(ValueError, match=f"token sample 'x': .*{message}"), \
+                TokenShardWriter(tmp_path / "t", VOCAB, with_targets=True) as w:  # fmt: skip
+            w.write(example(0), id="x", targets=np.array(targets))
+    with pytest.raises(ValueError, match="with_targets=False"), TokenShardWriter(tmp_path / "t", VOCAB) as w:
+        w.write(example(0), id="x", targets=np.array([[1, 3]]))
+    assert not (tmp_path / "t").exists()
+
+
+def test_streaming_reader_masks_the_stored_targets(tmp_path: Path) -> None:
+    from cm3leon.core.shard_datasets import CM3StreamingDataset
+
+    path = write_targets(tmp_path / "sft")
+    ds = CM3StreamingDataset(local=str(path), batch_size=4, cm3=CM3Config(target_prob=1.0), cm3_seed=3)
+    for i in range(N):
+        tokens = ds[i]["tokens"]
+        assert np.array_equal(cm3_inverse(tokens, VOCAB), example(i))
+        if i % 3:  # the text run was masked exactly and moved behind <infill:0>
+            (s, e), = target_of(i).tolist()
+            assert tokens[1] == VOCAB.mask_id(0) and tokens[-(e - s) - 1] == VOCAB.infill_id(0)
+            assert np.array_equal(tokens[-(e - s):], example(i)[s:e])
+        else:  # no targets: the usual random spans
+            expected = cm3_example(example(i), VOCAB, CM3Config(target_prob=1.0), seed=3, epoch=0, index=i)
+            assert np.array_equal(tokens, expected.tokens)
+
+
 # ------------------------------------------------------------- atomic writes
 def test_failed_conversion_leaves_nothing(tmp_path: Path) -> None:
     out = tmp_path / "tok"

@@ -49,7 +49,8 @@ class PrepareReport:
 def prepare_dataset(documents: Iterable[Any], out: str | Path, *, kind: str = "documents",
                     doc_tokenizer: Any = None, max_samples: int | None = None, skip_bad: bool = False,
                     overwrite: bool = False, meta: dict[str, Any] | None = None,
-                    progress: bool = True, total: int | None = None, batch_size: int = 32) -> PrepareReport:
+                    progress: bool = True, total: int | None = None, batch_size: int = 32,
+                    with_targets: bool = False) -> PrepareReport:
     """Write ``documents`` as document shards or (with ``doc_tokenizer``) token shards.
 
     Args:
@@ -63,6 +64,9 @@ def prepare_dataset(documents: Iterable[Any], out: str | Path, *, kind: str = "d
         overwrite / meta: passed to the writer.
         progress / total: tqdm progress bar and its total.
         batch_size: documents whose pixel-only images are VQ-encoded together.
+        with_targets: token shards get the ``targets`` column: the token ranges of each
+            document's task output (``Document.targets``; SFT tasks declare them), which the
+            CM3 transform can mask (``CM3Config.target_prob``).
     """
     from tqdm.auto import tqdm
 
@@ -73,7 +77,8 @@ def prepare_dataset(documents: Iterable[Any], out: str | Path, *, kind: str = "d
         if doc_tokenizer is None:
             raise ValueError("--kind tokens needs a text tokenizer (and an image tokenizer or precomputed codes)")
         writer: Any = TokenShardWriter(out, doc_tokenizer.vocab, overwrite=overwrite, meta=meta,
-                                       with_loss_weights=doc_tokenizer.query_loss_weight is not None)
+                                       with_loss_weights=doc_tokenizer.query_loss_weight is not None,
+                                       with_targets=with_targets)  # fmt: skip
     elif kind == "documents":
         writer = DocumentShardWriter(out, overwrite=overwrite, meta=meta)
     else:
@@ -87,8 +92,9 @@ def prepare_dataset(documents: Iterable[Any], out: str | Path, *, kind: str = "d
                 break
             try:
                 if kind == "tokens":
-                    ids, weights = doc_tokenizer.encode_example_with_weights(doc)
-                    writer.write(ids, id=doc.id or str(report.written), loss_weights=weights)
+                    ids, weights, targets = doc_tokenizer.encode_example_with_targets(doc)
+                    writer.write(ids, id=doc.id or str(report.written), loss_weights=weights,
+                                 targets=targets if with_targets else None)  # fmt: skip
                 else:
                     writer.write(doc)
             except ValueError as err:
@@ -144,17 +150,18 @@ def inspect_dataset(path: str | Path, *, check_hashes: bool = True) -> dict[str,
         assert info.vocab is not None
         counts: Counter[str] = Counter()
         lengths = []
-        weighted = 0
+        weighted = with_targets = 0
         for sample in iter_token_samples(path, verify=False):
             counts.update(info.vocab.count_modalities(sample.tokens))
             lengths.append(sample.tokens.size)
             weighted += sample.loss_weights is not None
+            with_targets += sample.targets is not None and sample.targets.size > 0
         result.update({"vocab": info.vocab.to_dict(), "tokens": sum(lengths),
                        "text_tokens": counts["text"], "image_tokens": counts["image"],
                        "special_tokens": counts["special"] + counts["pad"],
                        "min_length": min(lengths), "max_length": max(lengths),
                        "mean_length": round(sum(lengths) / len(lengths), 2),
-                       "with_loss_weights": weighted > 0})
+                       "with_loss_weights": weighted > 0, "samples_with_targets": with_targets})
     else:
         images = texts = 0
         for doc in iter_documents(path, verify=False):
@@ -306,7 +313,8 @@ def prepare_command(path: str, source: str | None, task: str | None, out: str, k
                 "text_tokenizer": text_tokenizer, "image_tokenizer": image_tokenizer}
         total = len(docs) if hasattr(docs, "__len__") else None
         report = prepare_dataset(docs, out, kind=kind, doc_tokenizer=doc_tok, max_samples=max_samples,
-                                 skip_bad=skip_bad, overwrite=overwrite, meta=meta, total=total)
+                                 skip_bad=skip_bad, overwrite=overwrite, meta=meta, total=total,
+                                 with_targets=task is not None)  # fmt: skip
     except (ValueError, FileExistsError, FileNotFoundError) as err:
         log.error("prepare failed: %s", err)
         raise click.ClickException(str(err)) from None

@@ -48,6 +48,7 @@ from cm3leon.core.shards import (
     ShardIntegrityError,
     parse_index,
     read_manifest,
+    target_array,
     verify_dataset,
     verify_files,
 )
@@ -182,7 +183,9 @@ class CM3StreamingDataset(_VerifiedStreamingDataset):
     Args:
         remote / local / streams: as ``StreamingDataset`` (every stream needs a ``local``).
         cm3: transform settings (default: CM3's, :data:`DEFAULT_CM3`); ``None`` yields the
-            untransformed examples (evaluation, inspection).
+            untransformed examples (evaluation, inspection).  Task target ranges stored in
+            the shards (``targets`` column, SFT mixtures) reach the transform, which masks
+            exactly them with probability ``cm3.target_prob``.
         cm3_seed: seed of the per-sample span draws.
         check_hashes: hash local shards when opening (sizes are always checked).
         **kwargs: any other ``StreamingDataset`` argument (``batch_size`` is required for
@@ -214,9 +217,10 @@ class CM3StreamingDataset(_VerifiedStreamingDataset):
         where = f"sample {sample_id} (id {ident!r})"
         tokens = self.vocab.check_ids(sample["tokens"], where=where)
         weights = sample.get("loss_weights")
+        targets = target_array(sample.get("targets"), where=where)  # None: a shard without the column
         if self.cm3 is not None:
             result = cm3_example(tokens, self.vocab, self.cm3, seed=self.cm3_seed, epoch=self.current_epoch,
-                                 index=sample_id, weights=weights, where=where)
+                                 index=sample_id, weights=weights, targets=targets, where=where)
             tokens, weights = result.tokens, result.weights
         return {
             "tokens": tokens,

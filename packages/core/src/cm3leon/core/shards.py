@@ -8,8 +8,11 @@ readable by ``streaming.StreamingDataset``:
   data for tokenizer training, retrieval and CLIP;
 * **token shards** (``kind="tokens"``): a sample is ``{"id": str, "tokens": int32[L],
   "modality_counts": int32[3] (text, image, special)}`` plus ``"loss_weights": float32[L]``
-  when the dataset carries RA-CM3 weights.  Tokens are *untransformed* examples (Figure 9
-  layout); the CM3 transform runs on the fly in the reader.
+  when the dataset carries RA-CM3 weights and ``"targets": json`` (``[[start, end], ...]``,
+  the token ranges of the task output, :meth:`DocumentTokenizer.encode_example_with_targets`)
+  when it holds SFT examples.  Both columns are optional: datasets written without them
+  read as before.  Tokens are *untransformed* examples (Figure 9 layout); the CM3
+  transform runs on the fly in the reader.
 
 Next to ``index.json`` the writer puts ``manifest.json`` (kind, sample count, vocabulary,
 columns, statistics, and the SHA-256 and size of every file) and, last, the ``COMPLETE``
@@ -54,6 +57,7 @@ __all__ = [
     "iter_token_samples",
     "parse_index",
     "read_manifest",
+    "target_array",
     "token_columns",
     "verify_dataset",
     "verify_files",
@@ -66,11 +70,13 @@ FORMAT_VERSION = 1
 DOCUMENT_COLUMNS = {"id": "str", "document": "json"}
 
 
-def token_columns(with_loss_weights: bool) -> dict[str, str]:
-    """MDS columns of token shards."""
+def token_columns(with_loss_weights: bool, with_targets: bool = False) -> dict[str, str]:
+    """MDS columns of token shards (``targets`` is JSON: MDS arrays cannot be empty)."""
     cols = {"id": "str", "tokens": "ndarray:int32", "modality_counts": "ndarray:int32:3"}
     if with_loss_weights:
         cols["loss_weights"] = "ndarray:float32"
+    if with_targets:
+        cols["targets"] = "json"
     return cols
 
 
@@ -100,6 +106,7 @@ class TokenSample:
     id: str
     tokens: np.ndarray  # (L,) int64
     loss_weights: np.ndarray | None  # (L,) float32
+    targets: np.ndarray | None = None  # (k, 2) int64 task output token ranges; None: no column
 
 
 # ----------------------------------------------------------------- writers
@@ -225,22 +232,28 @@ class TokenShardWriter(_ShardWriter):
         out: dataset directory to create.
         vocab: the unified vocabulary; every id is range-checked on write.
         with_loss_weights: store a per-token ``loss_weights`` column (RA-CM3 weighting).
+        with_targets: store a ``targets`` column (task output token ranges, SFT data).
         overwrite / size_limit / meta: see :class:`DocumentShardWriter`.
     """
 
     kind = "tokens"
 
     def __init__(self, out: str | Path, vocab: Vocabulary, *, with_loss_weights: bool = False,
-                 **kwargs: Any) -> None:
-        super().__init__(out, token_columns(with_loss_weights), **kwargs)
+                 with_targets: bool = False, **kwargs: Any) -> None:
+        super().__init__(out, token_columns(with_loss_weights, with_targets), **kwargs)
         self.vocab = vocab
         self.with_loss_weights = with_loss_weights
+        self.with_targets = with_targets
         self._counts = np.zeros(3, dtype=np.int64)
         self._min_len: int | None = None
         self._max_len = 0
+        self._targets = np.zeros(2, dtype=np.int64)  # (samples with targets, target spans)
 
-    def write(self, tokens: Any, id: str, loss_weights: Any = None) -> None:
-        """Add one example; ``id`` names it in every later error message."""
+    def write(self, tokens: Any, id: str, loss_weights: Any = None, targets: Any = None) -> None:
+        """Add one example; ``id`` names it in every later error message.
+
+        ``targets``: token ranges ``(k, 2)`` of the task output (``None``/empty: none).
+        """
         where = f"token sample {id!r}"
         arr = self.vocab.check_ids(tokens, where=where)
         if arr.ndim != 1 or arr.size == 0:
@@ -255,6 +268,11 @@ class TokenShardWriter(_ShardWriter):
             sample["loss_weights"] = w
         elif loss_weights is not None:
             raise ValueError(f"{where}: loss_weights given but the writer has with_loss_weights=False")
+        if self.with_targets:
+            sample["targets"] = _check_targets(targets, arr, self.vocab, where)
+            self._targets += [bool(sample["targets"]), len(sample["targets"])]
+        elif targets is not None and np.size(targets):
+            raise ValueError(f"{where}: targets given but the writer has with_targets=False")
         self._put(sample, id)
         self._counts += modality
         self._min_len = arr.size if self._min_len is None else min(self._min_len, arr.size)
@@ -265,8 +283,30 @@ class TokenShardWriter(_ShardWriter):
 
     def stats(self) -> dict[str, Any]:
         text, image, special = (int(c) for c in self._counts)
-        return {"tokens": text + image + special, "text_tokens": text, "image_tokens": image,
-                "special_tokens": special, "min_length": self._min_len or 0, "max_length": self._max_len}
+        out = {"tokens": text + image + special, "text_tokens": text, "image_tokens": image,
+               "special_tokens": special, "min_length": self._min_len or 0, "max_length": self._max_len}
+        if self.with_targets:
+            out.update(samples_with_targets=int(self._targets[0]), target_spans=int(self._targets[1]))
+        return out
+
+
+def _check_targets(targets: Any, tokens: np.ndarray, vocab: Vocabulary, where: str) -> list[list[int]]:
+    """Task target ranges as ``[[start, end], ...]``: ordered, disjoint, text or image tokens only."""
+    if targets is None or not np.size(targets):
+        return []
+    arr = np.asarray(targets)
+    if arr.dtype.kind not in "iu" or arr.ndim != 2 or arr.shape[1] != 2:
+        raise ValueError(f"{where}: targets must be integer (k, 2) token ranges, got {arr.dtype} {arr.shape}")
+    content = np.asarray(vocab.is_text(tokens), dtype=bool) | np.asarray(vocab.is_image(tokens), dtype=bool)
+    previous = 0
+    for start, end in arr.tolist():
+        if not previous <= start < end <= tokens.size:
+            raise ValueError(f"{where}: target [{start}, {end}) is empty, out of order or outside "
+                             f"the {tokens.size} tokens")  # fmt: skip
+        if not content[start:end].all():
+            raise ValueError(f"{where}: target [{start}, {end}) holds a special token (crosses <break>?)")
+        previous = end
+    return arr.astype(np.int64).tolist()
 
 
 # ----------------------------------------------------------- verification
@@ -408,7 +448,18 @@ def iter_token_samples(path: str | Path, *, verify: bool = True) -> Iterator[Tok
         where = f"{path}: sample {index} (id {sample['id']!r})"
         tokens = info.vocab.check_ids(sample["tokens"], where=where)
         weights = sample.get("loss_weights")
-        yield TokenSample(index, sample["id"], tokens, None if weights is None else np.asarray(weights, np.float32))
+        yield TokenSample(index, sample["id"], tokens, None if weights is None else np.asarray(weights, np.float32),
+                          target_array(sample.get("targets"), where=where))  # fmt: skip
+
+
+def target_array(value: Any, *, where: str) -> np.ndarray | None:
+    """A ``targets`` column value as ``(k, 2)`` int64 (``None`` when the column is absent)."""
+    if value is None:
+        return None
+    try:
+        return np.asarray(value, dtype=np.int64).reshape(-1, 2)
+    except (TypeError, ValueError) as err:
+        raise ShardIntegrityError(f"{where}: malformed targets {value!r}: {err}") from None
 
 
 def _expect_kind(path: str | Path, kind: str) -> DatasetInfo:
