@@ -20,6 +20,7 @@ from cm3leon.core.objective import (
     cm3_inverse,
     cm3_rng,
     cm3_transform,
+    infill_target_spans,
     mask_spans,
     maskable_runs,
     sample_num_spans,
@@ -152,21 +153,65 @@ def test_span_lengths_follow_the_configured_distribution() -> None:
     assert len(spans) == 3 and all(e - s == 7 for s, e in spans)
 
 
-def test_suffix_spans_end_their_run_and_start_uniformly() -> None:
-    doc = Document.of("Question: what colour? The answer is red.", ImageSegment(codes=(1, 2, 3, 4)))
-    ids = np.asarray(DT.encode(doc))
-    text_end = int(np.flatnonzero(VOCAB.is_text(ids))[-1]) + 1
-    cfg = CM3Config(num_spans=SpanCount(kind="fixed", value=1), span_length=SpanLength(kind="suffix"),
-                    image_spans="none")  # fmt: skip
-    starts = []
-    for i in range(3000):
-        (start, end), = sample_spans(ids, VOCAB, cfg, cm3_rng(0, 0, i))
-        assert end == text_end  # always the tail of the text: where the answer is
-        starts.append(start)
-    counts = np.bincount(starts, minlength=text_end)[int(np.flatnonzero(VOCAB.is_text(ids))[0]):]
-    assert counts.min() > 0 and counts.max() < 2.0 * counts.mean()  # uniform start
-    out = cm3_transform(ids, VOCAB, cfg, cm3_rng(0, 0, 7))
+def vqa_example() -> tuple[np.ndarray, np.ndarray]:
+    """A VQA document whose target is the answer field only ("red")."""
+    text = "Question: what colour? The answer is red."
+    a = text.index("red")
+    doc = Document.of(text, ImageSegment(codes=(1, 2, 3, 4)), id="vqa",
+                      meta={"targets": [{"segment": 0, "start": a, "end": a + 3}]})  # fmt: skip
+    ex = DT.encode_example_with_targets(doc)
+    return ex.ids, ex.targets
+
+
+def test_target_prob_masks_exactly_the_answer_field() -> None:
+    """The evaluation prompt's layout: "... is<mask:0>. <break> [image] <break> <infill:0> red"."""
+    ids, targets = vqa_example()
+    out = cm3_transform(ids, VOCAB, CM3Config(target_prob=1.0), cm3_rng(0), targets=targets)
+    assert names(out.tokens) == [
+        "<eos>", *text_names("Question: what colour? The answer is"), "<mask:0>", *text_names("."),
+        "<break>", "img:1", "img:2", "img:3", "img:4", "<break>", "<infill:0>", *text_names(" red"),
+    ]
+    assert out.spans == [tuple(targets[0])]
     assert np.array_equal(cm3_inverse(out.tokens, VOCAB), ids)
+
+
+def test_a_target_ending_the_example_stays_in_place() -> None:
+    """An edited image at the end is already the continuation the decoder generates."""
+    doc = Document.of("Edit", ImageSegment(codes=(1, 2, 3, 4)), "make it red", ImageSegment(codes=(4, 3, 2, 1)),
+                      meta={"targets": [{"segment": 3}]})  # fmt: skip
+    ex = DT.encode_example_with_targets(doc)
+    assert names(ex.ids[ex.targets[0, 0] - 1 : ex.targets[0, 1] + 1]) == ["<break>", "img:4", "img:3", "img:2",
+                                                                          "img:1", "<break>"]  # fmt: skip
+    out = cm3_transform(ex.ids, VOCAB, CM3Config(target_prob=1.0), cm3_rng(0), targets=ex.targets)
+    assert out.spans == [] and np.array_equal(out.tokens, ex.ids)
+    both = np.array([[1, 5], *ex.targets])  # an infilled target plus the trailing one
+    assert infill_target_spans(ex.ids, both, VOCAB) == [(1, 5)]
+
+
+def test_target_prob_mixes_with_random_spans_and_is_off_by_default() -> None:
+    ids, targets = vqa_example()
+    exact = [tuple(t) for t in targets]
+    half = CM3Config(target_prob=0.5)
+    hits = sum(cm3_transform(ids, VOCAB, half, cm3_rng(0, 0, i), targets=targets).spans == exact for i in range(2000))
+    assert 900 < hits < 1100  # the random spans practically never equal the answer field exactly
+    for i in range(50):  # p = 0 draws exactly the spans of an example without targets (pretraining unchanged)
+        plain = cm3_transform(ids, VOCAB, CM3Config(), cm3_rng(0, 0, i))
+        with_t = cm3_transform(ids, VOCAB, CM3Config(), cm3_rng(0, 0, i), targets=targets)
+        assert plain.spans == with_t.spans
+    dataset = CM3Dataset([{"tokens": ids, "targets": targets, "id": "q"}], VOCAB, CM3Config(target_prob=1.0))
+    assert names(dataset[0]["tokens"][-5:]) == ["<infill:0>", *text_names(" red")]
+
+
+def test_bad_targets_are_errors_naming_the_sample() -> None:
+    ids, _ = vqa_example()
+    brk = int(np.flatnonzero(ids == VOCAB.break_id)[0])
+    cfg = CM3Config(target_prob=1.0)
+    with pytest.raises(ValueError, match=r"sample 4: task target span 0 .* contains <break>"):
+        cm3_example(ids, VOCAB, cfg, seed=0, epoch=0, index=4, targets=[[brk - 2, brk + 2]])
+    with pytest.raises(ValueError, match="overlaps"):
+        cm3_example(ids, VOCAB, cfg, seed=0, epoch=0, index=4, targets=[[2, 6], [4, 8]])
+    with pytest.raises(ValueError, match="target_prob"):
+        CM3Config(target_prob=1.5)
 
 
 def test_apply_prob_zero_leaves_examples_alone() -> None:
@@ -251,3 +296,32 @@ def test_transform_properties(body, cfg, seed) -> None:
     # Determinism given the seed.
     again = cm3_transform(tokens, VOCAB, cfg, np.random.default_rng(seed))
     assert np.array_equal(again.tokens, out)
+
+
+@st.composite
+def examples_with_targets(draw):
+    """Random examples with random disjoint targets inside maskable runs."""
+    tokens = np.array([VOCAB.eos_id, *draw(st.lists(token, max_size=60))], dtype=np.int64)
+    targets = []
+    for run in maskable_runs(tokens, VOCAB):
+        if draw(st.booleans()) and len(targets) < VOCAB.num_sentinels:
+            a = draw(st.integers(run.start, run.end - 1))
+            targets.append((a, draw(st.integers(a + 1, run.end))))
+    return tokens, np.array(targets, dtype=np.int64).reshape(-1, 2)
+
+
+@settings(max_examples=300, deadline=None)
+@given(examples_with_targets(), configs, st.floats(0, 1), st.integers(0, 2**32 - 1))
+def test_task_aware_transform_properties(example, cfg, p, seed) -> None:
+    tokens, targets = example
+    cfg.target_prob = p
+    result = cm3_transform(tokens, VOCAB, cfg, np.random.default_rng(seed), targets=targets)
+    out, spans = result.tokens, result.spans
+    sentinel = np.asarray(VOCAB.is_sentinel(out))
+    assert Counter(out[~sentinel].tolist()) == Counter(tokens.tolist())  # every token exactly once
+    assert out.size == tokens.size + 2 * len(spans) and sentinel.sum() == 2 * len(spans)
+    assert np.array_equal(cm3_inverse(out, VOCAB), tokens)
+    for s, e in spans:  # never across <break>, never a special token
+        assert not np.asarray(VOCAB.is_special(tokens[s:e])).any()
+    if p == 1.0 and targets.size:
+        assert spans == infill_target_spans(tokens, targets, VOCAB)

@@ -16,6 +16,23 @@ Pure span helpers plus one transform, in the spirit of metaseq's ``cm3_dataset.p
 * :func:`mask_spans` / :func:`cm3_transform` replace span ``i`` (in order of position) by
   ``<mask:i>`` and append ``<infill:i> span_i`` blocks; :func:`cm3_inverse` undoes it.
 
+**Task-aware spans (SFT).** §4 fine-tunes by "concatenating input and output and
+training with the same objective" as pretraining.  With Table 5's text-first templates
+(``Question: {question} The answer is {answer}. <break> {image}``) the output precedes
+the image it is about, so a model can only learn to answer from the image by *infilling*
+the output after it -- CM3's image-to-text prompt (§2.2: ``Image of <mask>: [image]
+<infill>``), which is exactly how the evaluation prompts ask (``... The answer is
+<mask:0>. <break> [image] <break> <infill:0>``).  CM3's random spans rarely mask just the
+output field (0.2 % of the demo's VQA examples), so with ``CM3Config.target_prob = p`` an
+example whose task declared its output (``Document.targets``, carried through the token
+shards) has exactly those spans masked with probability ``p``
+(:func:`infill_target_spans`); otherwise it gets the usual random spans.  A target that
+ends the example (nothing but ``<break>`` after it: an edited or generated image) stays in
+place -- it already is the continuation the decoder generates after its prompt.  Off by
+default (``p = 0``), as in pretraining; the SFT configs turn it on.  The draw of ``p``
+consumes the generator only when ``p > 0`` and the example has targets, so pretraining
+spans are unchanged.
+
 **Images.** CM3 masks image spans too, and the paper only forbids crossing ``<break>``;
 an image span may therefore be part of an image (image infilling) or, when both end points
 land on the run's ends, a whole image, which teaches generating an image from both sides
@@ -47,6 +64,7 @@ __all__ = [
     "cm3_inverse",
     "cm3_rng",
     "cm3_transform",
+    "infill_target_spans",
     "mask_spans",
     "maskable_runs",
     "sample_num_spans",
@@ -55,7 +73,7 @@ __all__ = [
 ]
 
 _COUNT_KINDS = ("poisson", "fixed", "uniform")
-_LENGTH_KINDS = ("uniform", "poisson", "geometric", "fixed", "suffix")
+_LENGTH_KINDS = ("uniform", "poisson", "geometric", "fixed")
 _IMAGE_MODES = ("any", "whole", "none")
 
 
@@ -93,10 +111,8 @@ class SpanLength:
 
     Attributes:
         kind: ``"uniform"`` (metaseq: two uniform end points inside the run, mean ~ run/3),
-            ``"poisson"`` (``1 + Poisson(lam - 1)``, mean ``lam``), ``"geometric"`` (``p``),
-            ``"fixed"`` (``value``) or ``"suffix"`` (a uniform start through the end of the
-            run: the tail of a text segment, where Table 5's text-first templates put the
-            answer or caption -- a small-scale SFT option, not CM3's default).
+            ``"poisson"`` (``1 + Poisson(lam - 1)``, mean ``lam``), ``"geometric"`` (``p``)
+            or ``"fixed"`` (``value``).
     """
 
     kind: str = "uniform"
@@ -119,7 +135,10 @@ class CM3Config:
         num_spans: how many spans per example.
         span_length: how long each span is.
         image_spans: ``"any"`` (partial or whole images), ``"whole"`` or ``"none"``.
-        apply_prob: probability that an example is transformed at all (1.0 in CM3).
+        apply_prob: probability that an example gets random spans at all (1.0 in CM3).
+        target_prob: probability that an example with declared task targets has exactly
+            those masked instead of random spans (0.0 = off, as in pretraining; see the
+            module docstring).
         max_attempts: candidate draws per wanted span before giving up on overlaps.
     """
 
@@ -127,6 +146,7 @@ class CM3Config:
     span_length: SpanLength = field(default_factory=SpanLength)
     image_spans: str = "any"
     apply_prob: float = 1.0
+    target_prob: float = 0.0
     max_attempts: int = 8
 
     def __post_init__(self) -> None:
@@ -136,8 +156,9 @@ class CM3Config:
             self.span_length = SpanLength(**self.span_length)
         if self.image_spans not in _IMAGE_MODES:
             raise ValueError(f"CM3Config.image_spans must be one of {_IMAGE_MODES}, got {self.image_spans!r}")
-        if not 0.0 <= self.apply_prob <= 1.0:
-            raise ValueError(f"CM3Config.apply_prob must be in [0, 1], got {self.apply_prob}")
+        for name in ("apply_prob", "target_prob"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"CM3Config.{name} must be in [0, 1], got {getattr(self, name)}")
         if self.max_attempts < 1:
             raise ValueError(f"CM3Config.max_attempts must be >= 1, got {self.max_attempts}")
 
@@ -199,7 +220,7 @@ def sample_num_spans(rng: np.random.Generator, dist: SpanCount, num_sentinels: i
 
 
 def sample_span_length(rng: np.random.Generator, dist: SpanLength, run_length: int) -> int:
-    """Draw a span length in ``[1, run_length]`` (``"uniform"``/``"suffix"``: see :func:`_draw_span`)."""
+    """Draw a span length in ``[1, run_length]`` (``"uniform"``: see :func:`_draw_span`)."""
     if dist.kind == "poisson":
         n = 1 + int(rng.poisson(dist.lam - 1))
     elif dist.kind == "geometric":
@@ -215,8 +236,6 @@ def _draw_span(rng: np.random.Generator, run: Run, cfg: CM3Config) -> tuple[int,
     size = run.end - run.start
     if run.modality == "image" and cfg.image_spans == "whole":
         return run.start, run.end
-    if cfg.span_length.kind == "suffix":
-        return run.start + int(rng.integers(0, size)), run.end
     if cfg.span_length.kind == "uniform":
         # metaseq: two uniform end points, start rounded down, end rounded half up.
         a, b = sorted(rng.uniform(size=2).tolist())
@@ -261,8 +280,41 @@ def sample_spans(
     return sorted(spans)
 
 
-def _check_spans(tokens: np.ndarray, spans: Sequence[tuple[int, int]], vocab: Vocabulary) -> None:
+def infill_target_spans(tokens: np.ndarray, targets: Any, vocab: Vocabulary, *,
+                        where: str = "targets") -> list[tuple[int, int]]:
+    """The task target spans to mask: every target except one that ends the example.
+
+    Args:
+        tokens: the untransformed example ``(L,)``.
+        targets: token ranges ``(k, 2)`` (``[start, end)``, as serialisation and the token
+            shards give them).
+        vocab: the unified vocabulary.
+        where: prefix of error messages (the sample).
+
+    Returns:
+        Sorted spans; a target followed only by ``<break>`` tokens is left out (it already
+        is the continuation a decoder generates after the prompt before it).
+
+    Raises:
+        ValueError: a range that is empty, outside the example, overlapping another, or
+            holding a special token (a target never crosses ``<break>``).
+    """
+    arr = np.asarray(targets, dtype=np.int64).reshape(-1, 2)
+    spans = sorted((int(s), int(e)) for s, e in arr)
+    try:
+        _check_spans(tokens, spans, vocab, limit=False)
+    except ValueError as err:
+        raise ValueError(f"{where}: task target {err}") from None
+    if spans and (tokens[spans[-1][1] :] == vocab.break_id).all():
+        spans = spans[:-1]
     if len(spans) > vocab.num_sentinels:
+        raise ValueError(f"{where}: {len(spans)} task targets but only {vocab.num_sentinels} sentinels")
+    return spans
+
+
+def _check_spans(tokens: np.ndarray, spans: Sequence[tuple[int, int]], vocab: Vocabulary, *,
+                 limit: bool = True) -> None:
+    if limit and len(spans) > vocab.num_sentinels:
         raise ValueError(f"{len(spans)} spans but only {vocab.num_sentinels} sentinels")
     allowed = np.asarray(vocab.is_text(tokens), dtype=bool) | np.asarray(vocab.is_image(tokens), dtype=bool)
     previous_end = 0
@@ -324,13 +376,24 @@ def cm3_transform(
     rng: np.random.Generator,
     *,
     weights: np.ndarray | None = None,
+    targets: Any = None,
     where: str = "cm3_transform",
 ) -> CM3Result:
     """Apply the CM3 objective to one example (ids checked first; input must have no sentinels).
 
+    Args:
+        tokens: the untransformed example.
+        vocab: the unified vocabulary.
+        cfg: transform settings.
+        rng: the example's generator (:func:`cm3_rng`).
+        weights: per-token loss weights travelling with their tokens.
+        targets: the task output's token ranges ``(k, 2)``; with probability
+            ``cfg.target_prob`` exactly they are masked (:func:`infill_target_spans`).
+        where: prefix of error messages.
+
     Raises:
-        ValueError: an id out of range, an input that already holds a sentinel, or weights of
-            the wrong length; the message starts with ``where``.
+        ValueError: an id out of range, an input that already holds a sentinel, weights of
+            the wrong length or malformed targets; the message starts with ``where``.
     """
     arr = vocab.check_ids(tokens, where=where)
     if arr.ndim != 1:
@@ -344,7 +407,11 @@ def cm3_transform(
         )
     if weights is not None and np.shape(weights) != arr.shape:
         raise ValueError(f"{where}: weights shape {np.shape(weights)} != tokens shape {arr.shape}")
-    spans = sample_spans(arr, vocab, cfg, rng)
+    has_targets = targets is not None and np.size(targets) > 0
+    if has_targets and cfg.target_prob > 0.0 and rng.uniform() < cfg.target_prob:
+        spans = infill_target_spans(arr, targets, vocab, where=where)
+    else:
+        spans = sample_spans(arr, vocab, cfg, rng)
     out, out_w = mask_spans(arr, spans, vocab, weights)
     return CM3Result(out, spans, out_w)
 
@@ -396,11 +463,13 @@ def cm3_example(
     epoch: int,
     index: int,
     weights: np.ndarray | None = None,
+    targets: Any = None,
     where: str | None = None,
 ) -> CM3Result:
     """The transform of sample ``index`` in ``epoch``: deterministic in ``(seed, epoch, index)``."""
     rng = cm3_rng(seed, epoch, index)
-    return cm3_transform(tokens, vocab, cfg, rng, weights=weights, where=where or f"sample {index}")
+    return cm3_transform(tokens, vocab, cfg, rng, weights=weights, targets=targets,
+                         where=where or f"sample {index}")  # fmt: skip
 
 
 class CM3Dataset:
@@ -408,7 +477,7 @@ class CM3Dataset:
 
     Args:
         base: indexable of examples: token arrays, or mappings with ``"tokens"`` (and
-            optionally ``"loss_weights"``, ``"id"``).
+            optionally ``"loss_weights"``, ``"targets"``, ``"id"``).
         vocab: the unified vocabulary.
         cfg: transform settings.
         seed: base seed; sample ``i`` of epoch ``e`` uses :func:`cm3_rng` ``(seed, e, i)``.
@@ -434,11 +503,12 @@ class CM3Dataset:
         item = self.base[index]
         if isinstance(item, dict):
             tokens, weights, ident = item["tokens"], item.get("loss_weights"), str(item.get("id", ""))
+            targets = item.get("targets")
         else:
-            tokens, weights, ident = item, None, ""
+            tokens, weights, ident, targets = item, None, "", None
         where = f"sample {index}" + (f" (id {ident!r})" if ident else "")
         result = cm3_example(
             np.asarray(tokens), self.vocab, self.cfg, seed=self.seed, epoch=self.epoch,
-            index=index, weights=weights, where=where,
+            index=index, weights=weights, targets=targets, where=where,
         )
         return {"tokens": result.tokens, "loss_weights": result.weights, "id": ident, "index": index}
