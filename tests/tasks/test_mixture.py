@@ -154,6 +154,12 @@ def test_mixture_token_shards_for_the_trainer(tmp_path: Path, registries: Any) -
     first = samples[0].tokens
     assert first[0] == vocab.eos_id and first[-1] == vocab.break_id
     assert (first >= vocab.image_offset).sum() == 4  # one 2x2 probe image per example
+    # Every example carries its caption's token range (the task target) for the trainer.
+    for sample in samples:
+        (start, end), = sample.targets.tolist()
+        caption = bytes((sample.tokens[start:end] - vocab.text_offset).tolist()).decode()
+        assert start == 1 and caption.startswith("item ") and sample.tokens[end] == vocab.break_id
+    assert info.stats["samples_with_targets"] == len(samples)
 
 
 def test_bad_records_fail_or_are_counted(tmp_path: Path, registries: Any) -> None:

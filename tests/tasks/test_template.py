@@ -64,3 +64,43 @@ def test_choice_is_uniform_and_seeded() -> None:
     assert (abs(counts - 200) < 4 * np.sqrt(600 * (1 / 3) * (2 / 3))).all(), counts
     with pytest.raises(TypeError, match="Generator"):
         ts.render(record_id="r", values={}, images={"image": image}, rng=0)  # type: ignore[arg-type]
+
+
+def test_targets_are_the_exact_output_field_or_slot() -> None:
+    ts = TemplateSet("t", ("Question: {question} The answer is {answer}. <break> {image}",
+                           "Question: {question} [newline] {answer} <break> {image}"), outputs=("answer",))  # fmt: skip
+    values = {"question": "What is {answer}? Answer:", "answer": "blue"}  # braces in a value stay text
+    for seed in range(8):
+        doc = ts.render(record_id="r", values=values, images={"image": solid((1, 2, 3))},
+                        rng=np.random.default_rng(seed))  # fmt: skip
+        (target,) = doc.targets
+        text = doc.segments[0].text
+        assert target.segment == 0 and text[target.start : target.end] == "blue"
+        assert text.endswith(("is blue.", "\nblue"))
+    edit = TemplateSet("e", ("Edit <break> {image1} <break> {instruction} <break> {image2}",),
+                       ("image1", "image2"), outputs=("image2",))  # fmt: skip
+    images = {"image1": solid((0, 0, 0)), "image2": solid((9, 9, 9))}
+    doc = edit.render(record_id="r", values={"instruction": "make it red"}, images=images, rng=np.random.default_rng(0))
+    assert [t.to_json() for t in doc.targets] == [{"segment": 3}]
+
+
+def test_several_output_fields_of_a_segment_make_one_target() -> None:
+    ts = TemplateSet("s", ("Answer: Let's think: {explanation} So the answer is {answer}. <break> {image}",),
+                     outputs=("explanation", "answer"))  # fmt: skip
+    doc = ts.render(record_id="r", values={"explanation": "It is round.", "answer": "circle"},
+                    images={"image": solid((0, 0, 0))}, rng=np.random.default_rng(0))  # fmt: skip
+    (t,) = doc.targets
+    assert doc.segments[0].text[t.start : t.end] == "It is round. So the answer is circle"
+
+
+def test_output_declarations_are_checked() -> None:
+    with pytest.raises(ValueError, match="uses none of the outputs"):
+        TemplateSet("t", ("{caption} <break> {image}", "draw <break> {image}"), outputs=("caption",))
+    ts = TemplateSet("t", ("{caption} <break> {image}",), outputs=("caption",))
+    with pytest.raises(RecordError, match=r"output field \{caption\} is empty"):
+        ts.render(record_id="r", values={"caption": ""}, images={"image": solid((0, 0, 0))},
+                  rng=np.random.default_rng(0))  # fmt: skip
+    plain = TemplateSet("t", ("{caption} <break> {image}",))  # no outputs declared: no targets recorded
+    doc = plain.render(record_id="r", values={"caption": "x"}, images={"image": solid((0, 0, 0))},
+                       rng=np.random.default_rng(0))  # fmt: skip
+    assert "targets" not in doc.meta and doc.targets == ()

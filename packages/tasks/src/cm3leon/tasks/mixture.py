@@ -36,7 +36,10 @@ document dataset (``<output.path>.staging/<task>``, reused when its fingerprint 
 task, options, sources, seed -- is unchanged, so an interrupted build resumes).
 Pass 2 computes the counts, draws the plan and writes the final shards through
 :func:`cm3leon.core.data_cli.prepare_dataset` (document shards, or token shards with
-the configured tokenizers) with the mixture report in the manifest's ``meta``.
+the configured tokenizers) with the mixture report in the manifest's ``meta``.  Token
+shards carry every example's task targets (the ``targets`` column: the token ranges of
+the output each task marks in ``meta["targets"]``), which the trainer's CM3 transform
+masks exactly with probability ``data.cm3.options.target_prob``.
 """
 
 from __future__ import annotations
@@ -349,7 +352,7 @@ def build_mixture(cfg: MixtureConfig, *, registries: Any = None, progress: bool 
 
     result = prepare_dataset(documents(), cfg.output.path, kind=cfg.output.format, doc_tokenizer=doc_tokenizer,
                              overwrite=cfg.output.overwrite, meta={"mixture": report.as_dict()},
-                             progress=progress, total=total)  # fmt: skip
+                             progress=progress, total=total, with_targets=True)  # fmt: skip
     report.written = result.written
     return report
 

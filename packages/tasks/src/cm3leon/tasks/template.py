@@ -11,6 +11,15 @@ is text whose ``{field}`` placeholders are filled from the record.  ``[newline]`
 renders to the segments ``[Text("Question: What color is the bench? Answer: blue."),
 Image(...)]``.  Segment order is exactly the template's.
 
+**Targets.** A task names its *output* placeholders (``outputs=("answer",)``, an image
+slot such as ``("image2",)``).  The rendered document records where they landed in
+``meta["targets"]`` (:class:`cm3leon.core.documents.TargetSpan`): an image slot is its
+whole segment; text fields are the exact character range of the substituted value
+(``"blue"`` above, not the template words around it), several output fields of one text
+segment one range from the first to the last (ScienceQA's ``{explanation} So the answer
+is {answer}``).  Serialisation turns them into token ranges and the CM3 objective can
+mask exactly them (``CM3Config.target_prob``), the layout evaluation prompts use.
+
 Tasks compose a :class:`TemplateSet` (they do not inherit from it): it parses and
 checks every template once, picks one per example with the caller's
 ``numpy.random.Generator`` and builds the :class:`~cm3leon.core.documents.Document`.
@@ -25,7 +34,14 @@ from typing import Any, Literal
 
 import numpy as np
 
-from cm3leon.core.documents import Document, ImageSegment, Segment, TextSegment
+from cm3leon.core.documents import (
+    TARGETS_KEY,
+    Document,
+    ImageSegment,
+    Segment,
+    TargetSpan,
+    TextSegment,
+)
 from cm3leon.tasks.records import RecordError
 
 __all__ = [
@@ -34,6 +50,7 @@ __all__ = [
     "TemplatePart",
     "TemplateSet",
     "choose_template",
+    "fill_text",
     "parse_template",
 ]
 
@@ -93,16 +110,43 @@ def choose_template(n: int, rng: np.random.Generator) -> int:
     return int(rng.integers(n))
 
 
-def fill_text(fmt: str, values: Mapping[str, str], *, where: str) -> str:
-    """Substitute ``{field}`` placeholders and ``[newline]`` markers."""
+def fill_text(
+    fmt: str, values: Mapping[str, str], *, where: str, outputs: Sequence[str] = ()
+) -> tuple[str, tuple[int, int] | None]:
+    """Substitute ``{field}`` placeholders and the template's ``[newline]`` markers.
 
-    def sub(match: re.Match[str]) -> str:
+    Returns:
+        ``(text, span)``: ``span`` is the character range ``[start, end)`` from the first to
+        the last substituted ``outputs`` field (``None`` when the text holds none).  Values
+        are inserted verbatim (a ``[newline]`` inside a value stays text).
+
+    Raises:
+        RecordError: a field without a value, or an output field that renders empty.
+    """
+    pieces: list[str] = []
+    length = 0
+    start: int | None = None
+    end: int | None = None
+    cursor = 0
+    for match in [*_PLACEHOLDER.finditer(fmt), None]:
+        literal = _NEWLINE.sub("\n", fmt[cursor : match.start() if match else len(fmt)])
+        pieces.append(literal)
+        length += len(literal)
+        if match is None:
+            break
         key = match.group(1)
         if key not in values:
             raise RecordError(f"{where}: template field {{{key}}} has no value")
-        return str(values[key])
-
-    return _NEWLINE.sub("\n", _PLACEHOLDER.sub(sub, fmt))
+        value = str(values[key])
+        if key in outputs:
+            if not value:
+                raise RecordError(f"{where}: output field {{{key}}} is empty")
+            start = length if start is None else start
+            end = length + len(value)
+        pieces.append(value)
+        length += len(value)
+        cursor = match.end()
+    return "".join(pieces), None if start is None or end is None else (start, end)
 
 
 @dataclass(frozen=True)
@@ -113,11 +157,15 @@ class TemplateSet:
         task: task name (used in document ids and errors).
         templates: Table 5 strings; at least one.
         image_slots: placeholder names that stand for whole image segments.
+        outputs: the placeholders (text fields or image slots) holding the task's output;
+            each template must use at least one.  Rendered documents mark them in
+            ``meta["targets"]`` (module docstring); empty: no targets are recorded.
     """
 
     task: str
     templates: tuple[str, ...]
     image_slots: tuple[str, ...] = ("image",)
+    outputs: tuple[str, ...] = ()
     parsed: tuple[tuple[TemplatePart, ...], ...] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -125,6 +173,11 @@ class TemplateSet:
             raise ValueError(f"task {self.task!r}: needs at least one template")
         parsed = tuple(parse_template(t, self.image_slots) for t in self.templates)
         object.__setattr__(self, "parsed", parsed)
+        object.__setattr__(self, "outputs", tuple(self.outputs))
+        for template, parts in zip(self.templates, parsed, strict=True):
+            used = {p.value for p in parts if p.kind == "image"} | {f for p in parts for f in p.fields}
+            if self.outputs and not used & set(self.outputs):
+                raise ValueError(f"task {self.task!r}: template {template!r} uses none of the outputs {self.outputs}")
 
     def fields(self) -> set[str]:
         """Every text placeholder used by any template."""
@@ -144,8 +197,8 @@ class TemplateSet:
         A field whose value is ``None`` is *unavailable* (e.g. a ScienceQA problem
         without an explanation): templates using it are not drawn.  A field that is
         absent from ``values`` altogether is an error.  ``meta`` of the document
-        records the task, the template index and the record id, plus the ``meta``
-        given here (ground truth for evaluation).
+        records the task, the template index, the record id and the output ``targets``,
+        plus the ``meta`` given here (ground truth for evaluation).
 
         Raises:
             RecordError: a field or image is missing, or no template is usable.
@@ -160,12 +213,20 @@ class TemplateSet:
             raise RecordError(f"{where}: every template needs a field the record lacks")
         index = usable[choose_template(len(usable), rng)]
         segments: list[Segment] = []
+        targets: list[TargetSpan] = []
         for part in self.parsed[index]:
             if part.kind == "image":
                 if images.get(part.value) is None:
                     raise RecordError(f"{where}: no image for slot {{{part.value}}}")
+                if part.value in self.outputs:
+                    targets.append(TargetSpan(len(segments)))
                 segments.append(ImageSegment(image=images[part.value]))
             else:
-                segments.append(TextSegment(fill_text(part.value, values, where=where)))
-        info = {"task": self.task, "template": index, "record": record_id} | dict(meta or {})
-        return Document(tuple(segments), id=f"{self.task}/{record_id}", meta=info)
+                text, span = fill_text(part.value, values, where=where, outputs=self.outputs)
+                if span is not None:
+                    targets.append(TargetSpan(len(segments), *span))
+                segments.append(TextSegment(text))
+        info: dict[str, Any] = {"task": self.task, "template": index, "record": record_id}
+        if self.outputs:
+            info[TARGETS_KEY] = [t.to_json() for t in targets]
+        return Document(tuple(segments), id=f"{self.task}/{record_id}", meta=info | dict(meta or {}))

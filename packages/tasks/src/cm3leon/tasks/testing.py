@@ -21,7 +21,11 @@ text segments; the same seed renders the same document; the spec's declared
 ``inputs``/``outputs`` modalities are exactly those of the rendered segments; the
 document round-trips through :class:`cm3leon.core.serialize.DocumentTokenizer`
 (byte-level text, a small deterministic probe image tokenizer) with ``<break>`` exactly
-where Figure 8 puts it; a malformed record raises ``ValueError`` (what
+where Figure 8 puts it; the document marks its output in ``meta["targets"]``
+(:attr:`cm3leon.core.documents.Document.targets`, segments of the declared ``outputs``
+modalities), whose token ranges hold exactly the output (the image's codes; the field's
+text, with the space before it) and can be masked by the CM3 objective's task-aware
+option and restored; a malformed record raises ``ValueError`` (what
 ``cm3leon data prepare --skip-bad`` counts); and a reader, if declared, accepts the
 reader contract's keywords.  The repository runs the suite over every registered
 task (``tests/tasks/test_conformance.py``).
@@ -221,6 +225,43 @@ class TaskConformance:
         assert all(ids[s - 1] == v.break_id for s in starts), f"{task.name}: image without opening <break>"
         assert all(ids[e + 1] == v.break_id for e in ends), f"{task.name}: image without closing <break>"
         assert len(starts) == len(doc.images), f"{task.name}: {len(starts)} image runs for {len(doc.images)} images"
+
+    def test_declares_targets(self, task: Any, spec: TaskSpec, record: dict[str, Any]) -> None:
+        covered: set[str] = set()
+        for seed in self.seeds[:8]:
+            doc = task.render(record, rng=np.random.default_rng(seed))
+            targets = doc.targets  # raises on malformed meta["targets"]
+            assert targets, f"{task.name}: the rendered document marks no output in meta['targets']"
+            kinds = {doc.segments[t.segment].modality for t in targets}
+            assert kinds <= set(spec.outputs), (
+                f"{task.name}: targets on {sorted(kinds)} segments but the spec declares outputs={spec.outputs}"
+            )
+            covered |= kinds
+        assert covered == set(spec.outputs), f"{task.name}: outputs {spec.outputs}, targets only on {sorted(covered)}"
+
+    def test_target_tokens_are_the_output(self, task: Any, record: dict[str, Any]) -> None:
+        from cm3leon.core.objective import CM3Config, cm3_inverse, cm3_transform
+        from cm3leon.core.serialize import split_at_target
+
+        tok = probe_tokenizer()
+        v = tok.vocab
+        for seed in self.seeds[:4]:
+            doc = task.render(record, rng=np.random.default_rng(seed))
+            example = tok.encode_example_with_targets(doc)
+            ids, spans = example.ids, example.targets
+            assert len(spans) == len(doc.targets), f"{task.name}: {len(doc.targets)} targets, {len(spans)} token ranges"
+            for t, (start, end) in zip(doc.targets, spans.tolist(), strict=True):
+                seg, piece = doc.segments[t.segment], ids[start:end]
+                assert not (piece == v.break_id).any(), f"{task.name}: target {t} crosses <break>"
+                if isinstance(seg, TextSegment):
+                    expected = split_at_target(seg.text, *t.char_range(seg))[1]  # type: ignore[misc]
+                    got = tok.text_tokenizer.decode((piece - v.text_offset).tolist())
+                    assert got == expected, f"{task.name}: target tokens decode to {got!r}, not {expected!r}"
+                else:
+                    codes = tok.image_tokenizer.encode([seg.pil()])[0]
+                    assert (piece - v.image_offset).tolist() == codes.tolist(), f"{task.name}: target is not the image"
+            masked = cm3_transform(ids, v, CM3Config(target_prob=1.0), np.random.default_rng(seed), targets=spans)
+            assert np.array_equal(cm3_inverse(masked.tokens, v), ids), f"{task.name}: task-aware mask not invertible"
 
     def test_malformed_record_raises_value_error(self, task: Any) -> None:
         with pytest.raises(ValueError) as info:

@@ -3,9 +3,11 @@
 Used by COCO captioning, Flickr30k, Image Paragraph and Localized Narratives, which
 differ only in their templates and data.  Table 5 writes every captioning template
 with the text first (``"Describe the given picture. {caption} <break> {image}"``);
-we keep that order exactly.  Under the CM3 objective a masked caption span is
-infilled *after* the image (its ``<infill>`` block comes last), so the model still
-learns image -> text from these documents; evaluation prompts place the image first.
+we keep that order exactly.  The caption is the task's target (``meta["targets"]``):
+the CM3 objective's task-aware option masks exactly it, so its ``<infill>`` block comes
+*after* the image and the model learns image -> text from these documents --
+``Describe the given picture.<mask:0> <break> [image] <break> <infill:0> A man ...``,
+the layout the captioning evaluation prompts with.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ class CaptionTask:
     _set: TemplateSet = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "_set", TemplateSet(self.name, tuple(self.templates)))
+        object.__setattr__(self, "_set", TemplateSet(self.name, tuple(self.templates), outputs=("caption",)))
 
     def render(self, record: CaptionRecord | dict[str, Any], *, rng: np.random.Generator) -> Document:
         """Render ``record`` (needs ``id``, ``image``, ``caption``)."""

@@ -57,7 +57,7 @@ class ConditionTask:
 
     def __post_init__(self) -> None:
         object.__setattr__(
-            self, "_set", TemplateSet(self.name, tuple(self.templates), (self.slot, "image"))
+            self, "_set", TemplateSet(self.name, tuple(self.templates), (self.slot, "image"), outputs=("image",))
         )
 
     @functools.cached_property

@@ -48,7 +48,7 @@ class EditTask:
 
     def __post_init__(self) -> None:
         object.__setattr__(
-            self, "_set", TemplateSet(self.name, tuple(self.templates), ("image1", "image2"))
+            self, "_set", TemplateSet(self.name, tuple(self.templates), ("image1", "image2"), outputs=("image2",))
         )
 
     def render(self, record: EditRecord | dict[str, Any], *, rng: np.random.Generator) -> Document:

@@ -76,7 +76,7 @@ class DetectionTask:
     def __post_init__(self) -> None:
         if self.num_bins < 2 or self.max_objects < 1:
             raise ValueError("DetectionTask: num_bins must be >= 2 and max_objects >= 1")
-        object.__setattr__(self, "_set", TemplateSet(self.name, tuple(self.templates)))
+        object.__setattr__(self, "_set", TemplateSet(self.name, tuple(self.templates), outputs=("image",)))
 
     def render(self, record: DetectionRecord | dict[str, Any], *, rng: np.random.Generator) -> Document:
         """Render ``record``; it needs at least one object with a valid box."""

@@ -39,7 +39,7 @@ class OCRTask:
     _set: TemplateSet = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "_set", TemplateSet(self.name, tuple(self.templates)))
+        object.__setattr__(self, "_set", TemplateSet(self.name, tuple(self.templates), outputs=("image",)))
 
     def render(self, record: OCRRecord | dict[str, Any], *, rng: np.random.Generator) -> Document:
         """Render ``record``; line breaks in the text become spaces."""

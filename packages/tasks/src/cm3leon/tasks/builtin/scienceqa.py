@@ -8,7 +8,9 @@ problem has an explanation, ScienceQA's ``solution``)::
 
 ``[newline]`` is a line break, ``{choices_text}`` lists the options as
 ``(A) ... (B) ...``, ``{answer}`` is the text of the correct option and an empty
-context renders as ``N/A``.  Rendered with template 0::
+context renders as ``N/A``.  The target (``meta["targets"]``) is ``{answer}``, or in the
+chain-of-thought template everything from ``{explanation}`` to ``{answer}`` (the
+reasoning and the answer the model writes after "Let's think step-by-step:").  Rendered with template 0::
 
     Question: Which animal's feet are also adapted for sticky surfaces?
     Context: N/A
@@ -64,7 +66,8 @@ class ScienceQATask:
     _set: TemplateSet = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "_set", TemplateSet(self.name, tuple(self.templates)))
+        outputs = ("explanation", "answer")  # one target: from the reasoning to the answer
+        object.__setattr__(self, "_set", TemplateSet(self.name, tuple(self.templates), outputs=outputs))
 
     def render(self, record: ScienceQARecord | dict[str, Any], *, rng: np.random.Generator) -> Document:
         """Render ``record``; ``answer`` must index ``choices``."""

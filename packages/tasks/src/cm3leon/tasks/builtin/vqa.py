@@ -1,8 +1,10 @@
 """Shared visual question answering task (VQA2, VizWiz, OKVQA).
 
 Table 5 gives the three datasets the same three templates.  The training target is
-the record's ``answer`` (readers pick the most frequent annotator answer); every
-annotator answer is kept in the document's ``meta["answers"]`` for VQA accuracy.
+the record's ``answer`` (readers pick the most frequent annotator answer), marked as the
+document's target (``meta["targets"]``: the characters of ``{answer}`` only, not the
+template words around it); every annotator answer is kept in the document's
+``meta["answers"]`` for VQA accuracy.
 """
 
 from __future__ import annotations
@@ -53,7 +55,7 @@ class VQATask:
     _set: TemplateSet = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "_set", TemplateSet(self.name, tuple(self.templates)))
+        object.__setattr__(self, "_set", TemplateSet(self.name, tuple(self.templates), outputs=("answer",)))
 
     def render(self, record: VQARecord | dict[str, Any], *, rng: np.random.Generator) -> Document:
         """Render ``record``; the answer is stripped of a trailing period (templates add one)."""
