@@ -145,17 +145,59 @@ def test_vqa_task_prompt_infills_the_answer() -> None:
         assert prompt.id == "vqa2/q1" and prompt.meta["task"] == "vqa2" and "answer" not in prompt.meta
 
 
-def test_text_hole_drops_the_lone_space_and_closing_punctuation() -> None:
+def test_text_hole_keeps_the_templates_closing_punctuation_after_the_mask() -> None:
     record = {"id": "q1", "question": "What colour is it?", "image": RED}
     for seed in range(3):
         prompt = prompt_from_task(_task("vqa2"), record, output="answer", modality="text",
                                   rng=np.random.default_rng(seed))  # fmt: skip
-        texts = [seg.text for seg in prompt.segments if isinstance(seg, TextSegment)]
         hole = next(i for i, seg in enumerate(prompt.segments) if isinstance(seg, Hole))
         before = prompt.segments[hole - 1]
         assert isinstance(before, TextSegment) and not before.text.endswith(" ")  # " blue" carries it
-        assert not any(t.strip() in (".", "") for t in texts)  # "{answer}." keeps no lone "."
-        assert isinstance(prompt.segments[hole + 1], ImageSegment)
+        after = prompt.segments[hole + 1]
+        template = _task("vqa2").templates[prompt.meta["template"]]
+        if "{answer}." in template:  # "... is<mask:0>. <break>": the "." stays, as in training
+            assert after == TextSegment(".") and isinstance(prompt.segments[hole + 2], ImageSegment)
+        else:
+            assert isinstance(after, ImageSegment)
+
+
+def _without(record: dict, output: str) -> dict:
+    return {k: v for k, v in record.items() if k != output}
+
+
+# Task -> (output field, modality): the tasks whose output is a record field that the rest of
+# the rendering does not depend on (ScienceQA's answer is an index into the choices; the
+# ControlNet-style conditions are extracted from the output image).
+_OUTPUTS = {"vqa2": ("answer", "text"), "okvqa": ("answer", "text"), "vizwiz": ("answer", "text"),
+            "coco_captioning": ("caption", "text"), "flickr30k": ("caption", "text"),
+            "image_paragraph": ("caption", "text"), "localized_narratives": ("caption", "text"),
+            "instructpix2pix": ("edited_image", "image"), "ocr": ("image", "image")}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", sorted(_OUTPUTS))
+def test_task_prompts_end_exactly_where_the_masked_target_starts(name: str) -> None:
+    """The prompt is the SFT example with its target masked (CM3Config.target_prob), up to the
+    point where the output is generated: <infill:0> for an infill, the target's start for a
+    continuation.  The generated tokens are then exactly the target's tokens."""
+    from cm3leon.core.objective import CM3Config, cm3_transform
+
+    task = _task(name)
+    output, modality = _OUTPUTS[name]
+    record = task.example(np.random.default_rng(0))
+    for seed in range(len(task.templates) * 3):
+        doc = task.render(record, rng=np.random.default_rng(seed))
+        example = DT.encode_example_with_targets(doc)
+        (start, end), = example.targets.tolist()
+        prompt = prompt_from_task(task, _without(record, output), output=output, modality=modality,
+                                  rng=np.random.default_rng(seed))  # fmt: skip
+        cond = ENC.encode(prompt, ["cond"]).streams["cond"].tolist()
+        if prompt.is_infill:
+            masked = cm3_transform(example.ids, VOCAB, CM3Config(target_prob=1.0), np.random.default_rng(0),
+                                   targets=example.targets).tokens.tolist()  # fmt: skip
+            assert cond == masked[: masked.index(F(0)) + 1]
+            assert masked[masked.index(F(0)) + 1 :] == example.ids[start:end].tolist()
+        else:
+            assert cond == example.ids[:start].tolist()
 
 
 def test_caption_and_edit_task_prompts() -> None:

@@ -5,10 +5,16 @@ output is left open: the ``output`` field of the record is replaced by a marker 
 rendering (a private-use character for text, a placeholder image object for images), and
 the marker's place in the rendered document becomes the prompt's :class:`Hole`.  So
 ``Question: {question} Answer: {answer}. <break> {image}`` with ``output="answer"``
-becomes ``Question: ... Answer:<mask:0> <break> [image] <break> <infill:0>`` (the
-space before the hole belongs to the output's first BPE token, and a template's closing
-punctuation after it is left to the output), and an
+becomes ``Question: ... Answer:<mask:0>. <break> [image] <break> <infill:0>`` and an
 editing template ending in ``{image2}`` becomes a continuation after ``<break>``.
+
+This is exactly the layout SFT trains on when the CM3 objective masks the task's target
+(``CM3Config.target_prob``; the task marks the output in ``meta["targets"]``): the text
+around the hole is cut with the serialiser's own
+:func:`cm3leon.core.serialize.split_at_target` (the space before the output belongs to
+the output's first BPE token, so the prompt ends exactly where the masked target
+starts), and what follows the field in the template (its closing ``.``) stays after
+``<mask:0>``.  The model then generates the bare output field, followed by ``<eos>``.
 
 Text segments of the template that hold no ``{field}`` (task prefixes such as "Edit the
 image following the text instruction") are kept in every guidance stream (``fixed``);
@@ -24,14 +30,13 @@ import numpy as np
 
 from cm3leon.core.documents import ImageSegment, TextSegment
 from cm3leon.core.interfaces import Task
+from cm3leon.core.serialize import split_at_target
 from cm3leon.decoding.prompts import Hole, Prompt
 
 __all__ = ["TEXT_MARKER", "prompt_from_task"]
 
 #: Stands in for the text output while the task renders (Unicode private use area).
 TEXT_MARKER = "\ue000"
-#: Punctuation that may close a template sentence right after its output field.
-_CLOSING = ".!?;:,\"')"
 
 
 def prompt_from_task(
@@ -72,16 +77,11 @@ def prompt_from_task(
             found += 1
         elif modality == "text" and isinstance(seg, TextSegment) and TEXT_MARKER in seg.text:
             found += seg.text.count(TEXT_MARKER)
-            before, _, after = seg.text.partition(TEXT_MARKER)
-            # Byte-level BPE attaches a space to the word after it (" blue"): in training the
-            # output's tokens carry it, so the prompt must not end in a lone space token.
-            before = before.rstrip(" ")
-            # The template's closing punctuation ("Answer: {answer}.") is not context worth
-            # a token after the mask: the output is the tail of the sentence (and the short
-            # answer extraction strips the period the model writes).
-            keep_after = after.strip().strip(_CLOSING)
-            segments += [*([TextSegment(before)] if before.strip() else []), Hole("text"),
-                         *([TextSegment(after)] if keep_after else [])]  # fmt: skip
+            start = seg.text.index(TEXT_MARKER)
+            # Cut as serialisation cuts a target: " blue" carries its space, "." stays after.
+            before, _, after = split_at_target(seg.text, start, start + len(TEXT_MARKER))
+            segments += [*([TextSegment(before)] if before else []), Hole("text"),
+                         *([TextSegment(after)] if after else [])]  # fmt: skip
         else:
             if i in fixed:
                 fixed[i] = len(segments)
