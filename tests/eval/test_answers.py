@@ -11,6 +11,7 @@ from cm3leon.eval.answers import extract_short_answer
     ("generated", "answer"),
     [
         ("blue", "blue"),  # the infilled span alone
+        (" blue", "blue"),  # the bare field task-aware SFT infills (its space included)
         (" blue. <break>", "blue"),  # "Answer: {answer}." -- the template's period ends it
         ("blue.", "blue"),
         ("The answer is blue.", "blue"),  # "The answer is {answer}." restated

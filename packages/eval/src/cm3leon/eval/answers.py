@@ -8,9 +8,13 @@ the answer in one of these places::
     Question: {question} The answer is {answer}. <break> {image}
     ... Let's think step-by-step: {explanation} So the answer is {answer}. <break> {image}
 
-A model prompted with the text up to the answer infills ``{answer}`` but may run on (the
-template's period, a new line, a restated lead).  :func:`extract_short_answer` keeps the
-answer only:
+The evaluation prompt is the SFT example with exactly ``{answer}`` masked
+(``... The answer is<mask:0>. <break> [image] <break> <infill:0>``, see
+``cm3leon.decoding.tasks.prompt_from_task``), the layout the CM3 objective's task-aware
+option trains (``CM3Config.target_prob``), so a fine-tuned model infills the bare field
+(``" blue"``) and stops with ``<eos>``: extraction is then just stripping whitespace.  A
+model trained otherwise may run on (the template's period, a new line, a restated lead),
+so :func:`extract_short_answer` keeps the answer only:
 
 1. text after the first "the answer is" (any case; covers "So the answer is"), else after
    a leading "Answer:";
@@ -35,6 +39,8 @@ _SENTENCE_END = re.compile(r"\.(?!\d)")
 def extract_short_answer(text: str) -> str:
     """The short answer in a generated answer span (see the module docstring).
 
+    >>> extract_short_answer(" blue")
+    'blue'
     >>> extract_short_answer(" blue. Question: what shape?")
     'blue'
     >>> extract_short_answer("So the answer is 2.5 metres.")

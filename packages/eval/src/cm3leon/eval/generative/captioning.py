@@ -7,10 +7,11 @@ way.
 
 The prompt is the fine-tuning layout: the registered SFT task ``task`` (default
 ``coco_captioning``) renders its Table 5 template with the caption left open, e.g.
-``Describe the given picture. <mask:0> <break> [image] <break> <infill:0>`` — so the
-model infills the caption after seeing the image, exactly as the CM3 objective trained it
-on the task's documents (the generator turns ``{"task", "record", "output"}`` prompt
-lines into such prompts).
+``Describe the given picture.<mask:0> <break> [image] <break> <infill:0>`` — so the
+model infills the caption after seeing the image, exactly as the CM3 objective's
+task-aware option (``CM3Config.target_prob``) trained it on the task's documents, whose
+target is the caption (the generator turns ``{"task", "record", "output"}`` prompt lines
+into such prompts).
 
 Outputs in ``run_dir``: ``generation/``, ``captions.json`` and
 ``baseline_captions.json`` (COCO results), ``samples.png``, ``results.json``.

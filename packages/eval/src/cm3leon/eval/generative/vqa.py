@@ -7,8 +7,9 @@ majority-answer baselines (the most frequent training answer for every question,
 question type) scored the same way.
 
 The prompt is the fine-tuning layout of the registered SFT task ``task`` (default
-``vqa2``), e.g. ``Question: What colour is the circle? The answer is <mask:0>. <break>
-[image] <break> <infill:0>``.
+``vqa2``) with exactly the answer field masked, e.g. ``Question: What colour is the
+circle? The answer is<mask:0>. <break> [image] <break> <infill:0>`` -- what SFT trains
+with ``CM3Config.target_prob`` -- so the generated infill is the bare answer (``" red"``).
 
 Outputs in ``run_dir``: ``generation/``, ``answers.json`` (VQA results),
 ``baseline_answers.json``, ``samples.png``, ``results.json``.
