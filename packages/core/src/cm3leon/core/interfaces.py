@@ -106,7 +106,12 @@ class Retriever(Protocol):
 
 @runtime_checkable
 class Task(Protocol):
-    """An SFT task: turns one raw record into a multimodal document (Table 5)."""
+    """An SFT task: turns one raw record into a multimodal document (Table 5).
+
+    The document marks the task's output in ``meta["targets"]``
+    (:class:`cm3leon.core.documents.TargetSpan`), which SFT can mask exactly
+    (``CM3Config.target_prob``); the tasks package's conformance suite checks it.
+    """
 
     name: str
     templates: Sequence[str]
