@@ -289,6 +289,24 @@ class Scene:
     def replace(self, **changes: Any) -> Scene:
         return dataclasses.replace(self, **changes)
 
+    def signature(self) -> str:
+        """The scene's discrete content: everything its captions and questions can state.
+
+        Objects as sorted ``size colour shape row,col`` items, the figure's pose and
+        cells, the painted word and its row; continuous jitter (centres, radii,
+        keypoints) and the occlusion order are left out.  Two scenes with the same
+        signature read the same in every text the world writes about them (the splits
+        are drawn from it, so a held-out scene never repeats a training scene's
+        content).
+        """
+        items = sorted(f"{o.size} {o.colour} {o.shape} {o.cell[0]},{o.cell[1]}" for o in self.objects)
+        parts = ["objects=" + ";".join(items)]
+        if self.figure is not None:
+            parts.append(f"figure={self.figure.pose} {self.figure.column} {self.figure.rows[0]}-{self.figure.rows[1]}")
+        if self.text is not None:
+            parts.append(f"text={self.text.word} {self.text.row}")
+        return "|".join(parts)
+
     # -------------------------------------------------------------- persistence
     def to_dict(self) -> dict[str, Any]:
         """JSON-able ground truth (inverse of :meth:`from_dict`)."""
