@@ -15,15 +15,21 @@ numbers from the demo's summary.json.
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+# `python benchmarks/demo.py` puts benchmarks/ first on sys.path, where a sibling script
+# named like a package (benchmarks/tokenizers.py) would shadow the installed one.
+if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
+    sys.path.pop(0)
+
 import argparse
 import json
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
 BUDGET_SECONDS = {"quick": 180.0, "full": 900.0}

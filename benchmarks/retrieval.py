@@ -29,11 +29,18 @@ vectors).  Progress goes to stderr, the JSON result to stdout (and ``--output``)
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+# `python benchmarks/retrieval.py` puts benchmarks/ first on sys.path, where a sibling script
+# named like a package (benchmarks/tokenizers.py) would shadow the installed one.
+if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
+    sys.path.pop(0)
+
 import argparse
 import json
 import os
 import platform
-import sys
 import time
 from typing import Any
 

@@ -19,11 +19,18 @@ Usage::
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+# `python benchmarks/world.py` puts benchmarks/ first on sys.path, where a sibling script
+# named like a package (benchmarks/tokenizers.py) would shadow the installed one.
+if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
+    sys.path.pop(0)
+
 import argparse
 import json
 import platform
 import statistics
-import sys
 import tempfile
 import time
 from collections.abc import Callable
