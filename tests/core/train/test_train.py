@@ -141,6 +141,22 @@ def test_remote_stream_is_cached_locally_and_mixed(tmp_path: Path, token_data: P
     assert (cache / "index.json").is_file() and list(cache.glob("shard.*.mds"))
 
 
+def test_rerunning_a_finished_run_is_a_no_op(tmp_path: Path, token_data: Path) -> None:
+    """The same config again (autoresume) finds the run complete instead of Composer's
+    "max_duration <= elapsed" error, and leaves the checkpoint and the metrics alone."""
+    cfg = lambda: load_config(TrainConfig, data=tiny_config(  # noqa: E731
+        tmp_path / "run", {"ra": {"local": str(token_data)}}, max_duration="2ba"))
+    first = train(cfg())
+    ckpt = first.latest_checkpoint
+    assert ckpt is not None
+    before = (ckpt.read_bytes(), first.metrics.read_text())
+    again = train(cfg())
+    assert again.batches == first.batches == 2
+    assert again.latest_checkpoint == ckpt
+    assert again.last_loss == pytest.approx(first.last_loss)
+    assert (ckpt.read_bytes(), first.metrics.read_text()) == before
+
+
 @pytest.mark.parametrize("path", SHIPPED, ids=[p.relative_to(REPO).as_posix() for p in SHIPPED])
 def test_shipped_train_configs_pass_value_checks(path: Path) -> None:
     validate_train_config(load_config(TrainConfig, path), source=str(path))

@@ -159,6 +159,22 @@ def build_trainer(cfg: TrainConfig, *, extra_callbacks: Sequence[Callback] = ())
     return trainer, paths, vocab
 
 
+def _already_finished(trainer: Trainer) -> bool:
+    """Whether the (resumed) state has reached ``max_duration`` already."""
+    state = trainer.state
+    return state.max_duration is not None and state.max_duration <= state.timestamp.get(state.max_duration.unit)
+
+
+def _last_logged_loss(metrics: Path) -> float | None:
+    """The last ``loss/train/total`` of a run's ``metrics.jsonl`` (``None`` if absent)."""
+    from cm3leon.core.train.logs import read_metrics, series
+
+    if not metrics.exists():
+        return None
+    _, losses = series(read_metrics(metrics), "loss/train/total")
+    return losses[-1] if losses else None
+
+
 def train(cfg: TrainConfig, *, extra_callbacks: Sequence[Callback] = ()) -> TrainResult:
     """Run (or resume) training as configured; returns where everything went.
 
@@ -176,9 +192,16 @@ def train(cfg: TrainConfig, *, extra_callbacks: Sequence[Callback] = ()) -> Trai
         _close_file_logs(RunPaths(cfg))
         raise
     try:
-        trainer.fit()
-        losses: dict[str, Any] = trainer.state.total_loss_dict or {}
-        last = losses.get("loss/train/total")
+        if _already_finished(trainer):
+            # Re-running a finished run (same command, autoresume) is a no-op, not
+            # Composer's "max_duration <= elapsed" error: a kill after the last save, or
+            # a pipeline re-running its stages, must find it complete.
+            log.info("already trained to max_duration %s; nothing to do", trainer.state.max_duration)
+            last = _last_logged_loss(paths.metrics)
+        else:
+            trainer.fit()
+            losses: dict[str, Any] = trainer.state.total_loss_dict or {}
+            last = losses.get("loss/train/total")
         batches = int(trainer.state.timestamp.batch)
     finally:
         trainer.close()
