@@ -37,6 +37,7 @@ from cm3leon.core.train.checkpoint import (
 )
 from cm3leon.core.train.config import TrainConfig, validate_train_config
 from cm3leon.core.train.data import build_dataspec
+from cm3leon.core.train.logs import read_metrics, series
 from cm3leon.core.vocab import Vocabulary
 
 __all__ = ["TrainResult", "build_trainer", "train"]
@@ -167,8 +168,6 @@ def _already_finished(trainer: Trainer) -> bool:
 
 def _last_logged_loss(metrics: Path) -> float | None:
     """The last ``loss/train/total`` of a run's ``metrics.jsonl`` (``None`` if absent)."""
-    from cm3leon.core.train.logs import read_metrics, series
-
     if not metrics.exists():
         return None
     _, losses = series(read_metrics(metrics), "loss/train/total")

@@ -290,14 +290,14 @@ class Scene:
         return dataclasses.replace(self, **changes)
 
     def signature(self) -> str:
-        """The scene's discrete content: everything its captions and questions can state.
+        """The scene's discrete content: objects, figure and word, as the texts name them.
 
         Objects as sorted ``size colour shape row,col`` items, the figure's pose and
-        cells, the painted word and its row; continuous jitter (centres, radii,
-        keypoints) and the occlusion order are left out.  Two scenes with the same
-        signature read the same in every text the world writes about them (the splits
-        are drawn from it, so a held-out scene never repeats a training scene's
-        content).
+        cells, the painted word and its row.  Continuous jitter (centres, radii,
+        keypoints) and the occlusion order are left out, so scenes that differ only in
+        those (whose captions and questions differ at most in an "in front of" clause and
+        in the phrasings drawn per scene) share a signature.  The splits are drawn from
+        it: a held-out scene never repeats a training scene's objects, figure and word.
         """
         items = sorted(f"{o.size} {o.colour} {o.shape} {o.cell[0]},{o.cell[1]}" for o in self.objects)
         parts = ["objects=" + ";".join(items)]
