@@ -34,10 +34,27 @@ consumes the generator only when ``p > 0`` and the example has targets, so pretr
 spans are unchanged.
 
 **Images.** CM3 masks image spans too, and the paper only forbids crossing ``<break>``;
-an image span may therefore be part of an image (image infilling) or, when both end points
-land on the run's ends, a whole image, which teaches generating an image from both sides
-of its context.  ``CM3Config.image_spans`` switches to ``"whole"`` (an image is masked only
-as a whole) or ``"none"`` (text spans only).
+an image span is part of an image (image infilling).  With uniform end points a span
+covers a whole image only when both land on the run's ends (0 of 2,729 image spans,
+measured at paper scale).  ``CM3Config.image_spans`` switches to ``"whole"`` (an image is
+masked only as a whole) or ``"none"`` (text spans only).
+
+**Whole segments (the streams guidance decodes).**  Every unconditional stream the decoder
+builds masks a *whole* segment: ``<eos> <mask:0> <break>`` in place of the caption for
+text-to-image CFG (§3.1, eq. 1), ``<break> <mask:k> <break>`` in place of an image for
+editing and image-conditioned guidance.  The paper's CFG needs no extra fine-tuning
+because CM3 training shows the model such inputs -- but uniform end points inside a run
+mask a whole caption with probability ~5e-5 at paper scale (99 % of spans fall inside the
+1,024-token images).  ``CM3Config.whole_text_prob`` / ``whole_image_prob`` give an example
+one span that is a whole text run (a caption: its ``<mask:i>`` then sits between
+``<eos>``/``<break>`` and ``<break>``) / a whole image run (``<break> <mask:i> <break>``),
+chosen uniformly among the example's runs of that modality, with that probability; the
+example's other spans are CM3's random ones (the whole segment counts towards the drawn
+number of spans).  Off in :class:`CM3Config` (``0.0``: plain CM3, and the generator is not
+consumed, so existing span draws are unchanged); the shipped pretraining, SFT and demo
+configs set ``whole_text_prob: 0.25`` and ``whole_image_prob: 0.1`` -- a quarter of the
+examples then train exactly the text-to-image unconditional stream (the caption comes back
+as an infill after the image, i.e. captioning), a tenth the image-masked stream.
 
 The loss is plain next-token prediction over the whole transformed sequence (§2.2); the
 length grows by exactly two tokens per span.
@@ -139,6 +156,11 @@ class CM3Config:
         target_prob: probability that an example with declared task targets has exactly
             those masked instead of random spans (0.0 = off, as in pretraining; see the
             module docstring).
+        whole_text_prob: probability that one of the example's spans is a whole text run
+            (a caption), chosen uniformly among its text runs (0.0 = off; see the module
+            docstring: the text-to-image CFG stream).
+        whole_image_prob: likewise for a whole image run (editing / image guidance
+            streams); ignored with ``image_spans="none"``.
         max_attempts: candidate draws per wanted span before giving up on overlaps.
     """
 
@@ -147,6 +169,8 @@ class CM3Config:
     image_spans: str = "any"
     apply_prob: float = 1.0
     target_prob: float = 0.0
+    whole_text_prob: float = 0.0
+    whole_image_prob: float = 0.0
     max_attempts: int = 8
 
     def __post_init__(self) -> None:
@@ -156,7 +180,7 @@ class CM3Config:
             self.span_length = SpanLength(**self.span_length)
         if self.image_spans not in _IMAGE_MODES:
             raise ValueError(f"CM3Config.image_spans must be one of {_IMAGE_MODES}, got {self.image_spans!r}")
-        for name in ("apply_prob", "target_prob"):
+        for name in ("apply_prob", "target_prob", "whole_text_prob", "whole_image_prob"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"CM3Config.{name} must be in [0, 1], got {getattr(self, name)}")
         if self.max_attempts < 1:
@@ -264,10 +288,12 @@ def sample_spans(
     wanted = sample_num_spans(rng, cfg.num_spans, vocab.num_sentinels)
     if wanted == 0:
         return []
+    taken = np.zeros(len(tokens), dtype=bool)
+    spans = _whole_segments(runs, cfg, rng, wanted)
+    for start, end in spans:
+        taken[start:end] = True
     lengths = np.array([r.end - r.start for r in runs], dtype=np.float64)
     probs = lengths / lengths.sum()
-    taken = np.zeros(len(tokens), dtype=bool)
-    spans: list[tuple[int, int]] = []
     for _ in range(wanted * cfg.max_attempts):
         if len(spans) == wanted:
             break
@@ -278,6 +304,24 @@ def sample_spans(
         taken[start:end] = True
         spans.append((start, end))
     return sorted(spans)
+
+
+def _whole_segments(runs: Sequence[Run], cfg: CM3Config, rng: np.random.Generator,
+                    wanted: int) -> list[tuple[int, int]]:
+    """Whole-run spans (at most one text, one image, ``wanted`` in all); see the module docstring.
+
+    The generator is consumed only for a probability above zero, so configs without
+    whole-segment masking draw exactly the spans they always did.
+    """
+    out: list[tuple[int, int]] = []
+    for modality, prob in (("text", cfg.whole_text_prob), ("image", cfg.whole_image_prob)):
+        if prob <= 0.0 or len(out) == wanted:
+            continue
+        candidates = [r for r in runs if r.modality == modality]
+        if candidates and rng.uniform() < prob:
+            run = candidates[int(rng.integers(len(candidates)))]
+            out.append((run.start, run.end))
+    return out
 
 
 def infill_target_spans(tokens: np.ndarray, targets: Any, vocab: Vocabulary, *,
