@@ -80,14 +80,19 @@ def build_composer_model(cfg: TrainConfig, vocab: Vocabulary) -> CM3LeonComposer
     """The registered model builder (``model.name``), sized to ``vocab``, wrapped for Composer."""
     options = dict(cfg.model.options)
     if "vocab_size" in options:
-        raise ConfigError("model.options.vocab_size: set by the data's vocabulary, do not configure it")
+        raise ConfigError(
+            "model.options.vocab_size: set by the data's vocabulary, do not configure it"
+        )
     options["vocab_size"] = vocab.size
     if "max_seq_len" not in options:
         options.setdefault("max_seq_len", cfg.data.seq_len)
-    model = build_component(get_registries().models, {"name": cfg.model.name, "options": options},
-                            where="model")
+    model = build_component(
+        get_registries().models, {"name": cfg.model.name, "options": options}, where="model"
+    )
     if not isinstance(model, CM3LeonTransformer):
-        raise ConfigError(f"model.name: {cfg.model.name!r} built a {type(model).__name__}, not a CM3LeonTransformer")
+        raise ConfigError(
+            f"model.name: {cfg.model.name!r} built a {type(model).__name__}, not a CM3LeonTransformer"
+        )
     if model.config.max_seq_len < cfg.data.seq_len:
         raise ConfigError(
             f"data.seq_len={cfg.data.seq_len} exceeds the model's max_seq_len={model.config.max_seq_len}"
@@ -95,8 +100,11 @@ def build_composer_model(cfg: TrainConfig, vocab: Vocabulary) -> CM3LeonComposer
     if cfg.model.init_from:
         _init_from_export(model, cfg.model.init_from, vocab)
     return CM3LeonComposerModel(
-        model, vocab, use_loss_weights=cfg.data.use_loss_weights,
-        fsdp_wrap_blocks=cfg.fsdp.enabled, activation_checkpointing=cfg.model.activation_checkpointing,
+        model,
+        vocab,
+        use_loss_weights=cfg.data.use_loss_weights,
+        fsdp_wrap_blocks=cfg.fsdp.enabled,
+        activation_checkpointing=cfg.model.activation_checkpointing,
     )
 
 
@@ -104,10 +112,14 @@ def _init_from_export(model: CM3LeonTransformer, path: str, vocab: Vocabulary) -
     from cm3leon.core.checkpoint import load_exported
 
     if not Path(path).exists():
-        raise ConfigError(f"model.init_from: {path} does not exist (export a checkpoint with `cm3leon train export`)")
+        raise ConfigError(
+            f"model.init_from: {path} does not exist (export a checkpoint with `cm3leon train export`)"
+        )
     exported = load_exported(path)
     if exported.vocab != vocab:
-        raise ConfigError(f"model.init_from: {path} was trained with vocabulary {exported.vocab}, the data uses {vocab}")
+        raise ConfigError(
+            f"model.init_from: {path} was trained with vocabulary {exported.vocab}, the data uses {vocab}"
+        )
     theirs, ours = exported.model.config.to_dict(), model.config.to_dict()
     diff = {k: f"export {theirs[k]!r} vs config {ours[k]!r}" for k in ours if theirs[k] != ours[k]}
     if diff:
@@ -119,8 +131,13 @@ def _init_from_export(model: CM3LeonTransformer, path: str, vocab: Vocabulary) -
 def build_optimizer(cfg: TrainConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
     """AdamW over every parameter (metaseq/OPT apply weight decay to all of them)."""
     o = cfg.optim
-    return torch.optim.AdamW(model.parameters(), lr=o.lr, betas=(o.betas[0], o.betas[1]), eps=o.eps,
-                             weight_decay=o.weight_decay)
+    return torch.optim.AdamW(
+        model.parameters(),
+        lr=o.lr,
+        betas=(o.betas[0], o.betas[1]),
+        eps=o.eps,
+        weight_decay=o.weight_decay,
+    )
 
 
 def build_scheduler(cfg: TrainConfig) -> Any:
@@ -148,16 +165,23 @@ def build_algorithms(cfg: TrainConfig) -> list[Algorithm]:
     return [GradientClipping(clipping_type="norm", clipping_threshold=cfg.optim.grad_clip_norm)]
 
 
-def build_callbacks(cfg: TrainConfig, paths: RunPaths, model: CM3LeonComposerModel,
-                    vocab: Vocabulary) -> list[Callback]:
+def build_callbacks(
+    cfg: TrainConfig, paths: RunPaths, model: CM3LeonComposerModel, vocab: Vocabulary
+) -> list[Callback]:
     """The checkpoint saver, the NaN guard, run info, the curve plot, and the configured extras."""
     callbacks: list[Callback] = [
         RunInfo(model.config.to_dict(), vocab.to_dict(), cfg.run_name),
-        NonFiniteGuard(cfg.nonfinite.policy, max_consecutive_skips=cfg.nonfinite.max_consecutive_skips,
-                       check_gradients=cfg.nonfinite.check_gradients),
-        AtomicCheckpointSaver(paths.save_folder, save_interval=cfg.checkpoint.save_interval,
-                              num_checkpoints_to_keep=cfg.checkpoint.num_to_keep,
-                              overwrite=cfg.checkpoint.overwrite),
+        NonFiniteGuard(
+            cfg.nonfinite.policy,
+            max_consecutive_skips=cfg.nonfinite.max_consecutive_skips,
+            check_gradients=cfg.nonfinite.check_gradients,
+        ),
+        AtomicCheckpointSaver(
+            paths.save_folder,
+            save_interval=cfg.checkpoint.save_interval,
+            num_checkpoints_to_keep=cfg.checkpoint.num_to_keep,
+            overwrite=cfg.checkpoint.overwrite,
+        ),
     ]
     if cfg.logging.plot:
         callbacks.append(LossCurvePlot(paths.metrics, paths.curve))
@@ -165,8 +189,10 @@ def build_callbacks(cfg: TrainConfig, paths: RunPaths, model: CM3LeonComposerMod
     for i, component in enumerate(cfg.callbacks):
         callback = build_component(registry, component, where=f"callbacks[{i}]")
         if not isinstance(callback, (Callback, Algorithm)):
-            raise ConfigError(f"callbacks[{i}]: {component.name!r} built a {type(callback).__name__}, "
-                              "not a Composer Callback")
+            raise ConfigError(
+                f"callbacks[{i}]: {component.name!r} built a {type(callback).__name__}, "
+                "not a Composer Callback"
+            )
         callbacks.append(callback)
     return callbacks
 

@@ -62,8 +62,9 @@ class NonFiniteGuard(Callback):
     same step and the replicas never diverge.
     """
 
-    def __init__(self, policy: str = "skip", *, max_consecutive_skips: int = 20,
-                 check_gradients: bool = True) -> None:
+    def __init__(
+        self, policy: str = "skip", *, max_consecutive_skips: int = 20, check_gradients: bool = True
+    ) -> None:
         if policy not in ("skip", "stop"):
             raise ValueError(f"NonFiniteGuard policy must be 'skip' or 'stop', got {policy!r}")
         if max_consecutive_skips < 1:
@@ -79,8 +80,11 @@ class NonFiniteGuard(Callback):
         self._bad = None
 
     def after_loss(self, state: State, logger: Logger) -> None:
-        losses = state.loss.values() if isinstance(state.loss, dict) else (
-            state.loss if isinstance(state.loss, (tuple, list)) else (state.loss,))
+        losses = (
+            state.loss.values()
+            if isinstance(state.loss, dict)
+            else (state.loss if isinstance(state.loss, (tuple, list)) else (state.loss,))
+        )
         bad = torch.stack([~torch.isfinite(t.detach()).all() for t in losses]).any()
         self._bad = bad if self._bad is None else (self._bad | bad)
 
@@ -99,12 +103,16 @@ class NonFiniteGuard(Callback):
             self.consecutive = 0
             return
         if self.policy == "stop":
-            raise NonFiniteLossError(f"non-finite loss or gradient at step {step} (nonfinite.policy=stop)")
+            raise NonFiniteLossError(
+                f"non-finite loss or gradient at step {step} (nonfinite.policy=stop)"
+            )
         self.skipped += 1
         self.consecutive += 1
         for optimizer in state.optimizers:
             optimizer.zero_grad(set_to_none=True)
-        log.warning("step %d: non-finite loss or gradient; update skipped (%d so far)", step, self.skipped)
+        log.warning(
+            "step %d: non-finite loss or gradient; update skipped (%d so far)", step, self.skipped
+        )
         logger.log_metrics({"nonfinite/skipped_steps": self.skipped})
         if self.consecutive >= self.max_consecutive_skips:
             raise NonFiniteLossError(
@@ -140,8 +148,12 @@ class RunInfo(Callback):
             saved, current = state.get(key) or {}, self.info[key]
             diff = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
             if diff:
-                details = ", ".join(f"{k}: checkpoint {saved.get(k)!r} vs config {current.get(k)!r}" for k in diff)
-                raise ValueError(f"cannot resume: the checkpoint's {key} differs from this run's ({details})")
+                details = ", ".join(
+                    f"{k}: checkpoint {saved.get(k)!r} vs config {current.get(k)!r}" for k in diff
+                )
+                raise ValueError(
+                    f"cannot resume: the checkpoint's {key} differs from this run's ({details})"
+                )
 
 
 class LossCurvePlot(Callback):
@@ -179,8 +191,9 @@ def measure_cpu_peak_flops(size: int = 1024, repeats: int = 5) -> float:
     return 2.0 * size**3 / best
 
 
-def speed_monitor(window_size: int = 10, peak_flops: float | None = None,
-                  measure_cpu_peak: bool = False) -> SpeedMonitor:
+def speed_monitor(
+    window_size: int = 10, peak_flops: float | None = None, measure_cpu_peak: bool = False
+) -> SpeedMonitor:
     """Composer's ``SpeedMonitor`` (tokens/s, FLOP/s, MFU) with a CPU-capable peak.
 
     Args:

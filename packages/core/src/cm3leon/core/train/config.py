@@ -352,23 +352,35 @@ def validate_train_config(cfg: TrainConfig, *, source: str = "<config>") -> None
     problems += _choice("nonfinite.policy", cfg.nonfinite.policy, NONFINITE_POLICIES)
     problems += _choice("data.pack_strategy", cfg.data.pack_strategy, ("ffd", "greedy"))
     problems += _choice("data.overflow", cfg.data.overflow, ("truncate", "drop"))
-    for key, value in (("data.seq_len", cfg.data.seq_len), ("data.global_batch_size", cfg.data.global_batch_size),
-                       ("nonfinite.max_consecutive_skips", cfg.nonfinite.max_consecutive_skips)):
+    for key, value in (
+        ("data.seq_len", cfg.data.seq_len),
+        ("data.global_batch_size", cfg.data.global_batch_size),
+        ("nonfinite.max_consecutive_skips", cfg.nonfinite.max_consecutive_skips),
+    ):
         if value < 1:
             problems.append(f"{key}: must be >= 1, got {value}")
     if cfg.data.num_rows is not None and cfg.data.num_rows < 1:
         problems.append(f"data.num_rows: must be >= 1 or null, got {cfg.data.num_rows}")
     if cfg.device_train_microbatch_size is not None and cfg.device_train_microbatch_size < 1:
-        problems.append(f"device_train_microbatch_size: must be >= 1 or null, got {cfg.device_train_microbatch_size}")
+        problems.append(
+            f"device_train_microbatch_size: must be >= 1 or null, got {cfg.device_train_microbatch_size}"
+        )
     if not cfg.data.streams:
         problems.append("data.streams: at least one stream is required")
-    for section, streams in (("data", cfg.data.streams), ("eval", cfg.eval.streams if cfg.eval else {})):
+    for section, streams in (
+        ("data", cfg.data.streams),
+        ("eval", cfg.eval.streams if cfg.eval else {}),
+    ):
         for name, stream in (streams or {}).items():
             if stream.remote is None and stream.local is None:
                 problems.append(f"{section}.streams.{name}: give `remote` and/or `local`")
-            weights = [w for w in (stream.proportion, stream.repeat, stream.choose) if w is not None]
+            weights = [
+                w for w in (stream.proportion, stream.repeat, stream.choose) if w is not None
+            ]
             if len(weights) > 1:
-                problems.append(f"{section}.streams.{name}: give at most one of proportion/repeat/choose")
+                problems.append(
+                    f"{section}.streams.{name}: give at most one of proportion/repeat/choose"
+                )
     if cfg.optim.lr <= 0:
         problems.append(f"optim.lr: must be > 0, got {cfg.optim.lr}")
     if len(cfg.optim.betas) != 2 or not all(0 <= b < 1 for b in cfg.optim.betas):
@@ -376,8 +388,10 @@ def validate_train_config(cfg: TrainConfig, *, source: str = "<config>") -> None
     if not 0 <= cfg.scheduler.alpha_f <= 1:
         problems.append(f"scheduler.alpha_f: must be in [0, 1], got {cfg.scheduler.alpha_f}")
     if cfg.fsdp.enabled and cfg.data.num_rows is None and not cfg.data.static_rows:
-        problems.append("data.static_rows: FSDP needs the same rows on every rank; set static_rows: true "
-                        "(or a fixed data.num_rows)")
+        problems.append(
+            "data.static_rows: FSDP needs the same rows on every rank; set static_rows: true "
+            "(or a fixed data.num_rows)"
+        )
     if cfg.fsdp.enabled and cfg.device == "cpu":
         problems.append("fsdp.enabled: FSDP needs GPUs; CPU runs use DDP (fsdp.enabled=false)")
     if cfg.precision != "fp32" and cfg.device == "cpu":

@@ -81,7 +81,9 @@ def _log_to_file(paths: RunPaths) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     for name in ("cm3leon", "composer"):
         logger = logging.getLogger(name)
-        if not any(getattr(h, "baseFilename", None) == str(path.resolve()) for h in logger.handlers):
+        if not any(
+            getattr(h, "baseFilename", None) == str(path.resolve()) for h in logger.handlers
+        ):
             handler = logging.FileHandler(path)
             handler.setFormatter(logging.Formatter(_LOG_FORMAT))
             logger.addHandler(handler)
@@ -100,16 +102,34 @@ def _close_file_logs(paths: RunPaths) -> None:
 def _eval_data(cfg: TrainConfig, paths: RunPaths) -> Evaluator | None:
     if cfg.eval is None:
         return None
-    spec, _ = build_dataspec(cfg.data, streams=cfg.eval.streams, global_batch_size=cfg.eval.global_batch_size,
-                             num_rows=cfg.eval.num_rows, cache_root=paths.cache / "eval", seed=cfg.seed,
-                             shuffle=False, where="eval")
-    return Evaluator(label="eval", dataloader=spec, metric_names=["loss_all", "loss_text", "loss_image",
-                                                                   "perplexity_all", "perplexity_text",
-                                                                   "perplexity_image"],
-                     subset_num_batches=cfg.eval.subset_num_batches)
+    spec, _ = build_dataspec(
+        cfg.data,
+        streams=cfg.eval.streams,
+        global_batch_size=cfg.eval.global_batch_size,
+        num_rows=cfg.eval.num_rows,
+        cache_root=paths.cache / "eval",
+        seed=cfg.seed,
+        shuffle=False,
+        where="eval",
+    )
+    return Evaluator(
+        label="eval",
+        dataloader=spec,
+        metric_names=[
+            "loss_all",
+            "loss_text",
+            "loss_image",
+            "perplexity_all",
+            "perplexity_text",
+            "perplexity_image",
+        ],
+        subset_num_batches=cfg.eval.subset_num_batches,
+    )
 
 
-def build_trainer(cfg: TrainConfig, *, extra_callbacks: Sequence[Callback] = ()) -> tuple[Trainer, RunPaths, Vocabulary]:
+def build_trainer(
+    cfg: TrainConfig, *, extra_callbacks: Sequence[Callback] = ()
+) -> tuple[Trainer, RunPaths, Vocabulary]:
     """Everything up to (not including) ``fit()``; every failure happens before step 1.
 
     ``extra_callbacks`` are appended to the configured ones (programmatic use: probes,
@@ -120,13 +140,20 @@ def build_trainer(cfg: TrainConfig, *, extra_callbacks: Sequence[Callback] = ())
     paths = prepare_run(cfg, rank=dist.get_global_rank())
     _log_to_file(paths)
     install_checkpoint_guard()
-    resume = check_resume_checkpoint(paths.save_folder, cfg.checkpoint.load_path, cfg.checkpoint.autoresume)
+    resume = check_resume_checkpoint(
+        paths.save_folder, cfg.checkpoint.load_path, cfg.checkpoint.autoresume
+    )
     if resume is not None:
         log.info("will resume from %s", resume)
     train_data, vocab = build_dataspec(
-        cfg.data, streams=cfg.data.streams, global_batch_size=cfg.data.global_batch_size,
-        num_rows=cfg.data.num_rows, cache_root=paths.cache / "train", seed=cfg.seed,
-        shuffle=cfg.data.shuffle, where="data",
+        cfg.data,
+        streams=cfg.data.streams,
+        global_batch_size=cfg.data.global_batch_size,
+        num_rows=cfg.data.num_rows,
+        cache_root=paths.cache / "train",
+        seed=cfg.seed,
+        shuffle=cfg.data.shuffle,
+        where="data",
     )
     reproducibility.seed_all(cfg.seed)  # identical initial weights on every rank
     model = build_composer_model(cfg, vocab)
@@ -163,7 +190,9 @@ def build_trainer(cfg: TrainConfig, *, extra_callbacks: Sequence[Callback] = ())
 def _already_finished(trainer: Trainer) -> bool:
     """Whether the (resumed) state has reached ``max_duration`` already."""
     state = trainer.state
-    return state.max_duration is not None and state.max_duration <= state.timestamp.get(state.max_duration.unit)
+    return state.max_duration is not None and state.max_duration <= state.timestamp.get(
+        state.max_duration.unit
+    )
 
 
 def _last_logged_loss(metrics: Path) -> float | None:
@@ -195,7 +224,9 @@ def train(cfg: TrainConfig, *, extra_callbacks: Sequence[Callback] = ()) -> Trai
             # Re-running a finished run (same command, autoresume) is a no-op, not
             # Composer's "max_duration <= elapsed" error: a kill after the last save, or
             # a pipeline re-running its stages, must find it complete.
-            log.info("already trained to max_duration %s; nothing to do", trainer.state.max_duration)
+            log.info(
+                "already trained to max_duration %s; nothing to do", trainer.state.max_duration
+            )
             last = _last_logged_loss(paths.metrics)
         else:
             trainer.fit()
