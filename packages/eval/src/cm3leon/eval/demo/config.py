@@ -133,6 +133,12 @@ def _augment() -> dict[str, Any]:
     }
 
 
+#: CM3 whole-segment masks (``cm3leon.core.objective``): a quarter of the examples mask one
+#: whole caption and a tenth one whole image, so the unconditional streams CFG and editing
+#: decode with (``<eos> <mask:0> <break>``, ``<break> <mask:k> <break>``) occur in training.
+WHOLE_SEGMENTS: dict[str, float] = {"whole_text_prob": 0.25, "whole_image_prob": 0.1}
+
+
 def _train(run_name: str, *, lr: float, steps: str, warmup: str, cm3: dict[str, Any] | None = None) -> dict[str, Any]:
     data: dict[str, Any] = {"seq_len": 512, "global_batch_size": 16, "num_workers": 0}
     if cm3:
@@ -161,7 +167,9 @@ def _sft() -> dict[str, Any]:
     # examples CM3's random spans.  Measured on this preset (400 steps, same pretraining):
     # target_prob 0.5 / 0.8 / 1.0 -> VQA 24.1 / 40.0 / 43.1 %, CIDEr-D 0.67 / 0.92 / 0.94;
     # 0.8 keeps a fifth of CM3's random spans (the masks the guidance streams use).
-    return _train("demo_sft", lr=1.0e-3, steps="400ba", warmup="20ba", cm3={"target_prob": 0.8})
+    # The other fifth also gets the whole-segment masks of pretraining (WHOLE_SEGMENTS).
+    return _train("demo_sft", lr=1.0e-3, steps="400ba", warmup="20ba",
+                  cm3={"target_prob": 0.8, **WHOLE_SEGMENTS})
 
 
 def _mixture() -> dict[str, Any]:
@@ -289,7 +297,8 @@ class DemoConfig:
     bank: dict[str, Any] = field(default_factory=_bank)
     augment: dict[str, Any] = field(default_factory=_augment)
     pretrain: dict[str, Any] = field(
-        default_factory=lambda: _train("demo_pretrain", lr=2.0e-3, steps="950ba", warmup="30ba")
+        default_factory=lambda: _train("demo_pretrain", lr=2.0e-3, steps="950ba", warmup="30ba",
+                               cm3=dict(WHOLE_SEGMENTS))
     )
     mixture: dict[str, Any] = field(default_factory=_mixture)
     sft: dict[str, Any] = field(default_factory=_sft)
