@@ -154,8 +154,10 @@ def cm3leon_register_callbacks() -> list[CallbackSpec]:
 
     Called by :func:`cm3leon.core.train.train` while it builds the Trainer.  Returns
     :class:`CallbackSpec` objects whose ``factory(**options)`` returns a
-    ``composer.Callback`` or ``composer.Algorithm``.  Name clash:
-    :class:`DuplicateComponentError`.
+    ``composer.Callback`` or ``composer.Algorithm``: callbacks are passed to
+    ``Trainer(callbacks=)``, algorithms to ``Trainer(algorithms=)`` (listed after the
+    built-in gradient clipping), each in config order; anything else is a
+    ``ConfigError`` naming the ``callbacks[i]`` entry.  Name clash: :class:`DuplicateComponentError`.
     """
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,11 +32,13 @@ __all__ = [
     "build_algorithms",
     "build_callbacks",
     "build_composer_model",
+    "build_configured_components",
     "build_loggers",
     "build_optimizer",
     "build_parallelism",
     "build_scheduler",
     "prepare_run",
+    "split_components",
 ]
 
 log = logging.getLogger(__name__)
@@ -168,7 +171,11 @@ def build_algorithms(cfg: TrainConfig) -> list[Algorithm]:
 def build_callbacks(
     cfg: TrainConfig, paths: RunPaths, model: CM3LeonComposerModel, vocab: Vocabulary
 ) -> list[Callback]:
-    """The checkpoint saver, the NaN guard, run info, the curve plot, and the configured extras."""
+    """The checkpoint saver, the NaN guard, run info and the curve plot.
+
+    The components configured by name (``cfg.callbacks``) come from
+    :func:`build_configured_components`.
+    """
     callbacks: list[Callback] = [
         RunInfo(model.config.to_dict(), vocab.to_dict(), cfg.run_name),
         NonFiniteGuard(
@@ -185,16 +192,65 @@ def build_callbacks(
     ]
     if cfg.logging.plot:
         callbacks.append(LossCurvePlot(paths.metrics, paths.curve))
-    registry = get_registries().callbacks
-    for i, component in enumerate(cfg.callbacks):
-        callback = build_component(registry, component, where=f"callbacks[{i}]")
-        if not isinstance(callback, (Callback, Algorithm)):
-            raise ConfigError(
-                f"callbacks[{i}]: {component.name!r} built a {type(callback).__name__}, "
-                "not a Composer Callback"
-            )
-        callbacks.append(callback)
     return callbacks
+
+
+def _route(obj: Any, callbacks: list[Callback], algorithms: list[Algorithm]) -> bool:
+    """Append ``obj`` to the list Composer expects it in; ``False`` if it is neither kind.
+
+    Composer calls ``run_event`` on every entry of ``Trainer(callbacks=)`` and
+    ``match``/``apply`` on every entry of ``Trainer(algorithms=)``: an Algorithm among the
+    callbacks fails at the first event (it has no ``run_event``).
+    """
+    if isinstance(obj, Callback):
+        callbacks.append(obj)
+    elif isinstance(obj, Algorithm):
+        algorithms.append(obj)
+    else:
+        return False
+    return True
+
+
+def split_components(
+    components: Sequence[Any],
+    *,
+    where: str = "components",
+) -> tuple[list[Callback], list[Algorithm]]:
+    """Sort Composer objects into ``(callbacks, algorithms)``, keeping their order.
+
+    Raises:
+        TypeError: an object that is neither a Composer Callback nor an Algorithm
+            (named as ``where[i]``).
+    """
+    callbacks: list[Callback] = []
+    algorithms: list[Algorithm] = []
+    for i, obj in enumerate(components):
+        if not _route(obj, callbacks, algorithms):
+            raise TypeError(
+                f"{where}[{i}]: {type(obj).__name__} is not a Composer Callback or Algorithm"
+            )
+    return callbacks, algorithms
+
+
+def build_configured_components(cfg: TrainConfig) -> tuple[list[Callback], list[Algorithm]]:
+    """``cfg.callbacks`` built by registered name (``cm3leon_register_callbacks``), as
+    ``(callbacks, algorithms)`` for ``Trainer(callbacks=)`` / ``Trainer(algorithms=)``.
+
+    Raises:
+        ConfigError: an unknown name, bad options, or a factory that built neither a
+            Composer Callback nor an Algorithm (the dotted key is named).
+    """
+    registry = get_registries().callbacks
+    callbacks: list[Callback] = []
+    algorithms: list[Algorithm] = []
+    for i, component in enumerate(cfg.callbacks):
+        obj = build_component(registry, component, where=f"callbacks[{i}]")
+        if not _route(obj, callbacks, algorithms):
+            raise ConfigError(
+                f"callbacks[{i}]: {component.name!r} built a {type(obj).__name__}, "
+                "not a Composer Callback or Algorithm"
+            )
+    return callbacks, algorithms
 
 
 def build_loggers(cfg: TrainConfig, paths: RunPaths) -> list[LoggerDestination]:

@@ -16,6 +16,11 @@ optimizer step, as event pseudo-code (Composer's ``Event`` order)::
                             JSONLLogger      one line of metrics per batch (rank 0)
     BATCH_CHECKPOINT        AtomicCheckpointSaver
     FIT_END                 LossCurvePlot    metrics.jsonl -> loss_curve.png
+
+Components a config selects by name (``callbacks:``, registered through
+``cm3leon_register_callbacks``) join in: a ``composer.Algorithm`` is passed to
+``Trainer(algorithms=)`` and, at each event, runs before every callback (as the built-in
+clipping does); a ``Callback`` is passed to ``Trainer(callbacks=)``.
 """
 
 from __future__ import annotations

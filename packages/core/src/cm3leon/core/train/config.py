@@ -308,8 +308,10 @@ class TrainConfig:
         precision: ``fp32`` (CPU presets), ``amp_bf16`` (GPU configs) or ``amp_fp16``.
         device_train_microbatch_size: rows per forward/backward (gradient accumulation
             over the rank's batch); ``None``: the whole rank batch at once.
-        callbacks: extra Composer callbacks by registered name (``cm3leon plugins list
-            --kind callbacks``), e.g. ``{name: speed_monitor, options: {window_size: 10}}``.
+        callbacks: extra Composer callbacks or algorithms by registered name (``cm3leon
+            plugins list --kind callbacks``), e.g. ``{name: speed_monitor, options:
+            {window_size: 10}}``; a built ``composer.Algorithm`` goes to the Trainer's
+            ``algorithms``, a Callback to its ``callbacks``.
         dist_timeout: seconds before a collective is declared hung.
     """
 

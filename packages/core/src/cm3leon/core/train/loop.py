@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 from composer import Trainer
-from composer.core import Callback, Evaluator
+from composer.core import Algorithm, Callback, Evaluator
 from composer.utils import dist, reproducibility
 
 from cm3leon.core.train.builders import (
@@ -24,11 +24,13 @@ from cm3leon.core.train.builders import (
     build_algorithms,
     build_callbacks,
     build_composer_model,
+    build_configured_components,
     build_loggers,
     build_optimizer,
     build_parallelism,
     build_scheduler,
     prepare_run,
+    split_components,
 )
 from cm3leon.core.train.checkpoint import (
     LATEST_FILENAME,
@@ -128,12 +130,16 @@ def _eval_data(cfg: TrainConfig, paths: RunPaths) -> Evaluator | None:
 
 
 def build_trainer(
-    cfg: TrainConfig, *, extra_callbacks: Sequence[Callback] = ()
+    cfg: TrainConfig,
+    *,
+    extra_callbacks: Sequence[Callback | Algorithm] = (),
 ) -> tuple[Trainer, RunPaths, Vocabulary]:
     """Everything up to (not including) ``fit()``; every failure happens before step 1.
 
     ``extra_callbacks`` are appended to the configured ones (programmatic use: probes,
-    custom logging) -- configs select callbacks by registered name instead.
+    custom logging) -- configs select callbacks by registered name instead.  Composer
+    Algorithms, configured or extra, go to ``Trainer(algorithms=)`` (listed after the
+    built-in gradient clipping); Callbacks to ``Trainer(callbacks=)``.
     """
     validate_train_config(cfg)
     _setup_logging(cfg.logging.log_level)
@@ -158,6 +164,8 @@ def build_trainer(
     reproducibility.seed_all(cfg.seed)  # identical initial weights on every rank
     model = build_composer_model(cfg, vocab)
     evaluator = _eval_data(cfg, paths)
+    configured_callbacks, configured_algorithms = build_configured_components(cfg)
+    extra, extra_algorithms = split_components(extra_callbacks, where="extra_callbacks")
     trainer = Trainer(
         model=model,
         train_dataloader=train_data,
@@ -165,8 +173,8 @@ def build_trainer(
         eval_interval=cfg.eval.interval if cfg.eval is not None else 1,
         optimizers=build_optimizer(cfg, model),
         schedulers=build_scheduler(cfg),
-        algorithms=build_algorithms(cfg),
-        callbacks=[*build_callbacks(cfg, paths, model, vocab), *extra_callbacks],
+        algorithms=[*build_algorithms(cfg), *configured_algorithms, *extra_algorithms],
+        callbacks=[*build_callbacks(cfg, paths, model, vocab), *configured_callbacks, *extra],
         loggers=build_loggers(cfg, paths),
         max_duration=cfg.max_duration,
         device=_device(cfg),
@@ -203,10 +211,10 @@ def _last_logged_loss(metrics: Path) -> float | None:
     return losses[-1] if losses else None
 
 
-def train(cfg: TrainConfig, *, extra_callbacks: Sequence[Callback] = ()) -> TrainResult:
+def train(cfg: TrainConfig, *, extra_callbacks: Sequence[Callback | Algorithm] = ()) -> TrainResult:
     """Run (or resume) training as configured; returns where everything went.
 
-    ``extra_callbacks``: Composer callbacks added to the configured ones.
+    ``extra_callbacks``: Composer callbacks (or algorithms) added to the configured ones.
 
     Raises:
         cm3leon.core.config.ConfigError: a bad config value, an unwritable save folder.
