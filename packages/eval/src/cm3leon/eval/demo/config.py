@@ -212,12 +212,16 @@ def _t2i() -> EvalSection:
         report={
             "precision": 3,
             "tables": [
+                {"rows": "strategy", "columns": "k", "value": "object_acc",
+                 "title": "Object accuracy (headline; precision-aware world scorer)"},
                 {"rows": "strategy", "columns": "k", "value": "colour_shape_acc",
                  "title": "Colour+shape accuracy (world scorer; chance 1/24)"},
                 {"rows": "strategy", "columns": "k", "value": "fid", "title": "FID (CLIP features)"},
                 {"rows": "strategy", "columns": "k", "value": "clip_score", "title": "CLIP score"},
             ],
             "plots": [
+                {"x": "k", "y": "object_acc", "series": "strategy",
+                 "title": "Object accuracy (headline) vs retrieved documents"},
                 {"x": "k", "y": "colour_shape_acc", "series": "strategy",
                  "title": "Colour+shape accuracy vs retrieved documents"},
                 {"x": "k", "y": "fid", "series": "strategy", "title": "FID vs retrieved documents"},
