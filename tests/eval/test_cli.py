@@ -67,6 +67,24 @@ def test_eval_captions_vqa_and_fid_commands(tmp_path: Path) -> None:
     assert json.loads((tmp_path / "f.json").read_text())["metrics"]["fid"] == frechet_distance(a, b)
 
 
+def test_eval_vqa_version_option(tmp_path: Path) -> None:
+    (tmp_path / "res.json").write_text(json.dumps([{"question_id": 5, "answer": "Two"}]))
+    (tmp_path / "ann.json").write_text(
+        json.dumps({"annotations": [{"question_id": 5, "answers": ["2"] * 10}]})
+    )
+    args = ["eval", "vqa", str(tmp_path / "res.json"), str(tmp_path / "ann.json")]
+    out = _invoke(*args, "--out", str(tmp_path / "v.json"))
+    assert out.exit_code == 0 and "accuracy = 100.0000" in out.output
+    assert json.loads((tmp_path / "v.json").read_text())["version"] == "2016"
+    out = _invoke(*args, "--vqa-version", "current", "--out", str(tmp_path / "v.json"))
+    assert out.exit_code == 0 and "accuracy = 0.0000" in out.output
+    assert json.loads((tmp_path / "v.json").read_text())["version"] == "current"
+    out = CliRunner().invoke(cli, [*args, "--vqa-version", "2017"])
+    assert out.exit_code == 2
+    assert "Invalid value for --vqa-version" in out.output
+    assert "valid versions: '2016', 'current'" in out.output
+
+
 def test_user_errors_are_one_line(tmp_path: Path) -> None:
     (tmp_path / "img").mkdir()
     from PIL import Image

@@ -111,6 +111,14 @@ def test_vqa_files_official_layout(tmp_path: Path) -> None:
     assert out["metrics"]["accuracy"] == pytest.approx((100.0 + 60.0) / 2)
     assert out["per_answer_type"] == pytest.approx({"number": 100.0, "yes/no": 60.0})
     assert out["per_question"] == pytest.approx({"10": 100.0, "11": 60.0})
+    assert out["version"] == "2016"
+    # the current vqaEval.py leaves the unanimous "2" question alone: "Two" != "2"
+    current = score_vqa_files(tmp_path / "res.json", tmp_path / "ann.json", version="current")
+    assert current["version"] == "current"
+    assert current["per_question"] == pytest.approx({"10": 0.0, "11": 60.0})
+    assert current["metrics"]["accuracy"] == pytest.approx(30.0)
+    with pytest.raises(ValueError, match="valid versions: '2016', 'current'"):
+        score_vqa_files(tmp_path / "res.json", tmp_path / "ann.json", version="v2")
     broken = _json(tmp_path / "broken.json", {"annotations": [{"question_id": 1, "answers": []}]})
     with pytest.raises(FormatError, match="question 1: 'answers' must be a non-empty list"):
         score_vqa_files(_json(tmp_path / "r.json", []), broken)

@@ -1,11 +1,15 @@
-"""VQA accuracy: hand-worked cases for every normalisation rule and the leave-one-out mean."""
+"""VQA accuracy: hand-worked cases for every normalisation rule, the leave-one-out mean, and
+the two ``vqaEval.py`` versions ("2016", "current") where they disagree."""
 
 from __future__ import annotations
 
 import pytest
 
 from cm3leon.eval.vqa import (
+    DEFAULT_VQA_VERSION,
+    VQA_VERSIONS,
     VQAAccuracy,
+    check_vqa_version,
     normalize_answer,
     process_digit_article,
     process_punctuation,
@@ -70,6 +74,7 @@ def test_leave_one_out_average(matches: int, expected: float) -> None:
 
 
 def test_human_answers_get_punctuation_only_and_only_when_they_differ() -> None:
+    # (the default, 2016 version)
     # Not all identical -> humans get processPunctuation: "yes." matches the machine's "yes".
     assert vqa_accuracy("Yes", ["yes."] * 3 + ["no"] * 7) == pytest.approx(0.9)
     # Humans are never digit-normalised: the machine's "two" becomes "2" ...
@@ -80,6 +85,70 @@ def test_human_answers_get_punctuation_only_and_only_when_they_differ() -> None:
     # Official answer dicts work too (compared by position, as distinct answer_ids are).
     dicts = [{"answer": "blue", "answer_id": i} for i in range(1, 11)]
     assert vqa_accuracy("blue", dicts) == 1.0
+
+
+# Hand-worked cases where the 2016 and the current vqaEval.py disagree.  Leave-one-out mean
+# with m matching humans out of 10: m=0 -> 0, m=1 -> 0.3, m=2 -> 0.6, m=3 -> 0.9, m>=4 -> 1.
+VERSION_CASES = [
+    # ten humans "2": 2016 normalises the machine answer ("Two" -> "2": ten matches -> 1.0);
+    # current leaves unanimous questions alone ("Two" != "2" -> 0.0)
+    pytest.param("Two", ["2"] * 10, 1.0, 0.0, id="number-word-vs-unanimous-digit"),
+    # capitals and a trailing period: 2016 lower-cases and strips it; current compares exactly
+    pytest.param("Yes", ["yes"] * 10, 1.0, 0.0, id="capitalised-vs-unanimous"),
+    pytest.param("yes.", ["yes"] * 10, 1.0, 0.0, id="period-vs-unanimous"),
+    # humans that disagree: 2016 gives them punctuation only, so "Two" stays "Two" and only
+    # the one "2" matches (m=1: 9 subsets keep it -> 9 * 1/3 / 10 = 0.3); current maps the
+    # humans to 3 x "2" (m=3: 3 subsets drop one -> 3 * 2/3 + 7 * 1 = 9 -> 0.9)
+    pytest.param("2", ["Two", "Two", "2"] + ["3"] * 7, 0.3, 0.9, id="3-of-10-after-digits"),
+    # articles in disagreeing humans: 2016 keeps "the dog" (m=0); current drops "the" (m=3)
+    pytest.param("dog", ["the dog"] * 3 + ["cat"] * 7, 0.0, 0.9, id="articles-in-humans"),
+    # ten unnormalised humans "the cat": 2016 turns the machine's "the cat" into "cat" and
+    # can never match; current compares "the cat" == "the cat" exactly
+    pytest.param("the cat", ["the cat"] * 10, 0.0, 1.0, id="unanimous-article"),
+    # current strips the humans' whitespace before the unanimity test; 2016 does not touch
+    # unanimous humans, so "yes " never equals the stripped machine "yes"
+    pytest.param("yes", ["yes "] * 10, 0.0, 1.0, id="human-trailing-space"),
+    # 2 humans "Red" + 8 "blue": 2016 leaves "Red" capitalised (m=0); current lower-cases
+    # the humans (m=2: 2 subsets drop one -> 2 * 1/3 + 8 * 2/3 = 6 -> 0.6)
+    pytest.param("red", ["Red"] * 2 + ["blue"] * 8, 0.0, 0.6, id="capitalised-humans"),
+]
+
+
+@pytest.mark.parametrize(("prediction", "answers", "v2016", "current"), VERSION_CASES)
+def test_versions_disagree_as_worked_out_by_hand(
+    prediction: str, answers: list[str], v2016: float, current: float
+) -> None:
+    assert vqa_accuracy(prediction, answers) == pytest.approx(v2016)  # default
+    assert vqa_accuracy(prediction, answers, version="2016") == pytest.approx(v2016)
+    assert vqa_accuracy(prediction, answers, version="current") == pytest.approx(current)
+
+
+@pytest.mark.parametrize(
+    ("prediction", "answers", "expected"),
+    [
+        ("Red.", ["red"] * 2 + ["blue"] * 8, 0.6),  # humans differ: both normalise "Red."
+        ("two", ["2"] * 4 + ["3"] * 6, 1.0),  # m=4
+        ("yes", ["yes"] * 10, 1.0),
+        ("1,000", ["1000"] * 3 + ["999"] * 7, 0.9),
+    ],
+)
+def test_versions_agree_on_normalised_annotations(
+    prediction: str, answers: list[str], expected: float
+) -> None:
+    for version in VQA_VERSIONS:
+        assert vqa_accuracy(prediction, answers, version=version) == pytest.approx(expected)
+
+
+def test_unknown_version_lists_the_valid_ones() -> None:
+    assert VQA_VERSIONS == ("2016", "current") and DEFAULT_VQA_VERSION == "2016"
+    assert check_vqa_version("current") == "current"
+    message = r"unknown VQA evaluation version '2017'; valid versions: '2016', 'current'"
+    with pytest.raises(ValueError, match=message):
+        vqa_accuracy("yes", ["yes"], version="2017")
+    with pytest.raises(ValueError, match=message):
+        vqa_evaluate({}, [], version="2017")
+    with pytest.raises(ValueError, match=message):
+        VQAAccuracy(version="2017")
 
 
 ANNOTATIONS = [
@@ -117,6 +186,32 @@ def test_overall_and_breakdowns_hand_computed() -> None:
     assert res.per_question == pytest.approx({"1": 60.0, "2": 100.0, "3": 100.0, "4": 0.0})
 
 
+def test_overall_with_the_current_version_hand_computed() -> None:
+    annotations = [
+        {"question_id": 1, "question_type": "how many", "answer_type": "number",
+         "answers": ["2"] * 10},
+        {"question_id": 2, "question_type": "how many", "answer_type": "number",
+         "answers": ["Two", "Two", "2"] + ["3"] * 7},
+        {"question_id": 3, "question_type": "is the", "answer_type": "yes/no",
+         "answers": ["yes"] * 3 + ["no"] * 7},
+    ]  # fmt: skip
+    predictions = {1: "Two", 2: "2", 3: "Yes"}
+    # 2016: 1.0, 0.3, 0.9;  current: 0.0, 0.9, 0.9 ("Yes" -> "yes": humans differ)
+    old = vqa_evaluate(predictions, annotations)
+    new = vqa_evaluate(predictions, annotations, version="current")
+    assert old.version == "2016" and new.version == "current"
+    assert old.overall == pytest.approx(100 * (1.0 + 0.3 + 0.9) / 3)
+    assert new.overall == pytest.approx(100 * (0.0 + 0.9 + 0.9) / 3)
+    assert new.per_question_type == pytest.approx({"how many": 45.0, "is the": 90.0})
+    assert new.per_question == pytest.approx({"1": 0.0, "2": 90.0, "3": 90.0})
+    assert new.to_dict()["version"] == "current"
+    metric = VQAAccuracy(version="current")
+    rows = list(annotations)
+    metric.update([predictions[a["question_id"]] for a in rows], [a["answers"] for a in rows])
+    assert float(metric.compute()["accuracy"]) == pytest.approx(60.0)
+    assert metric.result().version == "current"
+
+
 def test_question_ids_must_match() -> None:
     with pytest.raises(ValueError, match=r"not annotated: \['9'\]"):
         vqa_evaluate({**PREDICTIONS, 9: "x"}, ANNOTATIONS)
@@ -147,3 +242,28 @@ def test_metric_two_ranks_equal_one_rank() -> None:
     )
     with pytest.raises(ValueError, match="answers has 1 entries for 2 predictions"):
         VQAAccuracy().update(["a", "b"], [["a"]])
+
+
+def test_vqa_runner_and_protocol_config_select_the_version(tmp_path) -> None:
+    import json
+
+    from cm3leon.core.config import ConfigError, load_config
+    from cm3leon.eval.generative import VQAEvalConfig
+    from cm3leon.eval.runners import VQARunConfig, run_vqa
+
+    # the config schemas default to the module's default version
+    assert VQARunConfig().vqa_version == DEFAULT_VQA_VERSION
+    assert VQAEvalConfig().vqa_version == DEFAULT_VQA_VERSION
+    res, ann = tmp_path / "res.json", tmp_path / "ann.json"
+    res.write_text(json.dumps([{"question_id": 1, "answer": "Yes"}]))
+    ann.write_text(json.dumps({"annotations": [{"question_id": 1, "answers": ["yes"] * 10}]}))
+
+    def run(version: str) -> dict:
+        data = {"predictions": str(res), "annotations": str(ann), "vqa_version": version}
+        return run_vqa(load_config(VQARunConfig, data=data), tmp_path)
+
+    assert run("2016")["accuracy"] == pytest.approx(100.0)
+    assert run("current")["accuracy"] == pytest.approx(0.0)
+    assert json.loads((tmp_path / "vqa.json").read_text())["version"] == "current"
+    with pytest.raises(ConfigError, match=r"vqa_version: .*valid versions: '2016', 'current'"):
+        run("newest")

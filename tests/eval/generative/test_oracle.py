@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cm3leon.core.config import load_config
+from cm3leon.core.config import ConfigError, load_config
 from cm3leon.core.world import CHANCE, Scene, render_scene
 from cm3leon.eval.cider import score_captions
 from cm3leon.eval.datasets import read_caption_dataset, read_edit_samples, read_world_scenes
@@ -176,6 +176,37 @@ def test_vqa_short_answers_accuracy_and_majority_baselines(oracle, tmp_path: Pat
         {"10": "yes", "11": "yes", "20": "Red"}, json.loads(afile.read_text())["annotations"]
     )
     assert out["accuracy"] == pytest.approx(official.overall)
+
+
+@pytest.mark.parametrize(("version", "expected"), [("2016", 100.0), ("current", 200 / 3)])
+def test_vqa_version_selects_the_normalisation(
+    oracle, tmp_path: Path, version: str, expected: float
+) -> None:
+    qfile, afile = _vqa_files(tmp_path)
+    ORACLE.update({"10": "Yes", "11": "no", "20": "Red"})
+    cfg = load_config(VQAEvalConfig, data={
+        "model": MODEL, "generator": "oracle", "vqa_version": version,
+        "data": {"questions": str(qfile), "annotations": str(afile)},
+    })  # fmt: skip
+    out = run_vqa_eval(cfg, tmp_path / "run", registries=oracle)
+    # 2016: "Yes" -> "yes" against ten "yes" (100), "no" (100), "Red" -> "red" (8 of 10: 100).
+    # current: ten "yes" are unanimous, so "Yes" is compared as is (0); the other two agree.
+    assert out["accuracy"] == pytest.approx(expected)
+    results = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert results["vqa_version"] == version
+    # the majority baseline ("yes": 100 + 0 + 60) is scored with the same version
+    assert out["baselines"]["majority"]["accuracy"] == pytest.approx((100 + 0 + 60) / 3)
+
+
+def test_vqa_unknown_version_fails_before_generating(oracle, tmp_path: Path) -> None:
+    qfile, afile = _vqa_files(tmp_path)
+    cfg = load_config(VQAEvalConfig, data={
+        "model": MODEL, "generator": "oracle", "vqa_version": "latest",
+        "data": {"questions": str(qfile), "annotations": str(afile)},
+    })  # fmt: skip
+    with pytest.raises(ConfigError, match=r"vqa_version: .*valid versions: '2016', 'current'"):
+        run_vqa_eval(cfg, tmp_path / "run", registries=oracle)
+    assert SEEN == []
 
 
 def test_editing_target_scores_like_the_target_baseline(

@@ -180,13 +180,27 @@ def captions_command(
 @click.argument("predictions", type=click.Path(exists=True, dir_okay=False))
 @click.argument("annotations", type=click.Path(exists=True, dir_okay=False))
 @click.option("--partial", is_flag=True, help="Score only the questions that have a prediction.")
+@click.option(
+    "--vqa-version",
+    default=None,
+    metavar="2016|current",
+    help="vqaEval.py version [default: 2016]: 2016 normalises every machine answer; current "
+    "normalises nothing when the ten human answers agree (see cm3leon.eval.vqa).",
+)
 @click.option("--out", default=None, help="Write the JSON result here.")
-def vqa_command(predictions: str, annotations: str, partial: bool, out: str | None) -> None:
+def vqa_command(
+    predictions: str, annotations: str, partial: bool, vqa_version: str | None, out: str | None
+) -> None:
     """Official VQA accuracy of PREDICTIONS against ANNOTATIONS."""
     from cm3leon.eval.protocols import score_vqa_files
+    from cm3leon.eval.vqa import DEFAULT_VQA_VERSION, check_vqa_version
 
+    try:
+        version = check_vqa_version(vqa_version or DEFAULT_VQA_VERSION)
+    except ValueError as err:
+        raise click.BadParameter(str(err), param_hint="--vqa-version") from None
     with _user_errors():
-        res = score_vqa_files(predictions, annotations, partial=partial)
+        res = score_vqa_files(predictions, annotations, partial=partial, version=version)
     _emit(res, out)
 
 

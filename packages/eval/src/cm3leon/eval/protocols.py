@@ -36,7 +36,7 @@ from cm3leon.eval.formats import (
     read_vqa_results,
 )
 from cm3leon.eval.frechet import GaussianStats
-from cm3leon.eval.vqa import vqa_evaluate
+from cm3leon.eval.vqa import DEFAULT_VQA_VERSION, vqa_evaluate
 
 __all__ = [
     "feature_stats",
@@ -98,11 +98,22 @@ def score_caption_files(
 
 
 def score_vqa_files(
-    predictions: str | Path, annotations: str | Path, *, partial: bool = False
+    predictions: str | Path,
+    annotations: str | Path,
+    *,
+    partial: bool = False,
+    version: str = DEFAULT_VQA_VERSION,
 ) -> dict[str, Any]:
-    """Official VQA accuracy of a results file against an annotations file."""
+    """Official VQA accuracy of a results file against an annotations file.
+
+    ``version`` picks the ``vqaEval.py`` normalisation, ``"2016"`` or ``"current"``
+    (:mod:`cm3leon.eval.vqa`); the result records it under ``version``.
+    """
     res = vqa_evaluate(
-        read_vqa_results(predictions), read_vqa_annotations(annotations), partial=partial
+        read_vqa_results(predictions),
+        read_vqa_annotations(annotations),
+        partial=partial,
+        version=version,
     )
     out = res.to_dict(per_question=True)
     return {

@@ -162,15 +162,34 @@ def run_captioning(cfg: CaptioningRunConfig, run_dir: Path) -> dict[str, Any]:
 
 @dataclass
 class VQARunConfig:
+    """Schema of the ``vqa`` runner.
+
+    Attributes:
+        predictions: VQA results file.
+        annotations: official-layout annotations file.
+        partial: score only the questions that have a prediction.
+        vqa_version: ``vqaEval.py`` version, ``"2016"`` or ``"current"``
+            (:mod:`cm3leon.eval.vqa`).
+    """
+
     predictions: str = MISSING
     annotations: str = MISSING
     partial: bool = False
+    vqa_version: str = "2016"
 
 
 def run_vqa(cfg: VQARunConfig, run_dir: Path) -> dict[str, Any]:
+    from cm3leon.core.config import ConfigError
     from cm3leon.eval.protocols import score_vqa_files
+    from cm3leon.eval.vqa import check_vqa_version
 
-    res = score_vqa_files(cfg.predictions, cfg.annotations, partial=cfg.partial)
+    try:
+        check_vqa_version(cfg.vqa_version)
+    except ValueError as err:
+        raise ConfigError(f"vqa_version: {err}") from None
+    res = score_vqa_files(
+        cfg.predictions, cfg.annotations, partial=cfg.partial, version=cfg.vqa_version
+    )
     atomic_write_json(run_dir / "vqa.json", res)
     return {
         **res["metrics"],

@@ -1,23 +1,59 @@
-"""VQA accuracy exactly as the official evaluation (GT-Vision-Lab/VQA ``vqaEval.py``).
+"""VQA accuracy as GT-Vision-Lab's ``vqaEval.py`` computes it, in either of its two versions.
 
-For a question with ten human answers, the machine answer ``m`` (normalised) scores
-``min(#{humans j ≠ i : a_j = m} / 3, 1)`` for each of the ten leave-one-annotator-out
+For a question with ten human answers, the machine answer ``m`` scores
+``min(#{humans j != i : a_j = m} / 3, 1)`` for each of the ten leave-one-annotator-out
 subsets ``i``, averaged; the overall, per-question-type and per-answer-type accuracies are
-means of these per-question values, times 100.
+means of these per-question values, times 100.  Both versions share this rule and the two
+normalisation steps below; they differ in *which answers* get normalised.
 
-Normalisation of the machine answer: newlines/tabs -> spaces, strip, then
+``version="2016"`` (default) -- ``vqaEval.py`` as released with VQA v1/v2 and used until
+at least late 2017 (GT-Vision-Lab/VQA ``c4e6a0e``; the same flow as the EvalAI server code
+of the VQA Challenge 2017, Cloud-CV/VQA-Challenge, and as LAVIS's copy):
 
-1. **punctuation**: each mark in :data:`PUNCTUATION` is deleted if it touches a space or if
-   the answer contains a digit-comma-digit sequence (``1,000`` -> ``1000``), otherwise
-   replaced by a space (``red/blue`` -> ``red blue``); then periods not followed by a
-   digit are deleted (``3.5`` keeps its period) — at most 32 of them, because the official
-   code passes ``re.UNICODE`` (= 32) as ``re.sub``'s ``count`` argument;
-2. **digits and articles**: lower-cased words, number words ``zero..ten`` (and ``none``)
-   become digits, ``a``/``an``/``the`` are dropped, and :data:`CONTRACTIONS` restores
-   apostrophes (``dont`` -> ``don't``).
+* the machine answer always gets newlines/tabs -> spaces, strip, punctuation, digits and
+  articles;
+* the human answers get only the punctuation step, and only when the ten are not all
+  identical (the annotation files are pre-normalised).
 
-The human answers get only the punctuation step, and only when the ten answers are not all
-identical — also as in the official code (official annotation files are pre-normalised).
+``version="current"`` -- today's ``vqaEval.py`` (GT-Vision-Lab/VQA ``a013f00``, the file
+OpenFlamingo and lmms-eval copy):
+
+* every answer, human and machine, gets newlines/tabs -> spaces and strip;
+* then, only when the (stripped) human answers are not all identical, the human answers
+  *and* the machine answer get punctuation, digits and articles;
+* when the ten humans agree, nothing more is done: the comparison is exact and
+  case-sensitive (the maintainers' rationale: unanimous answers are often text read off
+  the image, which normalisation could corrupt).
+
+Where they disagree (ten humans wrote ``"2"``): ``"Two"`` scores 100 under 2016 (-> ``"2"``)
+and 0 under current (``"Two" != "2"``); likewise ``"Yes"`` / ``"yes."`` against ten
+``"yes"``.  Against 2 x ``"Two"``, 1 x ``"2"``, 7 x ``"3"``, the answer ``"2"`` scores 30
+under 2016 (humans keep ``"Two"``: one match) and 90 under current (humans -> ``"2"``:
+three matches).  Against ten unnormalised ``"the cat"``, ``"the cat"`` scores 0 under 2016
+(the machine's article is dropped, the humans' is not) and 100 under current.
+
+**Why 2016 is the default**: it is the flow of the evaluation-server code published for
+VQA v2 test-dev / test-std (Cloud-CV/VQA-Challenge, whose punctuation step is a regex
+rewrite of the one below), the splits on which published VQA v2 numbers are reported; and
+it scores what a generative model answers rather than how it capitalises or punctuates --
+under ``current``, ``"Yes"`` earns 0 on every unanimous question, a large share of yes/no
+questions.  It also keeps earlier results of this package comparable.  Use ``current`` to
+compare with validation numbers from OpenFlamingo or lmms-eval-style code.  Select it with
+``version=`` here, ``score_vqa_files(version=)``, ``cm3leon eval vqa --vqa-version``, or
+``vqa_version:`` in the ``vqa`` / ``eval_vqa`` runner configs.
+
+The two normalisation steps (:func:`normalize_answer` applies both):
+
+1. **punctuation** (:func:`process_punctuation`): each mark in :data:`PUNCTUATION` is
+   deleted if it touches a space or if the answer contains a digit-comma-digit sequence
+   (``1,000`` -> ``1000``), otherwise replaced by a space (``red/blue`` -> ``red blue``);
+   then periods not followed by a digit are deleted (``3.5`` keeps its period) -- at most
+   32 of them, because the official code passes ``re.UNICODE`` (= 32) as ``re.sub``'s
+   ``count`` argument;
+2. **digits and articles** (:func:`process_digit_article`): lower-cased words, number
+   words ``zero..ten`` (and ``none``) become digits, ``a``/``an``/``the`` are dropped, and
+   :data:`CONTRACTIONS` restores apostrophes (``dont`` -> ``don't``).
+
 Human answers are told apart by position (the official code compares answer dicts, which
 carry distinct ``answer_id`` s).
 """
@@ -38,10 +74,13 @@ from cm3leon.eval.records import decode_records, dedupe_records, encode_records,
 __all__ = [
     "ARTICLES",
     "CONTRACTIONS",
+    "DEFAULT_VQA_VERSION",
     "DIGIT_WORDS",
     "PUNCTUATION",
+    "VQA_VERSIONS",
     "VQAAccuracy",
     "VQAResult",
+    "check_vqa_version",
     "normalize_answer",
     "process_digit_article",
     "process_punctuation",
@@ -115,27 +154,67 @@ def process_digit_article(text: str) -> str:
     return " ".join(CONTRACTIONS.get(w, w) for w in words)
 
 
+def _clean_whitespace(text: str) -> str:
+    return text.replace("\n", " ").replace("\t", " ").strip()
+
+
 def normalize_answer(answer: str) -> str:
-    """Normalise a machine answer like the official evaluation."""
-    text = answer.replace("\n", " ").replace("\t", " ").strip()
-    return process_digit_article(process_punctuation(text))
+    """Both normalisation steps, as the 2016 version applies them to a machine answer."""
+    return process_digit_article(process_punctuation(_clean_whitespace(answer)))
 
 
 def _answer_text(answer: Any) -> str:
     return answer["answer"] if isinstance(answer, Mapping) else str(answer)
 
 
-def vqa_accuracy(prediction: str, answers: Sequence[Any]) -> float:
-    """Leave-one-out accuracy in ``[0, 1]`` of ``prediction`` against the human answers.
-
-    ``answers`` are strings or official answer dicts (``{"answer": ..., "answer_id": ...}``).
-    """
-    if not answers:
-        raise ValueError("VQA accuracy needs at least one human answer")
-    humans = [_answer_text(a) for a in answers]
+def _normalise_2016(machine: str, humans: list[str]) -> tuple[str, list[str]]:
     if len(set(humans)) > 1:
         humans = [process_punctuation(h) for h in humans]
-    machine = normalize_answer(prediction)
+    return normalize_answer(machine), humans
+
+
+def _normalise_current(machine: str, humans: list[str]) -> tuple[str, list[str]]:
+    machine, humans = _clean_whitespace(machine), [_clean_whitespace(h) for h in humans]
+    if len(set(humans)) > 1:
+        humans = [process_digit_article(process_punctuation(h)) for h in humans]
+        machine = process_digit_article(process_punctuation(machine))
+    return machine, humans
+
+
+_NORMALISERS = {"2016": _normalise_2016, "current": _normalise_current}
+VQA_VERSIONS: tuple[str, ...] = tuple(_NORMALISERS)
+DEFAULT_VQA_VERSION = "2016"
+
+
+def check_vqa_version(version: str) -> str:
+    """Return ``version`` if it names a ``vqaEval.py`` version, else raise.
+
+    Raises:
+        ValueError: an unknown name; the message lists :data:`VQA_VERSIONS`.
+    """
+    if version not in _NORMALISERS:
+        valid = ", ".join(repr(v) for v in VQA_VERSIONS)
+        raise ValueError(f"unknown VQA evaluation version {version!r}; valid versions: {valid}")
+    return version
+
+
+def vqa_accuracy(
+    prediction: str, answers: Sequence[Any], *, version: str = DEFAULT_VQA_VERSION
+) -> float:
+    """Leave-one-out accuracy in ``[0, 1]`` of ``prediction`` against the human answers.
+
+    Args:
+        prediction: the machine answer.
+        answers: strings or official answer dicts (``{"answer": ..., "answer_id": ...}``).
+        version: ``"2016"`` or ``"current"`` (see the module docstring).
+
+    Raises:
+        ValueError: no human answer, or an unknown ``version``.
+    """
+    normalise = _NORMALISERS[check_vqa_version(version)]
+    if not answers:
+        raise ValueError("VQA accuracy needs at least one human answer")
+    machine, humans = normalise(prediction, [_answer_text(a) for a in answers])
     accs = []
     for left_out in range(len(humans)):
         matches = sum(1 for j, h in enumerate(humans) if j != left_out and h == machine)
@@ -145,13 +224,15 @@ def vqa_accuracy(prediction: str, answers: Sequence[Any]) -> float:
 
 @dataclass(frozen=True)
 class VQAResult:
-    """Accuracies in percent (unrounded; the official script rounds to 2 decimals)."""
+    """Accuracies in percent (unrounded; the official script rounds to 2 decimals), and the
+    ``vqaEval.py`` version that produced them."""
 
     overall: float
     per_question_type: dict[str, float] = field(default_factory=dict)
     per_answer_type: dict[str, float] = field(default_factory=dict)
     per_question: dict[str, float] = field(default_factory=dict)
     num_questions: int = 0
+    version: str = DEFAULT_VQA_VERSION
 
     def to_dict(self, *, per_question: bool = False) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -159,6 +240,7 @@ class VQAResult:
             "per_question_type": dict(self.per_question_type),
             "per_answer_type": dict(self.per_answer_type),
             "num_questions": self.num_questions,
+            "version": self.version,
         }
         if per_question:
             out["per_question"] = dict(self.per_question)
@@ -169,7 +251,7 @@ def _mean100(values: Sequence[float]) -> float:
     return 100.0 * sum(values) / len(values)
 
 
-def _aggregate(rows: Sequence[Mapping[str, Any]]) -> VQAResult:
+def _aggregate(rows: Sequence[Mapping[str, Any]], version: str) -> VQAResult:
     by_qtype: dict[str, list[float]] = defaultdict(list)
     by_atype: dict[str, list[float]] = defaultdict(list)
     for row in rows:
@@ -183,6 +265,7 @@ def _aggregate(rows: Sequence[Mapping[str, Any]]) -> VQAResult:
         per_answer_type={k: _mean100(v) for k, v in by_atype.items()},
         per_question={str(r["id"]): 100.0 * r["acc"] for r in rows if "id" in r},
         num_questions=len(rows),
+        version=version,
     )
 
 
@@ -191,6 +274,7 @@ def vqa_evaluate(
     annotations: Sequence[Mapping[str, Any]],
     *,
     partial: bool = False,
+    version: str = DEFAULT_VQA_VERSION,
 ) -> VQAResult:
     """Score predictions against official-format annotations.
 
@@ -200,11 +284,14 @@ def vqa_evaluate(
             optionally ``question_type`` / ``answer_type``.
         partial: score only annotated questions that have a prediction; by default every
             annotated question must be answered (the official ``loadRes`` check).
+        version: ``"2016"`` (default) or ``"current"`` ``vqaEval.py`` (module docstring).
 
     Raises:
         ValueError: a prediction has no annotation, an annotation no prediction (unless
             ``partial``), or the input is empty; the message names the question ids.
+            An unknown ``version``; the message lists the valid ones.
     """
+    check_vqa_version(version)
     by_id = {str(a["question_id"]): a for a in annotations}
     preds = {str(k): v for k, v in predictions.items()}
     unknown = sorted(set(preds) - set(by_id))
@@ -222,14 +309,14 @@ def vqa_evaluate(
         rows.append(
             {
                 "id": qid,
-                "acc": vqa_accuracy(preds[qid], ann["answers"]),
+                "acc": vqa_accuracy(preds[qid], ann["answers"], version=version),
                 "qt": ann.get("question_type"),
                 "at": ann.get("answer_type"),
             }
         )
     if not rows:
         raise ValueError("no question to score")
-    return _aggregate(rows)
+    return _aggregate(rows, version)
 
 
 class VQAAccuracy(Metric):
@@ -238,14 +325,19 @@ class VQAAccuracy(Metric):
     ``update(predictions, answers, question_types=None, answer_types=None, ids=None)``
     scores each question immediately; ``compute()`` returns a dict with ``accuracy``
     (a tensor) and the breakdowns.  With ``ids``, duplicated questions count once.
+
+    Args:
+        version: ``"2016"`` (default) or ``"current"`` ``vqaEval.py`` (module docstring).
+        **kwargs: torchmetrics ``Metric`` options.
     """
 
     is_differentiable = False
     higher_is_better = True
     full_state_update = False
 
-    def __init__(self, **kwargs: Any) -> None:
+    def __init__(self, version: str = DEFAULT_VQA_VERSION, **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        self.version = check_vqa_version(version)
         self.add_state("records", default=[], dist_reduce_fx="cat")
 
     def update(
@@ -267,7 +359,7 @@ class VQAAccuracy(Metric):
                 raise ValueError(f"{name} has {len(seq)} entries for {n} predictions")
         rows = []
         for i, pred in enumerate(predictions):
-            row: dict[str, Any] = {"acc": vqa_accuracy(pred, answers[i])}
+            row: dict[str, Any] = {"acc": vqa_accuracy(pred, answers[i], version=self.version)}
             if question_types is not None:
                 row["qt"] = question_types[i]
             if answer_types is not None:
@@ -282,7 +374,7 @@ class VQAAccuracy(Metric):
         rows = dedupe_records(decode_records(self.records), "id")
         if not rows:
             raise ValueError("VQAAccuracy.compute() called before any update()")
-        return _aggregate(rows)
+        return _aggregate(rows, self.version)
 
     def compute(self) -> dict[str, Any]:
         res = self.result()

@@ -71,7 +71,12 @@ class VQAData:
 
 @dataclass
 class VQAEvalConfig:
-    """Schema of the ``eval_vqa`` runner and ``cm3leon eval protocol vqa``."""
+    """Schema of the ``eval_vqa`` runner and ``cm3leon eval protocol vqa``.
+
+    ``vqa_version`` picks the ``vqaEval.py`` normalisation the answers and the majority
+    baselines are scored with: ``"2016"`` (default) or ``"current"``
+    (:mod:`cm3leon.eval.vqa` says how they differ).
+    """
 
     model: ModelSource = field(default_factory=ModelSource)
     data: VQAData = field(default_factory=VQAData)
@@ -85,6 +90,7 @@ class VQAEvalConfig:
     batch_size: int = 8
     grid_images: int = 16
     generator: str = DEFAULT_GENERATOR
+    vqa_version: str = "2016"
 
 
 def _baselines(cfg: VQAEvalConfig, questions: list[Any], run_dir: Path) -> dict[str, Any]:
@@ -116,7 +122,7 @@ def _baselines(cfg: VQAEvalConfig, questions: list[Any], run_dir: Path) -> dict[
             run_dir / f"baseline_{name}.json",
             [{"question_id": int(q.question_id), "answer": answer_of(q)} for q in questions],
         )
-        scored = score_vqa_files(path, cfg.data.annotations, partial=True)
+        scored = score_vqa_files(path, cfg.data.annotations, partial=True, version=cfg.vqa_version)
         out[name] = {
             "accuracy": scored["metrics"]["accuracy"],
             "per_answer_type": scored["per_answer_type"],
@@ -136,11 +142,16 @@ def run_vqa_eval(
     ``baselines.majority_per_question_type.accuracy``, ``num_questions``.
     """
     from cm3leon.eval.protocols import score_vqa_files
+    from cm3leon.eval.vqa import check_vqa_version
 
     run_dir = Path(run_dir)
     registries = registries_or_active(registries)
     if cfg.model.image_tokenizer is None:
         raise ConfigError("model.image_tokenizer: VQA prompts hold images (VQ tokenizer needed)")
+    try:
+        check_vqa_version(cfg.vqa_version)  # before generating anything
+    except ValueError as err:
+        raise ConfigError(f"vqa_version: {err}") from None
     questions = read_vqa_questions(
         cfg.data.questions, cfg.data.images, pattern=cfg.data.image_pattern, limit=cfg.data.limit
     )
@@ -159,7 +170,7 @@ def run_vqa_eval(
     path = atomic_write_json(
         run_dir / "answers.json", [{"question_id": int(i), "answer": a} for i, a in answers.items()]
     )
-    scored = score_vqa_files(path, cfg.data.annotations, partial=True)
+    scored = score_vqa_files(path, cfg.data.annotations, partial=True, version=cfg.vqa_version)
     baselines = _baselines(cfg, questions, run_dir)
     shown = questions[: cfg.grid_images]
     grid = save_captioned_grid(
@@ -175,6 +186,7 @@ def run_vqa_eval(
         "per_question_type": scored["per_question_type"],
         "baselines": baselines,
         "num_questions": len(questions),
+        "vqa_version": cfg.vqa_version,
         "task": cfg.task,
         "predictions": str(path),
         "grid": grid,
