@@ -92,7 +92,7 @@ def prepare_dataset(documents: Iterable[Any], out: str | Path, *, kind: str = "d
                 break
             try:
                 if kind == "tokens":
-                    ids, weights, targets = doc_tokenizer.encode_example_with_targets(doc)
+                    ids, weights, targets, _ = doc_tokenizer.encode_example_with_targets(doc)
                     writer.write(ids, id=doc.id or str(report.written), loss_weights=weights,
                                  targets=targets if with_targets else None)  # fmt: skip
                 else:
@@ -138,8 +138,17 @@ def _encode_chunk(chunk: list[Any], doc_tokenizer: Any) -> list[Any]:
         return chunk
 
 
-def inspect_dataset(path: str | Path, *, check_hashes: bool = True) -> dict[str, Any]:
-    """Verify a dataset directory and recount what it holds (per-modality token accounting)."""
+def inspect_dataset(path: str | Path, *, check_hashes: bool = True, seq_len: int | None = None) -> dict[str, Any]:
+    """Verify a dataset directory and recount what it holds (per-modality token accounting).
+
+    With ``seq_len``, also count how the trainer will fit retrieval-augmented examples into
+    rows of that length under CM3's default transform (:func:`fit_example`): examples that
+    lose retrieved documents, documents dropped, and examples whose query alone does not
+    fit (training stops on those); examples without document ranges that exceed it are
+    counted as ``would_truncate``.
+    """
+    from cm3leon.core.objective import CM3Config, max_growth
+    from cm3leon.core.serialize import fit_example
     from cm3leon.core.shards import iter_documents, iter_token_samples, verify_dataset
 
     info = verify_dataset(path, check_hashes=check_hashes)
@@ -150,18 +159,37 @@ def inspect_dataset(path: str | Path, *, check_hashes: bool = True) -> dict[str,
         assert info.vocab is not None
         counts: Counter[str] = Counter()
         lengths = []
-        weighted = with_targets = 0
+        weighted = with_targets = with_parts = 0
+        fit: Counter[str] = Counter()
+        budget = None if seq_len is None else seq_len - max_growth(CM3Config(), info.vocab)
         for sample in iter_token_samples(path, verify=False):
             counts.update(info.vocab.count_modalities(sample.tokens))
             lengths.append(sample.tokens.size)
             weighted += sample.loss_weights is not None
             with_targets += sample.targets is not None and sample.targets.size > 0
+            with_parts += sample.parts is not None
+            if budget is not None and sample.tokens.size > budget:
+                if sample.parts is None:
+                    fit["would_truncate"] += 1
+                    continue
+                try:
+                    dropped = fit_example(sample.tokens, sample.parts, budget, info.vocab).dropped
+                except ValueError:
+                    fit["query_too_long"] += 1
+                    continue
+                fit["shortened"] += 1
+                fit["documents_dropped"] += dropped
         result.update({"vocab": info.vocab.to_dict(), "tokens": sum(lengths),
                        "text_tokens": counts["text"], "image_tokens": counts["image"],
                        "special_tokens": counts["special"] + counts["pad"],
                        "min_length": min(lengths), "max_length": max(lengths),
                        "mean_length": round(sum(lengths) / len(lengths), 2),
-                       "with_loss_weights": weighted > 0, "samples_with_targets": with_targets})
+                       "with_loss_weights": weighted > 0, "samples_with_targets": with_targets,
+                       "samples_with_parts": with_parts})
+        if budget is not None:
+            result["fit"] = {"seq_len": seq_len, "budget": budget,
+                             **{k: fit[k] for k in ("shortened", "documents_dropped", "query_too_long",
+                                                    "would_truncate")}}
     else:
         images = texts = 0
         for doc in iter_documents(path, verify=False):
@@ -328,10 +356,12 @@ def prepare_command(path: str, source: str | None, task: str | None, out: str, k
 @click.argument("directory", type=click.Path(file_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.option("--no-hash-check", is_flag=True, help="Check sizes only (faster on huge datasets).")
-def inspect_command(directory: str, as_json: bool, no_hash_check: bool) -> None:
+@click.option("--seq-len", type=click.IntRange(min=2), default=None,
+              help="Also count examples that lose retrieved documents to fit rows of this length.")
+def inspect_command(directory: str, as_json: bool, no_hash_check: bool, seq_len: int | None) -> None:
     """Verify DIRECTORY (COMPLETE, manifest, hashes) and print counts and token accounting."""
     try:
-        result = inspect_dataset(directory, check_hashes=not no_hash_check)
+        result = inspect_dataset(directory, check_hashes=not no_hash_check, seq_len=seq_len)
     except (ValueError, FileNotFoundError) as err:
         raise click.ClickException(str(err)) from None
     if as_json:

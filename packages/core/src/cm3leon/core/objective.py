@@ -83,6 +83,7 @@ __all__ = [
     "cm3_transform",
     "infill_target_spans",
     "mask_spans",
+    "max_growth",
     "maskable_runs",
     "sample_num_spans",
     "sample_span_length",
@@ -458,6 +459,17 @@ def cm3_transform(
         spans = sample_spans(arr, vocab, cfg, rng)
     out, out_w = mask_spans(arr, spans, vocab, weights)
     return CM3Result(out, spans, out_w)
+
+
+def max_growth(cfg: CM3Config, vocab: Vocabulary) -> int:
+    """The most tokens :func:`cm3_transform` can add to an example: two per span.
+
+    Random spans number at most ``min(num_spans.max, num_sentinels)``; task targets (with
+    ``target_prob > 0``) at most ``num_sentinels``.
+    """
+    k = vocab.num_sentinels
+    spans = k if cfg.target_prob > 0 else min(cfg.num_spans.max if cfg.num_spans.max is not None else k, k)
+    return 2 * spans
 
 
 def cm3_inverse(tokens: Sequence[int] | np.ndarray, vocab: Vocabulary) -> np.ndarray:

@@ -368,8 +368,10 @@ class PackingCollator:
             counted) or ``None`` (as many rows as needed; nothing dropped for lack of room).
 
     The batch holds the row tensors ``(R, T)`` and per-row ``(R,)`` counters:
-    ``num_examples``, ``num_truncated``, ``num_dropped`` and ``num_source_samples`` (batch
-    totals are attributed to the last row, so sums over rows are batch totals), and
+    ``num_examples``, ``num_truncated``, ``num_dropped``, ``num_source_samples``,
+    ``num_shortened`` (examples that lost retrieved documents to fit, items'
+    ``dropped_documents`` > 0) and ``num_documents_dropped`` (batch totals are attributed
+    to the last row, so sums over rows are batch totals), and
     ``num_text_tokens`` / ``num_image_tokens`` / ``num_special_tokens`` / ``num_pad_tokens``.
     """
 
@@ -397,6 +399,12 @@ class PackingCollator:
             source[-1] += dropped[-1]
         out["num_dropped"] = torch.as_tensor(dropped)
         out["num_source_samples"] = torch.as_tensor(source)
+        docs = [int(x.get("dropped_documents", 0)) if isinstance(x, Mapping) else 0 for x in samples]
+        for name, total in (("num_shortened", sum(d > 0 for d in docs)), ("num_documents_dropped", sum(docs))):
+            counter = np.zeros(r, np.int64)
+            if r:
+                counter[-1] = total
+            out[name] = torch.as_tensor(counter)
         for name, counts in row_token_counts(rows.input_ids, self.vocab).items():
             out[f"num_{name}_tokens"] = torch.as_tensor(counts.astype(np.int64))
         return out

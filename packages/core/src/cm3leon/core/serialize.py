@@ -44,7 +44,15 @@ from cm3leon.core.documents import Document, ImageSegment, TextSegment
 from cm3leon.core.interfaces import ImageTokenizer, TextTokenizer
 from cm3leon.core.vocab import Vocabulary
 
-__all__ = ["DocumentTokenizer", "EncodedExample", "join_documents", "split_at_target"]
+__all__ = [
+    "DocumentTokenizer",
+    "EncodedExample",
+    "FittedExample",
+    "document_ranges",
+    "fit_example",
+    "join_documents",
+    "split_at_target",
+]
 
 
 class EncodedExample(NamedTuple):
@@ -53,6 +61,7 @@ class EncodedExample(NamedTuple):
     ids: np.ndarray  # (L,) int64
     weights: np.ndarray | None  # (L,) float32, or None (RA-CM3 weighting off)
     targets: np.ndarray  # (k, 2) int64 token ranges [start, end) of the query's task output
+    parts: np.ndarray | None = None  # (D, 2) int64: each document's ranges (document_ranges)
 
 
 def split_at_target(text: str, start: int, end: int) -> tuple[str, str, str]:
@@ -224,14 +233,13 @@ class DocumentTokenizer:
         """
         parts = [self.encode(d) for d in retrieved]
         query_ids, targets = self.encode_with_targets(query)
-        ids, starts = join_documents([*parts, query_ids], self.vocab)
-        dropped = query_ids.size - (ids.size - starts[-1])  # a leading <break> merged into the boundary
-        targets = targets + (starts[-1] - dropped)
+        ids, starts, ranges = _join([*parts, query_ids], self.vocab)
+        targets = targets + ranges[-1, 0]  # the query's own first token (a shared <break>, maybe)
         if self.query_loss_weight is None:
-            return EncodedExample(ids, None, targets)
+            return EncodedExample(ids, None, targets, ranges)
         weights = np.ones(ids.shape[0], dtype=np.float32)
         weights[starts[-1] :] = self.query_loss_weight
-        return EncodedExample(ids, weights, targets)
+        return EncodedExample(ids, weights, targets, ranges)
 
     def with_codes(self, docs: Sequence[Document]) -> list[Document]:
         """Fill in the VQ codes of pixel-only images, encoding all of them in one batch.
@@ -364,9 +372,27 @@ def join_documents(parts: Sequence[np.ndarray], vocab: Vocabulary) -> tuple[np.n
         (an image's own ``<break>`` when a neighbour is an image, else an inserted one);
         ``starts[i]`` is where part ``i`` begins (after that boundary ``<break>``).
     """
+    ids, starts, _ = _join(parts, vocab)
+    return ids, starts
+
+
+def document_ranges(parts: Sequence[np.ndarray], vocab: Vocabulary) -> np.ndarray:
+    """Where each serialised document lies in its :func:`join_documents` example, ``(D, 2)``.
+
+    Range ``i`` is ``[start, end)`` with ``ids[start:end] == parts[i]`` exactly: a document
+    that opens with an image starts at the ``<break>`` it shares with the document before
+    (ranges then overlap by that one token).  Token shards store these ranges (``parts``
+    column) so that :func:`fit_example` can drop retrieved documents later.
+    """
+    return _join(parts, vocab)[2]
+
+
+def _join(parts: Sequence[np.ndarray], vocab: Vocabulary) -> tuple[np.ndarray, list[int], np.ndarray]:
+    """``join_documents`` (ids, starts) plus :func:`document_ranges`."""
     if not parts:
         raise ValueError("join_documents needs at least one document")
     out: list[np.ndarray] = [np.array([vocab.eos_id], dtype=np.int64)]
+    ranges = np.zeros((len(parts), 2), dtype=np.int64)
     starts: list[int] = []
     length = 1
     for i, part in enumerate(parts):
@@ -374,15 +400,86 @@ def join_documents(parts: Sequence[np.ndarray], vocab: Vocabulary) -> tuple[np.n
         if part.size == 0:
             raise ValueError(f"join_documents: document {i} is empty")
         ends_with_break = out[-1][-1] == vocab.break_id
+        start = length
         if i > 0 and ends_with_break and part[0] == vocab.break_id:
-            part = part[1:]  # image after image: the closing <break> opens the next one
+            start -= 1  # image after image: the closing <break> opens the next one
+            part = part[1:]
         elif i > 0 and not ends_with_break and part[0] != vocab.break_id:
             out.append(np.array([vocab.break_id], dtype=np.int64))
             length += 1
+            start += 1
         starts.append(length)
         out.append(part)
         length += part.size
-    return np.concatenate(out), starts
+        ranges[i] = (start, length)
+    return np.concatenate(out), starts, ranges
+
+
+class FittedExample(NamedTuple):
+    """:func:`fit_example`'s result: the example, its weights and targets, what was dropped."""
+
+    ids: np.ndarray  # (L',) int64, L' <= budget
+    weights: np.ndarray | None  # (L',) float32
+    targets: np.ndarray | None  # (k, 2) int64, shifted with the query
+    dropped: int  # retrieved documents dropped
+
+
+def fit_example(ids: np.ndarray, parts: np.ndarray, budget: int, vocab: Vocabulary, *,
+                weights: np.ndarray | None = None, targets: np.ndarray | None = None,
+                where: str = "example") -> FittedExample:
+    """Drop retrieved documents, last first, until a Figure 9 example fits ``budget`` tokens.
+
+    The query (the last document) is never cut: CM3 moves its masked spans to the end, so
+    cutting an over-long example loses exactly the infill blocks.  The shortened example is
+    what :func:`join_documents` gives for the kept documents; loss weights travel with
+    their tokens (an inserted boundary ``<break>`` weighs 1.0, as in
+    :meth:`DocumentTokenizer.encode_example_with_weights`) and the query's target ranges
+    move with it.
+
+    Args:
+        ids: the example ``(L,)``.
+        parts: its documents' ranges ``(D, 2)`` (:func:`document_ranges`), query last.
+        budget: the most tokens the example may have.
+        vocab: the unified vocabulary.
+        weights / targets: per-token loss weights, the query's target ranges.
+        where: prefix of error messages (the sample).
+
+    Raises:
+        ValueError: ranges that do not describe ``ids``, or a query that alone (with its
+            ``<eos>``) is longer than ``budget``.
+    """
+    ids = np.asarray(ids, dtype=np.int64)
+    parts = np.asarray(parts, dtype=np.int64).reshape(-1, 2)
+    if ids.size <= budget:
+        return FittedExample(ids, weights, targets, 0)
+    pieces = [ids[s:e] for s, e in parts]
+    if (
+        not len(parts) or parts[0, 0] != 1 or parts[-1, 1] != ids.size
+        or any(p.size == 0 for p in pieces) or (np.abs(parts[1:, 0] - parts[:-1, 1]) > 1).any()
+        or not np.array_equal(_join(pieces, vocab)[0], ids)
+    ):
+        raise ValueError(f"{where}: document ranges {parts.tolist()} do not describe its {ids.size} tokens")
+    keep = len(pieces) - 1
+    while True:
+        kept = [*range(keep), len(pieces) - 1]
+        new_ids, _, new_ranges = _join([pieces[i] for i in kept], vocab)
+        if new_ids.size <= budget or keep == 0:
+            break
+        keep -= 1
+    if new_ids.size > budget:
+        raise ValueError(
+            f"{where}: the query document alone is {new_ids.size} tokens (with <eos>), more than the "
+            f"budget of {budget}; raise seq_len or shorten the document"
+        )
+    new_weights = None
+    if weights is not None:
+        w = np.asarray(weights, dtype=np.float32)
+        new_weights = np.ones(new_ids.size, dtype=np.float32)
+        new_weights[0] = w[0]
+        for (s, e), (ns, ne) in zip(parts[kept], new_ranges, strict=True):
+            new_weights[ns:ne] = w[s:e]  # a shared <break> takes the later document's weight
+    new_targets = None if targets is None else np.asarray(targets, np.int64) + (new_ranges[-1, 0] - parts[-1, 0])
+    return FittedExample(new_ids, new_weights, new_targets, len(pieces) - len(kept))
 
 
 def _ends_with_break(out: list[np.ndarray], vocab: Vocabulary) -> bool:

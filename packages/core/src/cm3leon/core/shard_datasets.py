@@ -39,8 +39,9 @@ from streaming import Stream, StreamingDataLoader, StreamingDataset
 
 from cm3leon.core.documents import Document
 from cm3leon.core.io import COMPLETE_MARKER
-from cm3leon.core.objective import CM3Config, cm3_example
+from cm3leon.core.objective import CM3Config, cm3_example, max_growth
 from cm3leon.core.packing import PackingCollator, raw_samples_in_batch
+from cm3leon.core.serialize import fit_example
 from cm3leon.core.shards import (
     INDEX_FILE,
     MANIFEST_FILE,
@@ -187,24 +188,41 @@ class CM3StreamingDataset(_VerifiedStreamingDataset):
             the shards (``targets`` column, SFT mixtures) reach the transform, which masks
             exactly them with probability ``cm3.target_prob``.
         cm3_seed: seed of the per-sample span draws.
+        max_tokens: the row length examples must fit after the CM3 transform (the trainer
+            passes ``seq_len``).  A retrieval-augmented example (shards with the ``parts``
+            column, ``cm3leon retrieval augment``) longer than ``max_tokens`` minus the
+            transform's growth (:func:`cm3leon.core.objective.max_growth`) loses retrieved
+            documents, last first, *before* the transform
+            (:func:`cm3leon.core.serialize.fit_example`), so packing never cuts its query
+            or the infill blocks CM3 moves to the end; a query that alone does not fit is
+            a ``ValueError`` naming the sample.  Examples without ``parts`` are left to the
+            packer's ``overflow`` policy.  ``None``: no fitting.
         check_hashes: hash local shards when opening (sizes are always checked).
         **kwargs: any other ``StreamingDataset`` argument (``batch_size`` is required for
             iteration; ``shuffle``, ``shuffle_seed``, ``epoch_size``, ...).
 
     Items: ``{"tokens": int64 (L',), "loss_weights": float32 (L',) | None, "id": str,
-    "sample_id": int}``, ids range-checked before the transform (errors name the sample).
+    "sample_id": int, "dropped_documents": int}``, ids range-checked before the transform
+    (errors name the sample).
     """
 
     kind = "tokens"
 
-    def __init__(self, *, cm3: CM3Config | None = DEFAULT_CM3, cm3_seed: int = 0, **kwargs: Any) -> None:
+    def __init__(self, *, cm3: CM3Config | None = DEFAULT_CM3, cm3_seed: int = 0,
+                 max_tokens: int | None = None, **kwargs: Any) -> None:
         self.cm3 = cm3
         self.cm3_seed = int(cm3_seed)
+        self.max_tokens = max_tokens
         super().__init__(**kwargs)
         vocabs = {info.vocab for info in self.infos}
         if len(vocabs) != 1 or None in vocabs:
             raise ValueError(f"streams disagree on the vocabulary: {sorted(map(str, vocabs))}")
         self.vocab: Vocabulary = self.infos[0].vocab  # type: ignore[assignment]
+        self.budget: int | None = None
+        if max_tokens is not None:
+            self.budget = int(max_tokens) - (max_growth(cm3, self.vocab) if cm3 is not None else 0)
+            if self.budget < 2:
+                raise ValueError(f"max_tokens={max_tokens} leaves no room for an example after the CM3 transform")
 
     @property
     def current_epoch(self) -> int:
@@ -218,6 +236,11 @@ class CM3StreamingDataset(_VerifiedStreamingDataset):
         tokens = self.vocab.check_ids(sample["tokens"], where=where)
         weights = sample.get("loss_weights")
         targets = target_array(sample.get("targets"), where=where)  # None: a shard without the column
+        parts = target_array(sample.get("parts"), where=where, what="parts")
+        dropped = 0
+        if self.budget is not None and parts is not None:
+            tokens, weights, targets, dropped = fit_example(tokens, parts, self.budget, self.vocab, weights=weights,
+                                                            targets=targets, where=where)  # fmt: skip
         if self.cm3 is not None:
             result = cm3_example(tokens, self.vocab, self.cm3, seed=self.cm3_seed, epoch=self.current_epoch,
                                  index=sample_id, weights=weights, targets=targets, where=where)
@@ -227,6 +250,7 @@ class CM3StreamingDataset(_VerifiedStreamingDataset):
             "loss_weights": None if weights is None else np.asarray(weights, np.float32),
             "id": ident,
             "sample_id": int(sample_id),
+            "dropped_documents": dropped,
         }
 
 

@@ -10,8 +10,11 @@ readable by ``streaming.StreamingDataset``:
   "modality_counts": int32[3] (text, image, special)}`` plus ``"loss_weights": float32[L]``
   when the dataset carries RA-CM3 weights and ``"targets": json`` (``[[start, end], ...]``,
   the token ranges of the task output, :meth:`DocumentTokenizer.encode_example_with_targets`)
-  when it holds SFT examples.  Both columns are optional: datasets written without them
-  read as before.  Tokens are *untransformed* examples (Figure 9 layout); the CM3
+  when it holds SFT examples, and ``"parts": json`` (``[[start, end], ...]``, where each
+  document of a retrieval-augmented example lies,
+  :func:`cm3leon.core.serialize.document_ranges`), so a reader can drop retrieved
+  documents to fit a row (:func:`cm3leon.core.serialize.fit_example`).  These columns are
+  optional: datasets written without them read as before.  Tokens are *untransformed* examples (Figure 9 layout); the CM3
   transform runs on the fly in the reader.
 
 Next to ``index.json`` the writer puts ``manifest.json`` (kind, sample count, vocabulary,
@@ -70,13 +73,15 @@ FORMAT_VERSION = 1
 DOCUMENT_COLUMNS = {"id": "str", "document": "json"}
 
 
-def token_columns(with_loss_weights: bool, with_targets: bool = False) -> dict[str, str]:
-    """MDS columns of token shards (``targets`` is JSON: MDS arrays cannot be empty)."""
+def token_columns(with_loss_weights: bool, with_targets: bool = False, with_parts: bool = False) -> dict[str, str]:
+    """MDS columns of token shards (``targets``/``parts`` are JSON: MDS arrays cannot be empty)."""
     cols = {"id": "str", "tokens": "ndarray:int32", "modality_counts": "ndarray:int32:3"}
     if with_loss_weights:
         cols["loss_weights"] = "ndarray:float32"
     if with_targets:
         cols["targets"] = "json"
+    if with_parts:
+        cols["parts"] = "json"
     return cols
 
 
@@ -107,6 +112,7 @@ class TokenSample:
     tokens: np.ndarray  # (L,) int64
     loss_weights: np.ndarray | None  # (L,) float32
     targets: np.ndarray | None = None  # (k, 2) int64 task output token ranges; None: no column
+    parts: np.ndarray | None = None  # (D, 2) int64 document ranges (query last); None: no column
 
 
 # ----------------------------------------------------------------- writers
@@ -233,26 +239,32 @@ class TokenShardWriter(_ShardWriter):
         vocab: the unified vocabulary; every id is range-checked on write.
         with_loss_weights: store a per-token ``loss_weights`` column (RA-CM3 weighting).
         with_targets: store a ``targets`` column (task output token ranges, SFT data).
+        with_parts: store a ``parts`` column (document ranges of retrieval-augmented
+            examples, :func:`cm3leon.core.serialize.document_ranges`).
         overwrite / size_limit / meta: see :class:`DocumentShardWriter`.
     """
 
     kind = "tokens"
 
     def __init__(self, out: str | Path, vocab: Vocabulary, *, with_loss_weights: bool = False,
-                 with_targets: bool = False, **kwargs: Any) -> None:
-        super().__init__(out, token_columns(with_loss_weights, with_targets), **kwargs)
+                 with_targets: bool = False, with_parts: bool = False, **kwargs: Any) -> None:
+        super().__init__(out, token_columns(with_loss_weights, with_targets, with_parts), **kwargs)
         self.vocab = vocab
         self.with_loss_weights = with_loss_weights
         self.with_targets = with_targets
+        self.with_parts = with_parts
+        self._documents = np.zeros(2, dtype=np.int64)  # (samples, documents) with parts
         self._counts = np.zeros(3, dtype=np.int64)
         self._min_len: int | None = None
         self._max_len = 0
         self._targets = np.zeros(2, dtype=np.int64)  # (samples with targets, target spans)
 
-    def write(self, tokens: Any, id: str, loss_weights: Any = None, targets: Any = None) -> None:
+    def write(self, tokens: Any, id: str, loss_weights: Any = None, targets: Any = None,
+              parts: Any = None) -> None:
         """Add one example; ``id`` names it in every later error message.
 
         ``targets``: token ranges ``(k, 2)`` of the task output (``None``/empty: none).
+        ``parts``: document ranges ``(D, 2)``, query last (required with ``with_parts``).
         """
         where = f"token sample {id!r}"
         arr = self.vocab.check_ids(tokens, where=where)
@@ -273,6 +285,11 @@ class TokenShardWriter(_ShardWriter):
             self._targets += [bool(sample["targets"]), len(sample["targets"])]
         elif targets is not None and np.size(targets):
             raise ValueError(f"{where}: targets given but the writer has with_targets=False")
+        if self.with_parts:
+            sample["parts"] = _check_parts(parts, arr, where)
+            self._documents += [1, len(sample["parts"])]
+        elif parts is not None:
+            raise ValueError(f"{where}: parts given but the writer has with_parts=False")
         self._put(sample, id)
         self._counts += modality
         self._min_len = arr.size if self._min_len is None else min(self._min_len, arr.size)
@@ -287,7 +304,32 @@ class TokenShardWriter(_ShardWriter):
                "special_tokens": special, "min_length": self._min_len or 0, "max_length": self._max_len}
         if self.with_targets:
             out.update(samples_with_targets=int(self._targets[0]), target_spans=int(self._targets[1]))
+        if self.with_parts:
+            out.update(documents=int(self._documents[1]))
         return out
+
+
+def _check_parts(parts: Any, tokens: np.ndarray, where: str) -> list[list[int]]:
+    """Document ranges as ``[[start, end], ...]``: in order, covering the example after ``<eos>``.
+
+    Consecutive ranges share one token (the ``<break>`` between two images), meet, or leave
+    one inserted boundary ``<break>`` between them.
+    """
+    if parts is None or not np.size(parts):
+        raise ValueError(f"{where}: parts (document ranges) are required by this writer")
+    arr = np.asarray(parts)
+    if arr.dtype.kind not in "iu" or arr.ndim != 2 or arr.shape[1] != 2:
+        raise ValueError(f"{where}: parts must be integer (D, 2) token ranges, got {arr.dtype} {arr.shape}")
+    ranges = arr.astype(np.int64).tolist()
+    previous = 0
+    for i, (start, end) in enumerate(ranges):
+        lo, hi = (1, 1) if i == 0 else (previous - 1, previous + 1)
+        if not lo <= start <= hi or not start < end <= tokens.size:
+            raise ValueError(f"{where}: parts {ranges} do not tile the {tokens.size} tokens after <eos>")
+        previous = end
+    if previous != tokens.size:
+        raise ValueError(f"{where}: parts {ranges} end at {previous}, the example at {tokens.size}")
+    return ranges
 
 
 def _check_targets(targets: Any, tokens: np.ndarray, vocab: Vocabulary, where: str) -> list[list[int]]:
@@ -449,17 +491,18 @@ def iter_token_samples(path: str | Path, *, verify: bool = True) -> Iterator[Tok
         tokens = info.vocab.check_ids(sample["tokens"], where=where)
         weights = sample.get("loss_weights")
         yield TokenSample(index, sample["id"], tokens, None if weights is None else np.asarray(weights, np.float32),
-                          target_array(sample.get("targets"), where=where))  # fmt: skip
+                          target_array(sample.get("targets"), where=where),
+                          target_array(sample.get("parts"), where=where, what="parts"))  # fmt: skip
 
 
-def target_array(value: Any, *, where: str) -> np.ndarray | None:
-    """A ``targets`` column value as ``(k, 2)`` int64 (``None`` when the column is absent)."""
+def target_array(value: Any, *, where: str, what: str = "targets") -> np.ndarray | None:
+    """A ``targets`` (or ``parts``) column value as ``(k, 2)`` int64 (``None``: no column)."""
     if value is None:
         return None
     try:
         return np.asarray(value, dtype=np.int64).reshape(-1, 2)
     except (TypeError, ValueError) as err:
-        raise ShardIntegrityError(f"{where}: malformed targets {value!r}: {err}") from None
+        raise ShardIntegrityError(f"{where}: malformed {what} {value!r}: {err}") from None
 
 
 def _expect_kind(path: str | Path, kind: str) -> DatasetInfo:

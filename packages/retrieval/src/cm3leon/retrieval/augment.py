@@ -9,7 +9,10 @@ For every query document (a caption-image pair) the configured retriever returns
 (``DocumentTokenizer.encode_example``: one ``<break>`` at each document boundary,
 images bracketed by ``<break>``).  The output is a token-shard directory written
 atomically by :class:`cm3leon.core.shards.TokenShardWriter`, read by the
-pretraining data pipeline.
+pretraining data pipeline.  Each example also stores where its documents lie (the
+``parts`` column): an example longer than the trainer's rows loses retrieved documents,
+last first, before the CM3 transform -- never the query or its infill blocks
+(:func:`cm3leon.core.serialize.fit_example`).
 """
 
 from __future__ import annotations
@@ -90,8 +93,10 @@ def augment_shards(cfg: AugmentConfig, *, progress: bool = True, overwrite: bool
     counts: Counter[int] = Counter()
     meta = {"bank": str(cfg.bank), "retriever": cfg.retriever.name, "k": k, "training": cfg.training,
             "strategy": asdict(cfg.strategy), "queries": [str(s) for s in cfg.data.shards]}
+    # ``parts``: where each document lies, so the trainer can drop retrieved documents (last
+    # first) to fit its rows instead of cutting the query (core.serialize.fit_example).
     writer = TokenShardWriter(out, doc_tok.vocab, with_loss_weights=bool(cfg.query_loss_weight),
-                              overwrite=overwrite or out.exists(), meta=meta)
+                              with_parts=True, overwrite=overwrite or out.exists(), meta=meta)
     cache = CodeCache(doc_tok.image_tokenizer)
     bar = tqdm(total=total, unit="query", desc=f"augment {out.name}", disable=not progress)
     with writer, bar:
@@ -171,9 +176,9 @@ def _write_batch(batch: list[Any], retriever: Any, doc_tok: Any, writer: Any, cf
     batch, rest = flat[: len(batch)], iter(flat[len(batch) :])
     retrieved = [[next(rest) for _ in docs] for docs in retrieved]
     for query, docs in zip(batch, retrieved, strict=True):
-        ids, weights = doc_tok.encode_example_with_weights(query, docs)
-        writer.write(ids, id=query.id, loss_weights=weights)
+        example = doc_tok.encode_example_with_targets(query, docs)
+        writer.write(example.ids, id=query.id, loss_weights=example.weights, parts=example.parts)
         counts[len(docs)] += 1
         if cfg.keep_unaugmented:
-            ids0, weights0 = doc_tok.encode_example_with_weights(query)
-            writer.write(ids0, id=f"{query.id}#k0", loss_weights=weights0)
+            alone = doc_tok.encode_example_with_targets(query)
+            writer.write(alone.ids, id=f"{query.id}#k0", loss_weights=alone.weights, parts=alone.parts)

@@ -20,7 +20,7 @@ from composer.loggers import LoggerDestination
 from cm3leon.core.config import ConfigError, build_component, save_config
 from cm3leon.core.model import CM3LeonTransformer
 from cm3leon.core.plugins import get_registries
-from cm3leon.core.train.callbacks import LossCurvePlot, NonFiniteGuard, RunInfo
+from cm3leon.core.train.callbacks import DataCounters, LossCurvePlot, NonFiniteGuard, RunInfo
 from cm3leon.core.train.checkpoint import AtomicCheckpointSaver
 from cm3leon.core.train.composer_model import CM3LeonComposerModel
 from cm3leon.core.train.config import TrainConfig
@@ -171,7 +171,7 @@ def build_algorithms(cfg: TrainConfig) -> list[Algorithm]:
 def build_callbacks(
     cfg: TrainConfig, paths: RunPaths, model: CM3LeonComposerModel, vocab: Vocabulary
 ) -> list[Callback]:
-    """The checkpoint saver, the NaN guard, run info and the curve plot.
+    """The checkpoint saver, the NaN guard, run info, data counters and the curve plot.
 
     The components configured by name (``cfg.callbacks``) come from
     :func:`build_configured_components`.
@@ -183,6 +183,7 @@ def build_callbacks(
             max_consecutive_skips=cfg.nonfinite.max_consecutive_skips,
             check_gradients=cfg.nonfinite.check_gradients,
         ),
+        DataCounters(),
         AtomicCheckpointSaver(
             paths.save_folder,
             save_interval=cfg.checkpoint.save_interval,

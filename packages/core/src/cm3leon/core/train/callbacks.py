@@ -3,6 +3,7 @@
 The training loop is Composer's; everything CM3Leon-specific hooks into its events.  One
 optimizer step, as event pseudo-code (Composer's ``Event`` order)::
 
+    AFTER_DATALOADER                         DataCounters     truncated / dropped / shortened examples
     BATCH_START
     for microbatch in batch:                 # device_train_microbatch_size rows each
         forward -> logits (B, T, V)
@@ -37,6 +38,7 @@ from composer.loggers import Logger
 from composer.utils import dist
 
 __all__ = [
+    "DataCounters",
     "LossCurvePlot",
     "NonFiniteGuard",
     "NonFiniteLossError",
@@ -131,6 +133,43 @@ class NonFiniteGuard(Callback):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.skipped = int(state.get("skipped", 0))
         self.consecutive = int(state.get("consecutive", 0))
+
+
+class DataCounters(Callback):
+    """Logs what packing did to each step's examples, summed over ranks, and running totals.
+
+    ``data/examples_truncated`` (cut to ``seq_len``), ``data/examples_dropped`` (no room in
+    fixed rows, or too long with ``overflow: drop``), ``data/examples_shortened``
+    (retrieval-augmented examples that lost retrieved documents to fit,
+    :func:`cm3leon.core.serialize.fit_example`) and ``data/documents_dropped``; each also as
+    ``data/total_...`` since the start of the run (kept in checkpoints).  The batch
+    counters come from :class:`cm3leon.core.packing.PackingCollator`.
+    """
+
+    KEYS = (("num_truncated", "examples_truncated"), ("num_dropped", "examples_dropped"),
+            ("num_shortened", "examples_shortened"), ("num_documents_dropped", "documents_dropped"))
+
+    def __init__(self) -> None:
+        self.totals = {name: 0 for _, name in self.KEYS}
+
+    def after_dataloader(self, state: State, logger: Logger) -> None:
+        batch = state.batch
+        if not isinstance(batch, dict):
+            return
+        counts = torch.tensor([int(batch[k].sum()) if k in batch else 0 for k, _ in self.KEYS], dtype=torch.int64)
+        dist.all_reduce(counts, reduce_operation="SUM")
+        metrics = {}
+        for (_, name), value in zip(self.KEYS, counts.tolist(), strict=True):
+            self.totals[name] += int(value)
+            metrics[f"data/{name}"] = int(value)
+            metrics[f"data/total_{name}"] = self.totals[name]
+        logger.log_metrics(metrics)
+
+    def state_dict(self) -> dict[str, Any]:
+        return dict(self.totals)
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.totals.update({k: int(v) for k, v in state.items() if k in self.totals})
 
 
 class RunInfo(Callback):

@@ -118,6 +118,7 @@ def build_dataspec(
         streams=build_streams(streams, cache_root, section=where),
         cm3=build_cm3_config(data.cm3),
         cm3_seed=data.cm3.seed if data.cm3.seed is not None else seed,
+        max_tokens=data.seq_len,  # augmented examples drop retrieved documents, never the query's infill
         check_hashes=data.check_hashes,
         batch_size=batch_size,
         shuffle=shuffle,
