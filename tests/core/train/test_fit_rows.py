@@ -32,3 +32,18 @@ def test_overlong_augmented_examples_lose_documents_not_their_infill(tmp_path: P
     assert [r["data/documents_dropped"] for r in rows] == [16, 16]
     assert rows[-1]["data/total_examples_shortened"] == 16
     assert all(r["data/examples_truncated"] == 0 and r["data/examples_dropped"] == 0 for r in rows)
+    assert rows[-1]["data/total_examples"] == 16
+
+
+def test_the_realised_whole_segment_rate_is_logged(tmp_path: Path, token_data: Path) -> None:
+    """Every example masks its caption whole: the log says so, step by step."""
+    cfg = load_config(TrainConfig, data=tiny_config(tmp_path / "run", {"ra": {"local": str(token_data)}},
+                                                    max_duration="2ba",
+                                                    **{"data.cm3.options": {"whole_text_prob": 1.0}}))  # fmt: skip
+    rows = [r for r in read_metrics(train(cfg).metrics) if "data/whole_text_masks" in r]
+    # token_data: one retrieved pair + the query, so at least one whole caption per example.
+    assert [r["data/whole_text_masks"] >= 8 for r in rows] == [True, True]
+    off = load_config(TrainConfig, data=tiny_config(tmp_path / "off", {"ra": {"local": str(token_data)}},
+                                                    max_duration="1ba"))  # fmt: skip
+    row = next(r for r in read_metrics(train(off).metrics) if "data/whole_text_masks" in r)
+    assert row["data/whole_text_masks"] < 8

@@ -84,6 +84,7 @@ __all__ = [
     "infill_target_spans",
     "mask_spans",
     "max_growth",
+    "whole_segment_counts",
     "maskable_runs",
     "sample_num_spans",
     "sample_span_length",
@@ -470,6 +471,24 @@ def max_growth(cfg: CM3Config, vocab: Vocabulary) -> int:
     k = vocab.num_sentinels
     spans = k if cfg.target_prob > 0 else min(cfg.num_spans.max if cfg.num_spans.max is not None else k, k)
     return 2 * spans
+
+
+def whole_segment_counts(tokens: np.ndarray, spans: Sequence[tuple[int, int]], vocab: Vocabulary) -> tuple[int, int]:
+    """How many ``spans`` of an untransformed example are whole text runs / whole images.
+
+    A span is whole when the tokens on both sides are specials (or the example's ends);
+    the trainer logs these counts, so a run reports its realised whole-segment rate.
+    """
+    arr = np.asarray(tokens)
+    special = ~(np.asarray(vocab.is_text(arr), dtype=bool) | np.asarray(vocab.is_image(arr), dtype=bool))
+    text = image = 0
+    for start, end in spans:
+        if (start == 0 or special[start - 1]) and (end == arr.size or special[end]):
+            if bool(vocab.is_image(int(arr[start]))):
+                image += 1
+            else:
+                text += 1
+    return text, image
 
 
 def cm3_inverse(tokens: Sequence[int] | np.ndarray, vocab: Vocabulary) -> np.ndarray:

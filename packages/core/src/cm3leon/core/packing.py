@@ -370,8 +370,9 @@ class PackingCollator:
     The batch holds the row tensors ``(R, T)`` and per-row ``(R,)`` counters:
     ``num_examples``, ``num_truncated``, ``num_dropped``, ``num_source_samples``,
     ``num_shortened`` (examples that lost retrieved documents to fit, items'
-    ``dropped_documents`` > 0) and ``num_documents_dropped`` (batch totals are attributed
-    to the last row, so sums over rows are batch totals), and
+    ``dropped_documents`` > 0), ``num_documents_dropped`` and ``num_whole_text_masks`` /
+    ``num_whole_image_masks`` (CM3 spans that are a whole caption / image) (batch totals are
+    attributed to the last row, so sums over rows are batch totals), and
     ``num_text_tokens`` / ``num_image_tokens`` / ``num_special_tokens`` / ``num_pad_tokens``.
     """
 
@@ -399,8 +400,14 @@ class PackingCollator:
             source[-1] += dropped[-1]
         out["num_dropped"] = torch.as_tensor(dropped)
         out["num_source_samples"] = torch.as_tensor(source)
-        docs = [int(x.get("dropped_documents", 0)) if isinstance(x, Mapping) else 0 for x in samples]
-        for name, total in (("num_shortened", sum(d > 0 for d in docs)), ("num_documents_dropped", sum(docs))):
+        def count(key: str) -> list[int]:
+            return [int(x.get(key, 0)) if isinstance(x, Mapping) else 0 for x in samples]
+
+        docs = count("dropped_documents")
+        totals = (("num_shortened", sum(d > 0 for d in docs)), ("num_documents_dropped", sum(docs)),
+                  ("num_whole_text_masks", sum(count("whole_text_masks"))),
+                  ("num_whole_image_masks", sum(count("whole_image_masks"))))
+        for name, total in totals:
             counter = np.zeros(r, np.int64)
             if r:
                 counter[-1] = total

@@ -39,7 +39,7 @@ from streaming import Stream, StreamingDataLoader, StreamingDataset
 
 from cm3leon.core.documents import Document
 from cm3leon.core.io import COMPLETE_MARKER
-from cm3leon.core.objective import CM3Config, cm3_example, max_growth
+from cm3leon.core.objective import CM3Config, cm3_example, max_growth, whole_segment_counts
 from cm3leon.core.packing import PackingCollator, raw_samples_in_batch
 from cm3leon.core.serialize import fit_example
 from cm3leon.core.shards import (
@@ -202,8 +202,10 @@ class CM3StreamingDataset(_VerifiedStreamingDataset):
             iteration; ``shuffle``, ``shuffle_seed``, ``epoch_size``, ...).
 
     Items: ``{"tokens": int64 (L',), "loss_weights": float32 (L',) | None, "id": str,
-    "sample_id": int, "dropped_documents": int}``, ids range-checked before the transform
-    (errors name the sample).
+    "sample_id": int, "dropped_documents": int, "whole_text_masks": int,
+    "whole_image_masks": int}`` (the last two: CM3 spans that are a whole caption / image,
+    :func:`cm3leon.core.objective.whole_segment_counts`), ids range-checked before the
+    transform (errors name the sample).
     """
 
     kind = "tokens"
@@ -241,9 +243,11 @@ class CM3StreamingDataset(_VerifiedStreamingDataset):
         if self.budget is not None and parts is not None:
             tokens, weights, targets, dropped = fit_example(tokens, parts, self.budget, self.vocab, weights=weights,
                                                             targets=targets, where=where)  # fmt: skip
+        whole = (0, 0)
         if self.cm3 is not None:
             result = cm3_example(tokens, self.vocab, self.cm3, seed=self.cm3_seed, epoch=self.current_epoch,
                                  index=sample_id, weights=weights, targets=targets, where=where)
+            whole = whole_segment_counts(tokens, result.spans, self.vocab)
             tokens, weights = result.tokens, result.weights
         return {
             "tokens": tokens,
@@ -251,6 +255,8 @@ class CM3StreamingDataset(_VerifiedStreamingDataset):
             "id": ident,
             "sample_id": int(sample_id),
             "dropped_documents": dropped,
+            "whole_text_masks": whole[0],
+            "whole_image_masks": whole[1],
         }
 
 

@@ -138,16 +138,21 @@ class NonFiniteGuard(Callback):
 class DataCounters(Callback):
     """Logs what packing did to each step's examples, summed over ranks, and running totals.
 
-    ``data/examples_truncated`` (cut to ``seq_len``), ``data/examples_dropped`` (no room in
-    fixed rows, or too long with ``overflow: drop``), ``data/examples_shortened``
-    (retrieval-augmented examples that lost retrieved documents to fit,
-    :func:`cm3leon.core.serialize.fit_example`) and ``data/documents_dropped``; each also as
+    ``data/examples`` (source examples consumed), ``data/examples_truncated`` (cut to
+    ``seq_len``), ``data/examples_dropped`` (no room in fixed rows, or too long with
+    ``overflow: drop``), ``data/examples_shortened`` (retrieval-augmented examples that lost
+    retrieved documents to fit, :func:`cm3leon.core.serialize.fit_example`),
+    ``data/documents_dropped`` and ``data/whole_text_masks`` / ``data/whole_image_masks``
+    (CM3 spans that were a whole caption / image: the realised whole-segment rate is
+    ``total_whole_text_masks / total_examples``); each also as
     ``data/total_...`` since the start of the run (kept in checkpoints).  The batch
     counters come from :class:`cm3leon.core.packing.PackingCollator`.
     """
 
-    KEYS = (("num_truncated", "examples_truncated"), ("num_dropped", "examples_dropped"),
-            ("num_shortened", "examples_shortened"), ("num_documents_dropped", "documents_dropped"))
+    KEYS = (("num_source_samples", "examples"), ("num_truncated", "examples_truncated"),
+            ("num_dropped", "examples_dropped"), ("num_shortened", "examples_shortened"),
+            ("num_documents_dropped", "documents_dropped"), ("num_whole_text_masks", "whole_text_masks"),
+            ("num_whole_image_masks", "whole_image_masks"))
 
     def __init__(self) -> None:
         self.totals = {name: 0 for _, name in self.KEYS}
