@@ -69,6 +69,7 @@ def test_scorer_at_scale(size: int) -> None:
     m = aggregate([score_text_to_image(render_scene(s).image, s) for s in scenes])
     assert m["colour_shape_acc"] >= 0.99 and m["position_acc"] >= 0.99 and m["count_acc"] >= 0.99, m
     assert m["colour_shape_acc"] > 20 * CHANCE["colour_shape_acc"]
+    assert m["object_acc"] >= 0.99 and m["object_acc"] > 10 * CHANCE["object_acc"], m
     edits = [world.edit(i) for i in range(500)]
     e = aggregate(
         [score_edit(render_scene(x.source).image, render_scene(x.target).image, x) for x in edits]

@@ -8,17 +8,23 @@ Quick tour::
     world = World(seed=0)                  # deterministic, random access, infinite
     ex = world.example(42)                 # scene, render, captions, VQA, edit, ...
     ex.render.image                        # (32, 32, 3) uint8
-    score_text_to_image(ex.image, ex.scene)["colour_shape_acc"]   # 1.0
+    score_text_to_image(ex.image, ex.scene)["object_acc"]   # 1.0 (the headline, HEADLINE)
 
 Modules: :mod:`.scene` (vocabulary, sampling), :mod:`.render` (pixels and ground-truth
 maps), :mod:`.language` (captions, paragraphs, narratives), :mod:`.questions` (VQA v2,
 OK-VQA, VizWiz, ScienceQA), :mod:`.edits` (InstructPix2Pix edits), :mod:`.records`
 (:class:`World`, the ``world`` source), :mod:`.formats` / :mod:`.export` (public
-formats), :mod:`.scorer`, :mod:`.cli` (``cm3leon world``).
+formats), :mod:`.scorer` and its chance and floors :mod:`.baselines`, :mod:`.cli`
+(``cm3leon world``).
 """
 
 from __future__ import annotations
 
+from cm3leon.core.world.baselines import (
+    mean_image_baseline,
+    object_chance,
+    other_scene_baseline,
+)
 from cm3leon.core.world.edits import EDIT_KINDS, Edit, apply_edit, sample_edit
 from cm3leon.core.world.export import FORMATS, export_world, read_manifest
 from cm3leon.core.world.language import ObjectSpec, canonical_caption, parse_caption
@@ -39,6 +45,7 @@ from cm3leon.core.world.scene import (
 from cm3leon.core.world.scienceqa import ScienceProblem
 from cm3leon.core.world.scorer import (
     CHANCE,
+    HEADLINE,
     DetectedObject,
     aggregate,
     detect_objects,
@@ -53,6 +60,7 @@ __all__ = [
     "COLOURS",
     "EDIT_KINDS",
     "FORMATS",
+    "HEADLINE",
     "POSES",
     "SHAPES",
     "SIZES",
@@ -77,6 +85,9 @@ __all__ = [
     "category_id",
     "detect_objects",
     "export_world",
+    "mean_image_baseline",
+    "object_chance",
+    "other_scene_baseline",
     "parse_caption",
     "read_manifest",
     "render_scene",

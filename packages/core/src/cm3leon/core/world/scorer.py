@@ -11,19 +11,30 @@
    component where pixels of *other* sizeable components are ignored (they may be
    occluders).  The
    best template gives the shape, centre (hence grid cell) and radius (hence size);
-   candidates whose best IoU is below ``min_fit`` are not objects.
+   candidates whose best IoU is below ``min_fit``, that do not stand on the wall, or that
+   are far larger than a large object (a frame filled with one colour) are not objects.
 
 :func:`score_text_to_image` compares the detections with the ground truth (a scene, a
-scene dict, a caption, or object specs) after a best one-to-one matching;
-:func:`score_edit` checks an edit.  :data:`CHANCE` holds the accuracy of guessing
-uniformly at random; :func:`shuffled_baseline` measures the empirical floor of scoring
-images against the ground truth of *other* scenes.
+scene dict, a caption, or object specs).  Its headline, :data:`HEADLINE` =
+``object_acc``, is precision-aware: colour+shape matches over the *larger* of the number
+of objects drawn and asked for, so every missing, wrong or extra object costs the same.
+The older per-object accuracies (``colour_shape_acc`` ...) count only the objects asked
+for, after a best one-to-one matching, so an image crowded with shapes of every colour
+scores several times their chance against any scene; they stay as diagnostics.
+:func:`score_edit` checks an edit.
+
+Chance: :data:`CHANCE` holds the accuracy of guessing uniformly at random;
+:func:`shuffled_baseline` measures the empirical floor of scoring images against the
+ground truth of *other* scenes.  :mod:`.baselines` holds the headline's chance (a bound
+for *any* image drawn without reading its prompt) and the floors of other scenes'
+renders and of the scenes' mean image.
 """
 
 from __future__ import annotations
 
 import functools
 import itertools
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -40,13 +51,16 @@ from cm3leon.core.world.scene import (
     SHAPES,
     SIZE_RADIUS,
     Scene,
+    WorldConfig,
     WorldObject,
     cell_of,
 )
 
 __all__ = [
     "CHANCE",
+    "HEADLINE",
     "METRICS",
+    "PAIRS",
     "DetectedObject",
     "aggregate",
     "classify_pixels",
@@ -56,17 +70,28 @@ __all__ = [
     "shuffled_baseline",
 ]
 
+#: Colour+shape pairs of the world.
+PAIRS = len(COLOURS) * len(SHAPES)
+_DEFAULT_WORLD = WorldConfig()
 #: Accuracy of a uniform random guess for one object (colour, shape, both, cell) and for
-#: the number of objects (uniform over 1-3).
+#: the number of objects (uniform over 1-3); ``object_acc``: the headline's chance
+#: (:func:`.baselines.object_chance`) in the default world (1-3 objects, 2 on average).
 CHANCE: dict[str, float] = {
     "colour_acc": 1 / len(COLOURS),
     "shape_acc": 1 / len(SHAPES),
-    "colour_shape_acc": 1 / (len(COLOURS) * len(SHAPES)),
+    "colour_shape_acc": 1 / PAIRS,
     "position_acc": 1 / len(CELL_NAMES),
     "size_acc": 1 / 2,
     "count_acc": 1 / 3,
+    "object_acc": (_DEFAULT_WORLD.min_objects + _DEFAULT_WORLD.max_objects) / 2 / PAIRS,
 }
+#: The headline text-to-image measure (precision-aware; see :func:`score_text_to_image`).
+HEADLINE = "object_acc"
 METRICS: tuple[str, ...] = (
+    "object_acc",
+    "object_precision",
+    "object_recall",
+    "object_f1",
     "colour_acc",
     "shape_acc",
     "colour_shape_acc",
@@ -260,7 +285,12 @@ def _fit(
 
 
 def detect_objects(
-    image: Any, *, min_fit: float = 0.7, min_area_fraction: float = 0.5, min_wall: float = 0.4
+    image: Any,
+    *,
+    min_fit: float = 0.7,
+    min_area_fraction: float = 0.5,
+    min_wall: float = 0.4,
+    max_radius_fraction: float = 1.5,
 ) -> list[DetectedObject]:
     """The coloured shapes in ``image``, largest first.
 
@@ -269,7 +299,9 @@ def detect_objects(
         min_fit: smallest template IoU accepted as an object.
         min_area_fraction: smallest component, as a fraction of a small triangle's area.
         min_wall: smallest share of wall pixels around a component (occluders and
-            neighbours take the rest).
+            neighbours take the rest).  A component with no pixel around it (it fills
+            the image) has no wall to stand on.
+        max_radius_fraction: largest fitted radius, as a multiple of a large object's.
     """
     labels = classify_pixels(image)
     size = labels.shape[0]
@@ -287,13 +319,15 @@ def detect_objects(
             continue
         mask = comps == cid
         ring = dilate(mask) & ~mask
-        if (labels[ring] < 0).mean() < min_wall:
-            continue  # an object stands on the wall; noise blobs are surrounded by colour
+        # An object stands on the wall; noise blobs are surrounded by colour.  (An empty
+        # ring's mean is NaN, and NaN < min_wall is False: test the share positively.)
+        if not (ring.any() and (labels[ring] < 0).mean() >= min_wall):
+            continue
         wall = ~significant
         ys, xs = np.nonzero(mask)
         box = (int(xs.min()), int(ys.min()), int(xs.max()), int(ys.max()))
         shape, cx, cy, r, fit = _fit(mask, wall, box)
-        if fit < min_fit:
+        if fit < min_fit or r > max_radius_fraction * SIZE_RADIUS["large"] * size:
             continue
         colour = _COLOUR_NAMES[int(labels[ys[0], xs[0]])]
         found.append(
@@ -368,6 +402,24 @@ def _match(
     return best[1]
 
 
+def _objects(specs: Sequence[ObjectSpec], dets: Sequence[DetectedObject]) -> dict[str, float]:
+    """Object-level precision, recall, F1 and accuracy of colour+shape matches.
+
+    With colour+shape the only criterion, the best one-to-one matching pairs, for every
+    colour+shape, as many objects as both sides have: ``m = sum_k min(asked_k, drawn_k)``.
+    """
+    asked = Counter((s.colour, s.shape) for s in specs)
+    drawn = Counter((d.colour, d.shape) for d in dets)
+    m = sum(min(n, drawn[k]) for k, n in asked.items())
+    n_asked, n_drawn = sum(asked.values()), sum(drawn.values())
+    return {
+        "object_acc": m / max(n_asked, n_drawn, 1),
+        "object_precision": m / n_drawn if n_drawn else 0.0,
+        "object_recall": m / max(n_asked, 1),
+        "object_f1": 2 * m / (n_asked + n_drawn) if n_asked + n_drawn else 0.0,
+    }
+
+
 def score_text_to_image(
     image: Any, truth: Any, *, detections: Sequence[DetectedObject] | None = None
 ) -> dict[str, float]:
@@ -380,12 +432,22 @@ def score_text_to_image(
         detections: precomputed :func:`detect_objects` output.
 
     Returns:
-        ``colour_acc``, ``shape_acc``, ``colour_shape_acc`` (fractions of ground-truth
-        objects matched by a detection of the right colour / shape / both),
+        The headline ``object_acc`` = ``m / max(asked, drawn)``, where ``m`` counts the
+        objects drawn with a colour+shape asked for (one-to-one) among ``drawn`` detected
+        and ``asked`` stated objects: a missing, wrong or *extra* object each cost one.
+        No image drawn without reading the prompt expects more than
+        :func:`~cm3leon.core.world.baselines.object_chance`, however many shapes it shows.  Next to it
+        ``object_precision`` (``m / drawn``; 0 when nothing is detected),
+        ``object_recall`` (``m / asked``) and ``object_f1``.
+
+        Diagnostics that count only the objects asked for (an image crowded with shapes
+        raises them against any scene): ``colour_acc``, ``shape_acc``,
+        ``colour_shape_acc`` (fractions of ground-truth objects matched by a detection of
+        the right colour / shape / both, among the 8 largest detections),
         ``position_acc`` and ``size_acc`` (over objects whose truth states them; NaN if
-        none does), ``count_acc`` (1 if as many objects were detected as there are),
-        ``scene_acc`` (1 if every object is right in everything stated and the count is
-        right) and ``n_detected``.
+        none does).  ``count_acc`` (1 if as many objects were detected as there are),
+        ``scene_acc`` (exact scene: the count is right and every object is right in
+        everything stated) and ``n_detected``.
     """
     specs = _specs(truth)
     dets = list(detections) if detections is not None else detect_objects(image)
@@ -409,6 +471,7 @@ def score_text_to_image(
         for p in pairs
     )
     return {
+        **_objects(specs, dets),
         "colour_acc": frac("colour"),
         "shape_acc": frac("shape"),
         "colour_shape_acc": frac("both"),
@@ -483,17 +546,51 @@ def aggregate(scores: Sequence[Mapping[str, float]]) -> dict[str, float]:
 
 
 def shuffled_baseline(
-    images: Sequence[Any], truths: Sequence[Any], seed: int = 0
+    images: Sequence[Any],
+    truths: Sequence[Any],
+    seed: int = 0,
+    *,
+    shifts: int | None = 1,
+    detections: Sequence[Sequence[DetectedObject]] | None = None,
 ) -> dict[str, float]:
-    """Mean scores of each image against the ground truth of another scene.
+    """Mean scores of each image against the ground truth of other scenes.
 
     This is the empirical floor of :func:`score_text_to_image` for images that look like
-    the world but ignore their prompt.
+    the world but ignore their prompt: image ``i`` is scored against truth ``(i + s) % n``
+    for ``shifts`` distinct offsets ``s`` drawn (seeded) from ``1 .. n - 1``.
+
+    Args:
+        images: the images (not read when ``detections`` are given).
+        truths: their ground truths, in the same order.
+        seed: seed of the offsets.
+        shifts: how many offsets (``None``: every one, ``n (n - 1)`` pairs).
+        detections: precomputed :func:`detect_objects` of ``images``.
     """
     if len(images) != len(truths) or len(images) < 2:
         raise ValueError(
             f"need >= 2 images and as many truths, got {len(images)} and {len(truths)}"
         )
     n = len(images)
-    shift = 1 + int(np.random.default_rng(seed).integers(n - 1))
-    return aggregate([score_text_to_image(images[i], truths[(i + shift) % n]) for i in range(n)])
+    if shifts is None or shifts >= n - 1:
+        offsets = list(range(1, n))
+    elif shifts < 1:
+        raise ValueError(f"shifts must be >= 1 or None, got {shifts}")
+    else:
+        offsets = [
+            1 + int(o) for o in np.random.default_rng(seed).choice(n - 1, shifts, replace=False)
+        ]
+    dets = (
+        [list(d) for d in detections]
+        if detections is not None
+        else [detect_objects(im) for im in images]
+    )
+    if len(dets) != n:
+        raise ValueError(f"need one detection list per image, got {len(dets)} for {n}")
+    specs = [_specs(t) for t in truths]
+    return aggregate(
+        [
+            score_text_to_image(None, specs[(i + o) % n], detections=dets[i])
+            for o in offsets
+            for i in range(n)
+        ]
+    )
