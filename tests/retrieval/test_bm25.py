@@ -66,6 +66,23 @@ def test_a_verbatim_copy_scores_one_and_is_skipped_as_too_similar() -> None:
     assert lenient.retrieve(query, 1)[0][0].id == "c2"
 
 
+def test_relevance_is_the_normalised_score_of_the_query_without_dropout() -> None:
+    r = bm25_retriever(documents=docs(), query_dropout=0.5, seed=3, duplicate_threshold=1.1)
+    query = [Document.of(CORPUS[0], id="new")]
+    clean = r.searcher.bank.score(tokenize_words(CORPUS[0]))
+    for hit in r.retrieve_hits(query, 4)[0]:  # inference: relevance is the search score
+        assert hit.relevance == pytest.approx(hit.score) == pytest.approx(clean[hit.row])
+    # Training: the search uses the dropped words, the rule reads the whole query, so the
+    # verbatim copy (relevance 1) is skipped whichever words were dropped.
+    lenient = bm25_retriever(documents=docs(), query_dropout=0.5, seed=3, duplicate_threshold=1.1,
+                             max_score=1.5)
+    pool = lenient.retrieve_hits(query, 4, training=True)[0]
+    copy = next(h for h in pool if h.id == "c0")
+    assert copy.relevance == pytest.approx(1.0, rel=1e-5) and copy.score != pytest.approx(1.0)
+    assert all(h.relevance == pytest.approx(clean[h.row]) for h in pool)
+    assert "c0" not in [h.id for h in r.retrieve_hits(query, 4, training=True)[0]]
+
+
 def test_documents_without_shared_words_are_not_candidates() -> None:
     r = bm25_retriever(documents=docs())
     got = r.retrieve([Document.of("triangle", id="q")], 4)[0]

@@ -83,8 +83,16 @@ def test_train_build_query_augment(pipeline: Path, tmp_path: Path) -> None:
     assert len(text.strip().splitlines()) == 3 and all(" image " in line for line in text.splitlines())
 
     report = json.loads(run("retrieval", "augment", str(pipeline)))
-    assert report["examples"] == 90 and report["retrieved_histogram"] == {"3": 90}
+    # A 3-batch CLIP maps the shape documents to nearly one vector, so most neighbours are
+    # "too similar to the query" (relevance > 0.9) and the §2.1 rule skips them: every query
+    # still gets an example, with fewer than 3 retrieved documents where too few pass.
+    histogram = {int(n): c for n, c in report["retrieved_histogram"].items()}
+    assert report["examples"] == 90 and sum(histogram.values()) == 90 and set(histogram) <= {0, 1, 2, 3}
     assert verify_dataset(root / "ra").kind == "tokens"
+    # With the relevance rule relaxed every example holds the full 3 (Figure 9).
+    relaxed = json.loads(run("retrieval", "augment", str(pipeline), f"augment.output={root}/ra_relaxed",
+                             "augment.strategy.max_score=1.01"))
+    assert relaxed["examples"] == 90 and relaxed["retrieved_histogram"] == {"3": 90}
 
 
 def test_config_errors_are_clean(pipeline: Path, tmp_path: Path) -> None:

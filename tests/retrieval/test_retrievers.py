@@ -95,7 +95,7 @@ def test_every_strategy_number_is_an_option(bank_docs, tiny_encoder) -> None:
         assert (s.num_by_text, s.num_by_image, s.max_score, s.train_select) == (1, 0, 0.5, 1)
         assert all(len(x) <= 1 for x in r.retrieve(queries()))
         hits = r.retrieve_hits(queries(), 1)
-        assert all(h.score <= 0.5 for per in hits for h in per)
+        assert all(h.relevance <= 0.5 for per in hits for h in per)
     with pytest.raises(TypeError):
         get_registries().retrievers.build("bm25", documents=bank_docs, not_an_option=1)
 

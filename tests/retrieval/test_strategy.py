@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -25,7 +26,7 @@ def unit(*xs: float) -> np.ndarray:
 
 
 class VectorSearcher:
-    """Exact MIPS over given unit vectors; queries carry their part vectors in ``meta``."""
+    """Exact MIPS over given unit vectors; queries carry their part and document vectors in ``meta``."""
 
     def __init__(self, vectors: np.ndarray, ids: Sequence[str]) -> None:
         self.bank = np.asarray(vectors, dtype=np.float32)
@@ -54,6 +55,9 @@ class VectorSearcher:
 
     def vectors(self, rows):
         return self.bank[np.asarray(rows, dtype=np.int64)]
+
+    def relevance(self, encoded, query, rows):
+        return self.vectors(rows) @ encoded.vectors[query]  # cosine with the query document
 
     def row_id(self, row):
         return self.ids[row]
@@ -127,19 +131,45 @@ def test_strategy_validates_numbers() -> None:
 # -------------------------------------------------------------------- rules
 
 
-def test_candidates_scoring_above_max_score_are_skipped() -> None:
+def test_candidates_more_relevant_than_max_score_are_skipped() -> None:
     q = unit(1, 0, 0)
-    # Cosines with q: 0.99 (too similar), 0.95 (too similar), 0.85, 0.6
+    # Cosines with the query document q: 0.99 (too similar), 0.95 (too similar), 0.85, 0.6
     bank = np.stack([unit(0.99, np.sqrt(1 - 0.99**2), 0), unit(0.95, 0, np.sqrt(1 - 0.95**2)),
                      unit(0.85, -np.sqrt(1 - 0.85**2), 0), unit(0.6, 0, -0.8)])
     r = StrategyRetriever(VectorSearcher(bank, ["a", "b", "c", "d"]), RetrievalStrategy(duplicate_threshold=1.0))
-    hits = r.retrieve_hits([query(text=q)], k=2)[0]
+    hits = r.retrieve_hits([query(text=q, doc=q)], k=2)[0]
     assert [h.id for h in hits] == ["c", "d"]
-    assert all(h.score <= 0.9 for h in hits)
+    assert all(h.relevance <= 0.9 for h in hits)
     # The threshold is a setting, not a constant.
     r2 = StrategyRetriever(VectorSearcher(bank, ["a", "b", "c", "d"]),
                            RetrievalStrategy(max_score=0.96, duplicate_threshold=1.0))
-    assert [h.id for h in r2.retrieve_hits([query(text=q)], k=2)[0]] == ["b", "c"]
+    assert [h.id for h in r2.retrieve_hits([query(text=q, doc=q)], k=2)[0]] == ["b", "c"]
+
+
+def test_the_rule_reads_relevance_not_the_search_score() -> None:
+    # The text part finds "copy" with score 0.71 only, but as a whole it is the query.
+    t, i = unit(1, 0, 0), unit(0, 1, 0)
+    doc = unit(1, 1, 0)
+    bank = np.stack([doc, unit(1, 0, 1), unit(0, 1, 1)])
+    r = StrategyRetriever(VectorSearcher(bank, ["copy", "a", "b"]),
+                          RetrievalStrategy(num_by_text=1, num_by_image=1, duplicate_threshold=1.1))
+    hits = r.retrieve_hits([query(text=t, image=i, doc=doc)])[0]
+    assert [(h.id, h.modality) for h in hits] == [("a", "text"), ("b", "image")]
+    assert [h.score for h in hits] == pytest.approx([np.sqrt(0.5)] * 2)
+    assert [h.relevance for h in hits] == pytest.approx([0.5, 0.5])
+    lenient = StrategyRetriever(VectorSearcher(bank, ["copy", "a", "b"]),
+                                RetrievalStrategy(num_by_text=1, num_by_image=1, max_score=1.1,
+                                                  duplicate_threshold=1.1))
+    first = lenient.retrieve_hits([query(text=t, image=i, doc=doc)])[0][0]
+    assert (first.id, first.relevance) == ("copy", pytest.approx(1.0))
+
+
+def test_a_searcher_without_relevance_is_refused() -> None:
+    inner = VectorSearcher(np.eye(2, dtype=np.float32), ["a", "b"])
+    methods = ("encode_queries", "search", "vectors", "row_id", "documents")
+    old_style = SimpleNamespace(size=inner.size, **{m: getattr(inner, m) for m in methods})
+    with pytest.raises(TypeError, match="'mine'.* lacks relevance"):
+        StrategyRetriever(old_style, name="mine")
 
 
 def test_duplicates_by_id_and_by_embedding_are_skipped() -> None:
@@ -249,7 +279,7 @@ def test_search_deepens_until_quota_is_filled() -> None:
     ids = [f"c{j}" for j in range(20)] + [f"f{j}" for j in range(4)]
     searcher = VectorSearcher(np.stack(close + far), ids)
     r = StrategyRetriever(searcher, RetrievalStrategy(search_depth=4, duplicate_threshold=0.999))
-    hits = r.retrieve_hits([query(text=q)], k=2)[0]
+    hits = r.retrieve_hits([query(text=q, doc=q)], k=2)[0]
     assert len(hits) == 2 and all(h.id.startswith("f") for h in hits)
     assert [k for _, k in searcher.searches] == [4, 8, 16, 24]
 

@@ -6,11 +6,14 @@ Okapi BM25 (Robertson & Zaragoza) with Lucene's non-negative idf::
     score(q, d) = sum_t  qtf(t) * idf(t) * tf(t,d) (k1 + 1) / (tf(t,d) + k1 (1 - b + b |d| / avgdl))
 
 Scores are divided by the query's *self score* (the score a bank document equal
-to the query would get), so a verbatim copy of the query scores about 1 and the
-strategy's ``max_score`` (0.9) rule means "skip near-copies of the query" as it
-does for CLIP.  The near-duplicate rule compares L2-normalised tf-idf vectors.
-BM25 only reads text, so an image-only query retrieves nothing and a caption-
-image query takes both modality quotas with its caption.
+to the query would get), so a verbatim copy of the query scores 1.  That normalised
+score is also the **relevance** the strategy's ``max_score`` (0.9) rule reads, as
+for CLIP (1.0 = the query itself), computed with the query's words *without* dropout
+(in training the search itself uses the dropped words).  BM25 only reads text: to it a
+bank document with the query's caption is the query itself, whatever its image.  The
+near-duplicate rule compares L2-normalised tf-idf vectors.  An image-only query
+retrieves nothing and a caption-image query takes both modality quotas with its
+caption.
 
 The bank is saved like the dense one (``manifest.json`` with hashes, ``bm25.npz``,
 ``ids.json``, documents); :func:`bm25_retriever` is registered as ``"bm25"``.
@@ -208,7 +211,8 @@ class BM25Searcher:
                 text.append(drop_tokens(words, dropout, np.random.default_rng(seeds[i])))
             else:
                 text.append(words)
-        return QueryEncoding(parts={"text": text, "image": [None] * len(queries)}, vectors=self.bank.tfidf(clean))
+        return QueryEncoding(parts={"text": text, "image": [None] * len(queries)}, vectors=self.bank.tfidf(clean),
+                             whole=clean)
 
     def search(self, modality: str, encoded: Sequence[Any], k: int) -> tuple[np.ndarray, np.ndarray]:
         if modality != "text":
@@ -221,6 +225,12 @@ class BM25Searcher:
         for r, doc in zip(missing, self.bank.store.get(missing), strict=True):
             self._row_words[r] = tokenize_words(doc.text)
         return self.bank.tfidf([self._row_words[r] for r in rows])
+
+    def relevance(self, encoded: QueryEncoding, query: int, rows: np.ndarray) -> np.ndarray:
+        """Normalised BM25 score ``(n,)`` of ``rows`` for the query's words without dropout."""
+        if encoded.whole is None:
+            raise ValueError("bm25 relevance needs the query words (QueryEncoding.whole) from encode_queries")
+        return self.bank.score(encoded.whole[query])[np.asarray(rows, dtype=np.int64)]
 
     def row_id(self, row: int) -> str:
         return self.bank.ids[row]

@@ -133,7 +133,12 @@ def augment_command(config: str, overrides: tuple[str, ...], overwrite: bool, pr
 def query_command(bank: str, text: str | None, image_path: str | None, k: int, retriever: str | None,
                   encoder: str | None, image_tokenizer: str | None, grid: str | None, training: bool,
                   as_json: bool) -> None:
-    """Answer a text and/or image query against BANK: ids, scores, captions."""
+    """Answer a text and/or image query against BANK: ids, scores, relevance, captions.
+
+    ``score`` is the search score of the query part that found the document (``by``);
+    ``relevance`` is its relevance to the whole query (1.0 = the query itself), which the
+    "relevance <= 0.9" rule reads.
+    """
     from cm3leon.core.documents import Document
     from cm3leon.core.plugins import get_registries
     from cm3leon.core.sources import load_image
@@ -154,18 +159,21 @@ def query_command(bank: str, text: str | None, image_path: str | None, k: int, r
         docs = r.searcher.documents([h.row for h in hits]) if hits else []
     except (ValueError, KeyError, FileNotFoundError) as err:
         raise click.ClickException(str(err)) from None
-    rows = [{"rank": i + 1, "id": h.id, "score": round(h.score, 4), "by": h.modality, "caption": d.text}
+    rows = [{"rank": i + 1, "id": h.id, "score": round(h.score, 4), "relevance": round(h.relevance, 4),
+             "by": h.modality, "caption": d.text}
             for i, (h, d) in enumerate(zip(hits, docs, strict=True))]
     if grid:
         decode = _decoder(image_tokenizer)
-        render_grid(query, docs, [f"{h.score:.3f} ({h.modality})" for h in hits], grid, code_decoder=decode)
+        labels = [f"{h.score:.3f} ({h.modality}) r{h.relevance:.2f}" for h in hits]
+        render_grid(query, docs, labels, grid, code_decoder=decode)
     if as_json:
         click.echo(json.dumps({"query": {"text": text, "image": image_path}, "results": rows, "grid": grid}, indent=2))
         return
     if not rows:
         click.echo("no documents passed the retrieval rules")
     for row in rows:
-        click.echo(f"{row['rank']:>2}  {row['score']:>7.4f}  {row['by']:<5}  {row['id']}  {row['caption']}")
+        click.echo(f"{row['rank']:>2}  {row['score']:>7.4f}  {row['relevance']:>7.4f}  {row['by']:<5}  "
+                   f"{row['id']}  {row['caption']}")
     if grid:
         click.echo(f"grid: {grid}")
 

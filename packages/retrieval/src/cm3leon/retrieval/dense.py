@@ -5,6 +5,18 @@ CLIP towers and searched separately against the bank's document vectors (the
 modality rule); query dropout removes CLIP BPE tokens of the text part before
 encoding.  :func:`clip_retriever` is the factory registered as retriever
 ``"clip"``.
+
+**Relevance** (the §2.1 "relevance score <= 0.9" rule) is the paper's ``r(q, m)``: the
+inner product of the *whole* query document's vector (built like a bank vector, from
+the query's parts without dropout) with the candidate's document vector, so the query's
+own bank entry, and any copy of it, scores 1.0.  A part's search score cannot serve: a
+unit part vector ``p`` against its own document ``normalize(p + p')`` scores
+``sqrt((1 + c) / 2)`` with ``c = p . p'``: 0.72 for ``c = 0.03`` (the rule never fires),
+0.986 for ``c = 0.94``, so its meaning would follow the encoder's text-image alignment.
+For a text-only prompt the query document *is* its text, so relevance equals the text
+part's score: a bank document carrying the prompt as its caption plus an image scores
+``sqrt((1 + c) / 2)`` (retrieved while ``c < 0.62``), a text-only bank document with
+the same text scores 1.0.
 """
 
 from __future__ import annotations
@@ -107,6 +119,10 @@ class DenseSearcher:
 
     def vectors(self, rows: np.ndarray) -> np.ndarray:
         return self.bank.vectors(rows)
+
+    def relevance(self, encoded: QueryEncoding, query: int, rows: np.ndarray) -> np.ndarray:
+        """Cosine of the whole query document (no dropout) with the documents at ``rows`` ``(n,)``."""
+        return self.bank.vectors(rows) @ np.asarray(encoded.vectors[query], dtype=np.float32)
 
     def row_id(self, row: int) -> str:
         return self.bank.ids[row]

@@ -17,10 +17,16 @@ kinds.  :class:`StrategyRetriever` implements
 * ``k`` larger than the pool grows the per-part quotas; ``k`` larger than what the
   bank can supply after the rules returns every document that passes them (fewer
   than ``k``), never an error.
+
+Two numbers describe a candidate (:class:`~cm3leon.retrieval.strategy.Hit`): its
+``score``, given by the query part that found it (what MIPS / BM25 ranks by), and its
+``relevance`` to the whole query, which a :class:`Searcher` defines so that 1.0 means
+the query itself; the "relevance score <= 0.9" rule (``max_score``) reads the latter.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
@@ -47,13 +53,18 @@ class QueryEncoding:
     """Encoded queries, as produced by :meth:`Searcher.encode_queries`.
 
     Attributes:
-        parts: modality -> one entry per query (``None`` where that part is missing).
+        parts: modality -> one entry per query (``None`` where that part is missing),
+            with query dropout applied (what is searched).
         vectors: ``(Q, D)`` unit vectors of the whole query documents, without dropout
             (zero rows allowed), used by the near-duplicate rule.
+        whole: optional, one entry per query: the searcher's own encoding of the whole
+            query without dropout, for :meth:`Searcher.relevance` when ``vectors`` do not
+            suffice (``bm25``: the query's words).
     """
 
     parts: dict[str, list[Any]]
     vectors: np.ndarray = field(repr=False)
+    whole: list[Any] | None = field(default=None, repr=False)
 
 
 @runtime_checkable
@@ -79,6 +90,18 @@ class Searcher(Protocol):
         """Unit vectors ``(n, D)`` of bank rows, comparable with ``QueryEncoding.vectors``."""
         ...
 
+    def relevance(self, encoded: QueryEncoding, query: int, rows: np.ndarray) -> np.ndarray:
+        """Relevance ``(n,)`` of bank ``rows`` to query number ``query`` of ``encoded``.
+
+        The number the §2.1 rule "relevance score <= 0.9" (``max_score``) compares.  It
+        must be 1.0 for a bank document equal to the query as this searcher sees it, and
+        must not depend on query dropout (use the query without dropout).  It is a
+        property of the whole query, not of the part that found the candidate: with a
+        part's own search score, a caption-image query's own bank entry scores far below
+        1 and the rule never fires.
+        """
+        ...
+
     def row_id(self, row: int) -> str:
         """Document id of a bank row."""
         ...
@@ -98,6 +121,13 @@ class StrategyRetriever:
     """
 
     def __init__(self, searcher: Searcher, strategy: RetrievalStrategy | None = None, *, name: str = "") -> None:
+        missing = [m for m in ("size", "encode_queries", "search", "vectors", "relevance", "row_id", "documents")
+                   if not hasattr(searcher, m)]
+        if missing:
+            raise TypeError(
+                f"retriever {name or type(searcher).__name__!r}: the searcher {type(searcher).__name__} lacks "
+                f"{', '.join(missing)} (see cm3leon.retrieval.retriever.Searcher)"
+            )
         self.searcher = searcher
         self.strategy = strategy or RetrievalStrategy()
         self.name = name
@@ -166,6 +196,7 @@ class StrategyRetriever:
                         rows[j], scores[j], quota=quotas[i][m], strategy=self.strategy,
                         row_id=self.searcher.row_id, taken_ids=ids, taken_vectors=vecs,
                         vectors=self.searcher.vectors, modality=m,
+                        relevance=functools.partial(self.searcher.relevance, enc, i),
                     )
                     if len(kept) < quotas[i][m] and depth_now < self.searcher.size:
                         still.append(i)

@@ -3,9 +3,19 @@
 The paper's rules, each a field of :class:`RetrievalStrategy`:
 
 * **relevance**: candidates come from maximum inner product search, best first;
-* **too similar to the query**: a candidate whose relevance score is above
+* **too similar to the query**: a candidate whose *relevance* to the query is above
   ``max_score`` (0.9) is skipped ("we only use retrieved documents with relevance
-  score <= 0.9");
+  score <= 0.9").  Relevance is defined by the retriever kind
+  (:meth:`cm3leon.retrieval.retriever.Searcher.relevance`) so that **1.0 means the
+  query itself**: for ``clip`` it is the cosine between the whole query document's
+  vector and the candidate's document vector (the paper's ``r(q, m)``), for ``bm25``
+  the BM25 score divided by the query's self score.  It is computed on the query
+  without dropout, so the rule does not depend on which tokens were dropped.  It is
+  *not* the search score of the query part that found the candidate
+  (:attr:`Hit.score`): with ``clip`` a part alone scores ``sqrt((1 + c) / 2)``
+  against its own document (``c`` the document's text-image cosine), 0.72 for
+  ``c = 0.03``, so a rule on that score may never fire, and what it measures would
+  depend on the encoder's text-image alignment;
 * **already retrieved**: a candidate whose id was already taken for this query, or
   whose vector is nearly identical (cosine > ``duplicate_threshold``) to a taken
   document or to the query document itself, is skipped; the query never retrieves
@@ -57,7 +67,8 @@ class RetrievalStrategy:
     Attributes:
         num_by_text: documents retrieved with the query's text part.
         num_by_image: documents retrieved with the query's image part.
-        max_score: skip candidates whose relevance score is above this.
+        max_score: skip candidates whose relevance to the query is above this (relevance
+            1.0 = the query itself; see :meth:`~cm3leon.retrieval.retriever.Searcher.relevance`).
         duplicate_threshold: skip candidates whose cosine similarity to a taken document
             (or to the query document) is above this.
         query_dropout: fraction of the query's text tokens dropped before encoding
@@ -103,12 +114,23 @@ class RetrievalStrategy:
 
 @dataclass(frozen=True)
 class Hit:
-    """One retrieved document: bank row, document id, relevance score, query part."""
+    """One retrieved document.
+
+    Attributes:
+        row: bank row.
+        id: document id.
+        score: search score given by the query part that found it (what candidates of
+            one part are ranked by, best first).
+        modality: that query part (``"text"`` or ``"image"``).
+        relevance: relevance to the whole query, 1.0 = the query itself (what
+            ``max_score`` is compared with).
+    """
 
     row: int
     id: str
     score: float
     modality: str
+    relevance: float
 
 
 def query_seed(seed: int, key: str, purpose: str) -> int:
@@ -173,13 +195,14 @@ def select_candidates(
     taken_ids: set[str],
     taken_vectors: list[np.ndarray],
     vectors: Callable[[np.ndarray], np.ndarray],
+    relevance: Callable[[np.ndarray], np.ndarray],
     modality: str,
 ) -> list[tuple[Hit, np.ndarray]]:
     """Walk candidates best first and keep up to ``quota`` that pass every rule.
 
     Args:
         rows: candidate bank rows ``(n,)``, best first (``-1`` entries are ignored).
-        scores: their relevance scores ``(n,)``.
+        scores: their search scores ``(n,)`` (by the query part ``modality``).
         quota: how many to keep.
         strategy: thresholds.
         row_id: bank row -> document id.
@@ -188,6 +211,8 @@ def select_candidates(
         taken_vectors: unit vectors of the query document and of taken documents;
             updated in place.
         vectors: bank rows -> unit vectors ``(n, D)`` (for the near-duplicate rule).
+        relevance: bank rows -> relevance to the whole query ``(n,)``, 1.0 = the query
+            itself (for the ``max_score`` rule).
         modality: which query part produced the candidates (recorded in the hits).
 
     Returns:
@@ -199,11 +224,14 @@ def select_candidates(
     if quota <= 0 or rows.size == 0:
         return kept
     cand_vectors = vectors(rows)  # (n, D)
-    for row, score, vec in zip(rows.tolist(), scores.tolist(), cand_vectors, strict=True):
+    cand_relevance = np.asarray(relevance(rows), dtype=np.float64)  # (n,)
+    if cand_relevance.shape != rows.shape:
+        raise ValueError(f"relevance of {rows.size} candidates has shape {cand_relevance.shape}")
+    for row, score, rel, vec in zip(rows.tolist(), scores.tolist(), cand_relevance.tolist(), cand_vectors, strict=True):
         if len(kept) >= quota:
             break
-        if score > strategy.max_score:
-            continue  # too similar to the query (relevance > 0.9)
+        if rel > strategy.max_score:
+            continue  # too similar to the query (relevance > 0.9; 1.0 = the query itself)
         doc_id = row_id(row)
         if doc_id in taken_ids:
             continue  # already retrieved (same document)
@@ -211,5 +239,6 @@ def select_candidates(
             continue  # near-identical to the query or to a taken document
         taken_ids.add(doc_id)
         taken_vectors.append(vec)
-        kept.append((Hit(row=int(row), id=doc_id, score=float(score), modality=modality), vec))
+        hit = Hit(row=int(row), id=doc_id, score=float(score), modality=modality, relevance=float(rel))
+        kept.append((hit, vec))
     return kept
