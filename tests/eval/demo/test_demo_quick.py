@@ -34,7 +34,9 @@ def _cm3leon(*args: str) -> subprocess.CompletedProcess[str]:
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> dict:
     out = tmp_path_factory.mktemp("demo") / "run"
-    first = _cm3leon("demo", "--quick", "--no-progress", "--out", str(out), "--stop-after", "image_tokenizer")
+    first = _cm3leon(
+        "demo", "--quick", "--no-progress", "--out", str(out), "--stop-after", "image_tokenizer"
+    )
     assert first.returncode == 0, first.stderr[-3000:]
     stopped = sorted(p.stem for p in (out / "stages").glob("*.json"))
     second = _cm3leon("demo", "--quick", "--no-progress", "--out", str(out))
@@ -83,12 +85,20 @@ def test_report_links_every_artefact_and_holds_the_results(demo: dict) -> None:
     assert not [h for h in hrefs if h.startswith(("/", "file:"))]
     summary = json.loads((out / "summary.json").read_text())
     names = {c["name"].split(" (")[0] for c in summary["floors"]}
-    assert names == {"text-to-image colour+shape accuracy", "VQA accuracy", "caption CIDEr-D"}
+    assert names == {"text-to-image object accuracy", "text-to-image colour+shape accuracy", "VQA accuracy",
+                     "caption CIDEr-D"}  # fmt: skip
+    headline = next(
+        c for c in summary["floors"] if c["name"].startswith("text-to-image object accuracy")
+    )
+    assert headline["baseline"] > 0  # the strongest baseline measured in the same run
     ev = summary["evaluations"]
     assert {"text_to_image", "captioning", "vqa", "editing", "vq_ceiling"} <= set(ev)
     assert len(ev["text_to_image"]["rows"]) == 4  # k in {0, 2} x {top_p, cd_k} in the quick preset
     assert summary["pretrain"]["steps"] == 8 and summary["sft"]["steps"] == 6
-    assert ev["vq_ceiling"]["originals"]["scores"]["colour_shape_acc"] == 1.0  # the scorer reads real images
+    assert (
+        ev["vq_ceiling"]["originals"]["scores"]["colour_shape_acc"] == 1.0
+    )  # the scorer reads real images
+    assert ev["vq_ceiling"]["originals"]["scores"]["object_acc"] == 1.0  # and draws nothing extra
     assert "data:image/png;base64," in html
 
 

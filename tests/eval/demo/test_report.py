@@ -24,22 +24,35 @@ def _write(path: Path, data: object) -> None:
     path.write_text(json.dumps(data) if not isinstance(data, str) else data)
 
 
-def _fake_run(out: Path) -> list:
+_BASELINES = ("baselines.chance.colour_shape_acc,baselines.chance.object_acc,baselines.shuffled.object_acc,"
+              "baselines.other_scene.object_acc,baselines.mean_image.object_acc")  # fmt: skip
+
+
+def _fake_run(out: Path, headline: tuple[float, float, float] | None = None) -> list:
+    """A finished quick demo's artefacts; ``headline`` = (colour+shape accuracy, object
+    accuracy, its shuffled baseline) of the k = 0, top-p run."""
     stages = build_stages(load_demo_config(None, [f"out={out}"], quick=True), Layout(out))
     lay = Layout(out)
     for stage in stages:
         _write(lay.stages / f"{stage.name}.json", {"name": stage.name, "status": "complete", "seconds": 1.5,
                                                    "steps_done": [s.name for s in stage.steps]})  # fmt: skip
-    rows = ["run,status,k,strategy,colour_shape_acc,fid,clip_score,position_acc"]
+    rows = [
+        f"run,status,k,strategy,colour_shape_acc,object_acc,fid,clip_score,position_acc,{_BASELINES}"
+    ]
     for k, base in ((0, 0.20), (2, 0.25)):
         for strategy, delta in (("top_p", 0.0), ("no_cfg", -0.1)):
-            rows.append(f"k={k}__strategy={strategy},done,{k},{strategy},{base + delta},{5 - k},{20 + k},0.3")
+            acc, obj, shuffled = base + delta, base + delta + 0.1, 0.09
+            if headline is not None and (k, strategy) == (0, "top_p"):
+                acc, obj, shuffled = headline
+            rows.append(f"k={k}__strategy={strategy},done,{k},{strategy},{acc},{obj},{5 - k},{20 + k},0.3,"
+                        f"{1 / 24},0.08,{shuffled},0.06,0.0")  # fmt: skip
     _write(lay.eval / "text_to_image" / "results.csv", "\n".join(rows) + "\n")
     per_prompt = {"k=0__strategy=top_p": [0.1, 0.3] * 10, "k=2__strategy=top_p": [0.15, 0.35] * 10,
                   "k=0__strategy=no_cfg": [0.1] * 20}  # fmt: skip
     for run, values in per_prompt.items():
         _write(lay.eval / "text_to_image" / "runs" / run / "results.json",
-               {"per_prompt": {str(i): {"world": {"colour_shape_acc": v}} for i, v in enumerate(values)}})
+               {"per_prompt": {str(i): {"world": {"colour_shape_acc": v, "object_acc": v + 0.1}}
+                               for i, v in enumerate(values)}})  # fmt: skip
     _write(lay.eval / "text_to_image" / "results.md", "# table\n")
     _png(lay.eval / "text_to_image" / "plot-colour_shape_acc-vs-k-by-strategy.png")
     _png(lay.eval / "text_to_image" / "runs" / "k=0__strategy=top_p" / "samples.png")
@@ -53,8 +66,11 @@ def _fake_run(out: Path) -> list:
         "protocol": "captioning", "metrics": {"cider_d": 0.5},
         "baselines": {"nearest_caption": {"cider_d": 0.8}},
     })  # fmt: skip
-    _write(lay.run("pretrain") / "metrics.jsonl",
-           "\n".join(json.dumps({"batch": i, "loss/train/total": 6.0 - i / 10}) for i in range(40)) + "\n")
+    _write(
+        lay.run("pretrain") / "metrics.jsonl",
+        "\n".join(json.dumps({"batch": i, "loss/train/total": 6.0 - i / 10}) for i in range(40))
+        + "\n",
+    )
     _png(lay.run("pretrain") / "loss_curve.png")
     _write(lay.eval / "vq_ceiling" / "reconstructions.json", {"scores": {"colour_shape_acc": 0.8}})
     return stages
@@ -64,18 +80,33 @@ def test_summary_floors_and_findings(tmp_path: Path) -> None:
     stages = _fake_run(tmp_path)
     summary = collect_summary(tmp_path, stages)
     checks = {c["name"].split(" (")[0]: c for c in floors(summary)}
-    t2i = checks["text-to-image colour+shape accuracy"]
-    assert t2i["value"] == 0.2 and t2i["passed"] and abs(t2i["ratio"] - 4.8) < 1e-9  # the k = 0, top_p run
+    headline = checks["text-to-image object accuracy"]  # the k = 0, top_p run
+    # Against the strongest of the run's baselines (own images vs other prompts: 0.09).
+    assert abs(headline["value"] - 0.3) < 1e-9 and headline["baseline"] == 0.09
+    assert headline["baseline_name"].startswith("the run's images vs other prompts")
+    assert headline["passed"] and abs(headline["ratio"] - 0.3 / 0.09) < 1e-9
+    t2i = checks["text-to-image colour+shape accuracy"]  # the old measure, kept beside it
+    assert t2i["value"] == 0.2 and t2i["passed"] and abs(t2i["ratio"] - 4.8) < 1e-9
     assert checks["VQA accuracy"]["passed"] and checks["VQA accuracy"]["ratio"] == 40 / 15
     assert not checks["caption CIDEr-D"]["passed"]  # 0.5 < 0.8: reported as a miss, not hidden
     findings = summary["evaluations"]["text_to_image"]["findings"]
-    retrieval, cfg = findings["retrieval"]["top_p"]["colour_shape_acc"], findings["cfg"]["k0"]["colour_shape_acc"]
-    se = (0.1 * (20 / 19) ** 0.5) / 20**0.5  # sample sd of alternating +-0.1 over 20 prompts, / sqrt(n)
+    assert findings["retrieval"]["top_p"]["object_acc"]["verdict"] == "unclear"
+    assert findings["cfg"]["k0"]["object_acc"]["verdict"] == "better"
+    retrieval, cfg = (
+        findings["retrieval"]["top_p"]["colour_shape_acc"],
+        findings["cfg"]["k0"]["colour_shape_acc"],
+    )
+    se = (
+        0.1 * (20 / 19) ** 0.5
+    ) / 20**0.5  # sample sd of alternating +-0.1 over 20 prompts, / sqrt(n)
     assert abs(retrieval["delta"] - 0.05) < 1e-9 and abs(retrieval["se"] - 2**0.5 * se) < 1e-9
     assert retrieval["verdict"] == "unclear"  # 0.05 < 2 SE: not claimed either way
     assert abs(cfg["delta"] - 0.1) < 1e-9 and cfg["verdict"] == "better"  # 0.1 > 2 SE
     assert "se" not in findings["cfg"]["k2"]["colour_shape_acc"]  # no per-prompt data, no verdict
-    assert summary["pretrain"]["steps"] == 40 and summary["pretrain"]["first_loss"] > summary["pretrain"]["last_loss"]
+    assert (
+        summary["pretrain"]["steps"] == 40
+        and summary["pretrain"]["first_loss"] > summary["pretrain"]["last_loss"]
+    )
 
 
 def test_report_is_self_contained_with_relative_links(tmp_path: Path) -> None:
@@ -93,5 +124,21 @@ def test_report_is_self_contained_with_relative_links(tmp_path: Path) -> None:
         assert base64.b64decode(data).startswith(b"\x89PNG")
     assert "What &lt;colour&gt;?" in text and "red &amp; blue" in text  # escaped
     assert "missing" in text  # artefacts that do not exist are marked, not linked
-    assert "retrieval (top_p): colour+shape accuracy +0.050 ± 0.032 SE (within noise)" in text
-    assert "CFG (k0): colour+shape accuracy +0.100 ± 0.023 SE (helps) vs no guidance" in text
+    assert ("retrieval (top_p), from k = 0 to the largest k: object accuracy +0.050 ± 0.032 SE (within noise), "
+            "colour+shape accuracy (old) +0.050 ± 0.032 SE (within noise)") in text  # fmt: skip
+    assert "CFG (k0), vs no guidance: object accuracy +0.100 ± 0.023 SE (helps)" in text
+    assert "Object accuracy and its baselines (same run)" in text
+
+
+def test_clutter_passes_the_old_floor_but_not_the_headline(tmp_path: Path) -> None:
+    # A run whose images ignore their prompts (a clutter of shapes): the old measure is 8x
+    # its chance, but the headline equals what the same images score against other prompts.
+    stages = _fake_run(tmp_path, headline=(0.35, 0.09, 0.09))
+    checks = {c["name"].split(" (")[0]: c for c in floors(collect_summary(tmp_path, stages))}
+    assert checks["text-to-image colour+shape accuracy"]["passed"]
+    headline = checks["text-to-image object accuracy"]
+    assert not headline["passed"] and headline["ratio"] == 1.0 and headline["baseline"] == 0.09
+    text = render_report(tmp_path, stages).read_text()
+    assert (
+        "text-to-image object accuracy (headline" in text and '<span class="fail">no</span>' in text
+    )

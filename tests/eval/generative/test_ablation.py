@@ -44,7 +44,10 @@ def test_two_axis_text_to_image_ablation(tiny, world: Path, tmp_path: Path) -> N
         },
         "run_name": "k${matrix.k}-${matrix.decoding}",
         "report": {
-            "tables": [{"rows": "decoding", "columns": "k", "value": "colour_shape_acc"}],
+            "tables": [
+                {"rows": "decoding", "columns": "k", "value": "object_acc"},
+                {"rows": "decoding", "columns": "k", "value": "colour_shape_acc"},
+            ],
             "plots": [{"x": "k", "y": "fid", "series": "decoding"}],
         },
     }
@@ -59,6 +62,19 @@ def test_two_axis_text_to_image_ablation(tiny, world: Path, tmp_path: Path) -> N
         r["fid_features"] == "clip" and float(r["baselines.chance.colour_shape_acc"]) == 1 / 24
         for r in rows
     )
+    for r in rows:  # the headline next to the old measure, with every floor of the same run
+        for key in (
+            "object_acc",
+            "object_precision",
+            "object_recall",
+            "object_f1",
+            "baselines.chance.object_acc",
+            "baselines.shuffled.object_acc",
+            "baselines.other_scene.object_acc",
+            "baselines.mean_image.object_acc",
+        ):
+            assert 0.0 <= float(r[key]) <= 1.0, key
+    assert (out / "table-object_acc-decoding-x-k.csv").is_file()
     table = list(csv.reader((out / "table-colour_shape_acc-decoding-x-k.csv").open()))
     assert table[0] == ["decoding \\ k", "0", "1"] and [r[0] for r in table[1:]] == [
         "top_p",

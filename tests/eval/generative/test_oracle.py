@@ -17,7 +17,16 @@ import pytest
 from PIL import Image
 
 from cm3leon.core.config import ConfigError, load_config
-from cm3leon.core.world import CHANCE, Scene, render_scene
+from cm3leon.core.world import (
+    CHANCE,
+    COLOURS,
+    SHAPES,
+    Scene,
+    WorldObject,
+    object_chance,
+    render_scene,
+)
+from cm3leon.core.world.scene import CELL_NAMES, SIZE_RADIUS, cell_center
 from cm3leon.eval.cider import score_captions
 from cm3leon.eval.datasets import read_caption_dataset, read_edit_samples, read_world_scenes
 from cm3leon.eval.features import resolve_document_encoder
@@ -55,10 +64,25 @@ def test_text_to_image_real_images_score_perfectly(
     out = run_text_to_image_eval(cfg, tmp_path / "run", registries=oracle)
     assert [e["text"] for e in SEEN] == [scenes[i]["captions"][0] for i in ids]
     assert all(e["task"] == "text_to_image" for e in SEEN)
-    for key in ("colour_acc", "shape_acc", "colour_shape_acc", "position_acc", "count_acc"):
+    for key in (
+        "object_acc",
+        "object_precision",
+        "object_recall",
+        "object_f1",
+        "scene_acc",
+        "colour_acc",
+        "shape_acc",
+        "colour_shape_acc",
+        "position_acc",
+        "count_acc",
+    ):
         assert out[key] == 1.0, key
-    assert out["baselines"]["chance"] == CHANCE
+    truths = [scenes[i]["scene"] for i in ids]
+    assert out["baselines"]["chance"] == {**CHANCE, "object_acc": object_chance(truths)}
     assert out["baselines"]["shuffled"]["colour_shape_acc"] < 1.0
+    # The chosen images are the renders: shuffled and other-scene floors coincide.
+    assert out["baselines"]["other_scene"] == out["baselines"]["shuffled"]
+    assert out["baselines"]["mean_image"]["object_acc"] == 0.0
     assert out["fid"] == pytest.approx(0.0, abs=1e-6)  # the reference is the same images
     assert out["fid_features"] == "clip" and out["num_prompts"] == 4 and out["num_samples"] == 2
     enc = resolve_document_encoder("clip-image", {"path": tiny["clip"]})
@@ -72,6 +96,42 @@ def test_text_to_image_real_images_score_perfectly(
     assert sorted(p.name for p in (tmp_path / "run" / "reference").glob("*.png")) == sorted(
         f"{i}.png" for i in ids
     )
+
+
+def _clutter(path: Path) -> Path:
+    """One image of nine small shapes in nine colour+shape pairs, one in every cell."""
+    pairs = [(c, s) for c in COLOURS for s in SHAPES][::2]
+    objects = [
+        WorldObject(shape=shape, colour=colour, size="small", cell=cell, z=z,
+                    center=tuple(float(v) for v in cell_center(cell, 32)), radius=SIZE_RADIUS["small"] * 32)
+        for z, (cell, (colour, shape)) in enumerate(zip(sorted(CELL_NAMES), pairs, strict=False))
+    ]  # fmt: skip
+    Image.fromarray(render_scene(Scene(32, tuple(objects))).image).save(path)
+    return path
+
+
+def test_text_to_image_one_image_for_every_prompt_scores_its_own_floor(
+    world: Path, tiny, oracle, tmp_path: Path
+) -> None:
+    scenes = read_world_scenes(world / "ground_truth" / "scenes.jsonl", split="train")
+    ids = sorted(scenes, key=int)[:16]
+    clutter = _clutter(tmp_path / "clutter.png")
+    ORACLE.update({i: clutter for i in ids})
+    cfg = load_config(TextToImageEvalConfig, data={
+        "model": MODEL, "generator": "oracle", "num_samples": 1,
+        "data": {"ground_truth": str(world / "ground_truth" / "scenes.jsonl"), "split": "train",
+                 "limit": 16},
+        "clip": {"options": {"path": tiny["clip"]}},
+    })  # fmt: skip
+    out = run_text_to_image_eval(cfg, tmp_path / "run", registries=oracle)
+    # An image that ignores its prompt scores, on every measure, exactly what it scores
+    # against the other prompts: it can never clear a floor set above that baseline.
+    for key, value in out["baselines"]["shuffled"].items():
+        assert out[key] == pytest.approx(value), key
+    # The old recall-only measure is fooled (several times its chance); the headline is not.
+    assert out["colour_shape_acc"] > 3 * CHANCE["colour_shape_acc"]
+    assert out["object_acc"] <= 1.5 * out["baselines"]["chance"]["object_acc"]
+    assert out["object_precision"] < out["object_recall"]
 
 
 def test_captioning_reference_captions_and_the_nearest_caption_baseline(

@@ -19,7 +19,7 @@ from typing import Any
 
 from cm3leon.core.io import atomic_write_json, atomic_write_text
 from cm3leon.eval.demo.stages import Layout, Stage
-from cm3leon.eval.demo.summary import collect_summary
+from cm3leon.eval.demo.summary import T2I_METRIC, T2I_OLD_METRIC, collect_summary
 
 __all__ = ["render_report"]
 
@@ -60,10 +60,16 @@ class _Page:
         if path is None or not Path(path).is_file():
             return ""
         data = base64.b64encode(Path(path).read_bytes()).decode("ascii")
-        cap = f"<figcaption>{html.escape(caption)} — {self.link(path, 'file')}</figcaption>" if caption else ""
+        cap = (
+            f"<figcaption>{html.escape(caption)} — {self.link(path, 'file')}</figcaption>"
+            if caption
+            else ""
+        )
         return f'<figure><img class="fig" src="data:image/png;base64,{data}" alt="{html.escape(caption)}">{cap}</figure>'
 
-    def table(self, header: Sequence[str], rows: Sequence[Sequence[Any]], raw: bool = False) -> None:
+    def table(
+        self, header: Sequence[str], rows: Sequence[Sequence[Any]], raw: bool = False
+    ) -> None:
         head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
         body = []
         for row in rows:
@@ -107,13 +113,16 @@ def _floors(page: _Page, summary: dict[str, Any]) -> None:
         for key, value in edit.get("metrics", {}).items():
             extra.append([f"editing {key}", _fmt(_num(value))])
     ceiling = ev.get("vq_ceiling", {})
-    if (ceiling.get("reconstructions") or {}).get("scores"):
-        sc = ceiling["reconstructions"]["scores"]
-        extra.append(["VQ ceiling: colour+shape accuracy of reconstructed real images",
-                      _fmt(_num(sc.get("colour_shape_acc")))])  # fmt: skip
-    if (ceiling.get("originals") or {}).get("scores"):
-        extra.append(["scorer on the original real images (colour+shape)",
-                      _fmt(_num(ceiling["originals"]["scores"].get("colour_shape_acc")))])  # fmt: skip
+    for key, what in (("reconstructions", "VQ ceiling: {} of reconstructed real images"),
+                      ("originals", "scorer on the original real images: {}")):  # fmt: skip
+        scores = (ceiling.get(key) or {}).get("scores")
+        if scores:
+            extra.append(
+                [what.format("object accuracy (headline)"), _fmt(_num(scores.get(T2I_METRIC)))]
+            )
+            extra.append(
+                [what.format("colour+shape accuracy (old)"), _fmt(_num(scores.get(T2I_OLD_METRIC)))]
+            )
     if extra:
         page.table(["measure", "value"], extra)
 
@@ -132,12 +141,18 @@ def _stages(page: _Page, summary: dict[str, Any]) -> None:
     rows = []
     for s in summary["stages"]:
         now = summary["this_invocation"].get(s["name"], {}).get("status", "")
-        cmds = "<br>".join(f"<code>{html.escape(c.replace(str(page.out) + '/', ''))}</code>" for c in s["commands"])
+        cmds = "<br>".join(
+            f"<code>{html.escape(c.replace(str(page.out) + '/', ''))}</code>" for c in s["commands"]
+        )
         files = [page.link(p, Path(p).name) for p in s["configs"]] + [page.link(s["log"], "log")]
         arts = [page.link(p, k) for k, p in s["artefacts"].items()]
         rows.append([html.escape(s["name"]), html.escape(s["title"]), cmds, " ".join(files), " · ".join(arts),
                      html.escape(f"{s['status']}{' (' + now + ')' if now else ''}"), _fmt(s["seconds"], 3)])  # fmt: skip
-    page.table(["stage", "what", "commands", "config / log", "artefacts", "status", "seconds"], rows, raw=True)
+    page.table(
+        ["stage", "what", "commands", "config / log", "artefacts", "status", "seconds"],
+        rows,
+        raw=True,
+    )
 
 
 def _training(page: _Page, summary: dict[str, Any]) -> None:
@@ -161,19 +176,35 @@ def _training(page: _Page, summary: dict[str, Any]) -> None:
                          f"loss {_fmt(t['first_loss'])} → {_fmt(t['last_loss'])} (text {_fmt(t.get('loss_text_last'))},"
                          f" image {_fmt(t.get('loss_image_last'))} at the end)"])  # fmt: skip
     page.table(["model", "length", "result"], rows)
-    figs = [page.image(lay.run(n) / "loss_curve.png", f"{n} loss curve (metrics.jsonl)") for n in ("pretrain", "sft")]
+    figs = [
+        page.image(lay.run(n) / "loss_curve.png", f"{n} loss curve (metrics.jsonl)")
+        for n in ("pretrain", "sft")
+    ]
     page.add(f'<div class="figs">{"".join(figs)}</div>')
 
 
 def _t2i(page: _Page, t2i: dict[str, Any]) -> None:
     rows = t2i.get("rows", [])
-    page.add("<h2>Zero-shot text-to-image (Table 1 / Figure 4)</h2><p>Test-split captions; N samples per "
-             "prompt, CLIP re-ranking keeps one; the world scorer reads the kept image back. FID uses CLIP "
-             f"features against the prompts' real images. Full table: {page.link(t2i['table'], 'results.md')}.</p>")
+    page.add(
+        "<h2>Zero-shot text-to-image (Table 1 / Figure 4)</h2><p>Test-split captions; N samples per "
+        "prompt, CLIP re-ranking keeps one; the world scorer reads the kept image back. FID uses CLIP "
+        f"features against the prompts' real images. Full table: {page.link(t2i['table'], 'results.md')}.</p>"
+    )
+    page.add("<p>Headline: <b>object accuracy</b> = colour+shape matches / max(objects drawn, objects "
+             "asked); an extra object costs as much as a missing one, so no image made without reading the "
+             "prompt expects more than the chance bound (objects asked / 24), however many shapes it shows. "
+             "The old colour+shape accuracy counts only the objects asked for: a clutter of shapes raises it "
+             "against any scene.</p>")  # fmt: skip
+    _t2i_floors(page, rows)
     ks = sorted({int(r["k"]) for r in rows if _num(r.get("k")) is not None})
     strategies = list(dict.fromkeys(str(r.get("strategy")) for r in rows))
-    for metric, title in (("colour_shape_acc", "colour+shape accuracy (chance 0.0417)"), ("fid", "FID (CLIP)"),
-                          ("clip_score", "CLIP score"), ("position_acc", "position accuracy")):  # fmt: skip
+    for metric, title in ((T2I_METRIC, "object accuracy (headline, precision-aware)"),
+                          (T2I_OLD_METRIC, "colour+shape accuracy (old, recall only; chance 0.0417)"),
+                          ("object_precision", "object precision"), ("object_recall", "object recall"),
+                          ("fid", "FID (CLIP)"), ("clip_score", "CLIP score"),
+                          ("position_acc", "position accuracy")):  # fmt: skip
+        if not any(_num(r.get(metric)) is not None for r in rows):
+            continue
         body = []
         for s in strategies:
             cells = []
@@ -186,19 +217,49 @@ def _t2i(page: _Page, t2i: dict[str, Any]) -> None:
     findings = t2i.get("findings", {})
     notes = []
     for s, entry in findings.get("retrieval", {}).items():
-        if "colour_shape_acc" in entry:
-            notes.append(f"retrieval ({s}): colour+shape accuracy {_delta(entry['colour_shape_acc'])} from "
-                         f"k = 0 to the largest k; FID {_delta(entry.get('fid'))}")  # fmt: skip
+        if T2I_METRIC in entry or T2I_OLD_METRIC in entry:
+            notes.append(f"retrieval ({s}), from k = 0 to the largest k: {_accuracies(entry)}; "
+                         f"FID {_delta(entry.get('fid'))}")  # fmt: skip
     for k, entry in findings.get("cfg", {}).items():
-        if "colour_shape_acc" in entry:
-            notes.append(f"CFG ({k}): colour+shape accuracy {_delta(entry['colour_shape_acc'])} vs no "
-                         f"guidance; FID {_delta(entry.get('fid'))}")  # fmt: skip
+        if T2I_METRIC in entry or T2I_OLD_METRIC in entry:
+            notes.append(
+                f"CFG ({k}), vs no guidance: {_accuracies(entry)}; FID {_delta(entry.get('fid'))}"
+            )
     if notes:
         page.add("<ul>" + "".join(f"<li>{html.escape(n)}</li>" for n in notes) + "</ul>")
-    page.add('<div class="figs">' + "".join(page.image(p, Path(p).stem) for p in t2i.get("plots", [])) + "</div>")
-    page.add("<h3>Sample grids</h3><p class=\"muted\">Rows: prompts; columns: candidates (the CLIP choice outlined).</p>")
+    page.add(
+        '<div class="figs">'
+        + "".join(page.image(p, Path(p).stem) for p in t2i.get("plots", []))
+        + "</div>"
+    )
+    page.add(
+        '<h3>Sample grids</h3><p class="muted">Rows: prompts; columns: candidates (the CLIP choice outlined).</p>'
+    )
     grids = t2i.get("grids", {})
-    page.add('<div class="figs">' + "".join(page.image(p, run) for run, p in grids.items()) + "</div>")
+    page.add(
+        '<div class="figs">' + "".join(page.image(p, run) for run, p in grids.items()) + "</div>"
+    )
+
+
+def _t2i_floors(page: _Page, rows: list[dict[str, Any]]) -> None:
+    """Each run's headline next to every baseline measured in the same run, and the old measure."""
+    names = ("chance", "shuffled", "other_scene", "mean_image")
+    body = [[str(r.get("run")), _num(r.get(T2I_METRIC)), _num(r.get(f"{T2I_METRIC}_se")),
+             *[_num(r.get(f"baselines.{n}.{T2I_METRIC}")) for n in names],
+             _num(r.get("object_precision")), _num(r.get("object_recall")), _num(r.get("object_f1")),
+             _num(r.get("scene_acc")), _num(r.get(T2I_OLD_METRIC))]
+            for r in rows if _num(r.get(T2I_METRIC)) is not None]  # fmt: skip
+    if body:
+        page.add("<h3>Object accuracy and its baselines (same run)</h3>")
+        page.table(["run", "object accuracy", "SE", "chance bound", "own images vs other prompts",
+                    "other scenes' renders", "mean image", "precision", "recall", "F1", "exact scene",
+                    "colour+shape (old)"], body)  # fmt: skip
+
+
+def _accuracies(entry: dict[str, Any]) -> str:
+    parts = [f"{name} {_delta(entry[m])}" for m, name in ((T2I_METRIC, "object accuracy"),
+             (T2I_OLD_METRIC, "colour+shape accuracy (old)")) if m in entry]  # fmt: skip
+    return ", ".join(parts)
 
 
 def _delta(diff: dict[str, Any] | None) -> str:
@@ -216,14 +277,22 @@ def _protocol(page: _Page, name: str, result: dict[str, Any]) -> None:
     titles = {"captioning": "Captioning (Table 2: CIDEr-D)", "vqa": "VQA (Table 2: accuracy)",
               "editing": "Text-guided editing (§4.1)"}  # fmt: skip
     page.add(f"<h2>{titles[name]}</h2>")
-    rows = [[f"model: {k}", _num(v)] for k, v in result.get("metrics", {}).items() if _num(v) is not None]
+    rows = [
+        [f"model: {k}", _num(v)]
+        for k, v in result.get("metrics", {}).items()
+        if _num(v) is not None
+    ]
     for base, values in (result.get("baselines") or {}).items():
         if isinstance(values, dict):
-            rows += [[f"baseline {base}: {k}", _num(v)] for k, v in values.items() if _num(v) is not None]
+            rows += [
+                [f"baseline {base}: {k}", _num(v)] for k, v in values.items() if _num(v) is not None
+            ]
     for kind, value in (result.get("per_answer_type") or {}).items():
         rows.append([f"model, answer type {kind}", _num(value)])
     page.table(["measure", "value"], rows)
-    examples = result.get("per_image") or result.get("per_question") or result.get("per_sample") or {}
+    examples = (
+        result.get("per_image") or result.get("per_question") or result.get("per_sample") or {}
+    )
     if examples:
         first = next(iter(examples.values()))
         keys = [k for k in first if not isinstance(first[k], (dict, list))][:5]
@@ -231,22 +300,30 @@ def _protocol(page: _Page, name: str, result: dict[str, Any]) -> None:
         page.table(["id", *keys], [[i, *[e.get(k) for k in keys]] for i, e in examples.items()])
         page.add("</details>")
     folder = Layout(page.out).eval / name
-    page.add(page.image(folder / "samples.png", f"{name} samples") + f"<p>{page.link(folder / 'results.json', 'results.json')}</p>")
+    page.add(
+        page.image(folder / "samples.png", f"{name} samples")
+        + f"<p>{page.link(folder / 'results.json', 'results.json')}</p>"
+    )
 
 
 def _ceiling(page: _Page, ceiling: dict[str, Any], grid: Path | None) -> None:
-    page.add("<h2>VQ ceiling of the scorer</h2><p>Real test images through the VQ tokenizer (encode → decode), "
-             "scored like generated images: the best accuracy a perfect model could reach through this tokenizer.</p>")
+    page.add(
+        "<h2>VQ ceiling of the scorer</h2><p>Real test images through the VQ tokenizer (encode → decode), "
+        "scored like generated images: the best accuracy a perfect model could reach through this tokenizer.</p>"
+    )
     rows = []
     for label, key in (("VQ reconstructions", "reconstructions"), ("original images", "originals")):
         scores = (ceiling.get(key) or {}).get("scores") or {}
         if scores:
-            rows.append([label, *[_num(scores.get(m)) for m in ("colour_acc", "shape_acc", "colour_shape_acc",
-                                                                 "position_acc", "count_acc")]])  # fmt: skip
-    page.table(["images", "colour", "shape", "colour+shape", "position", "count"], rows)
+            rows.append([label, *[_num(scores.get(m)) for m in (T2I_METRIC, "colour_acc", "shape_acc",
+                                                                 T2I_OLD_METRIC, "position_acc", "count_acc")]])  # fmt: skip
+    page.table(["images", "object accuracy (headline)", "colour", "shape", "colour+shape (old)", "position",
+                "count"], rows)  # fmt: skip
     rec = ceiling.get("reconstruct") or {}
     if rec:
-        page.add(f"<p>Reconstruction PSNR {_fmt(rec.get('psnr'))} dB over {rec.get('images')} images.</p>")
+        page.add(
+            f"<p>Reconstruction PSNR {_fmt(rec.get('psnr'))} dB over {rec.get('images')} images.</p>"
+        )
     page.add(page.image(grid, "top: original, bottom: VQ reconstruction"))
 
 

@@ -3,7 +3,10 @@
 checkpoint + captions -> N samples per prompt (registered generator, chosen decoding
 strategy, ``k`` retrieved documents) -> CLIP re-ranking keeps one -> FID against the real
 images, CLIP score, and — with the procedural world's ground truth — the world scorer's
-accuracies next to their chance levels.
+measures next to their chance levels and prompt-ignoring floors measured in the same run.
+The headline is ``object_acc`` (precision-aware: an extra object costs as much as a missing
+one, so a clutter of shapes cannot score above chance); the older recall-only accuracies
+(``colour_shape_acc`` ...) are reported beside it.
 
 Prompts come from a COCO captions file (caption ``caption_index`` of every image) or
 from the world's ``ground_truth/scenes.jsonl`` (scenes of ``split``; caption 0 is the
@@ -157,20 +160,47 @@ def _reference(prompts: list[_Prompt], folder: Path) -> Path:
     return folder
 
 
+#: Offsets of the mismatched baselines: each image (or render) against this many other
+#: prompts' truth (``n * 8`` pairs; all of them when there are fewer prompts).
+_SHIFTS = 8
+
+
 def _world_scores(prompts: list[_Prompt], chosen: dict[str, Path], *, seed: int) -> dict[str, Any]:
-    from cm3leon.core.world import CHANCE, aggregate, score_text_to_image, shuffled_baseline
+    """The world scorer's measures of the chosen images, and their chance and floors.
+
+    Floors, in the same units and on the same prompts: ``shuffled`` (the chosen images
+    against other prompts' truth: what these images score if they ignore their prompt),
+    ``other_scene`` (renders of other prompts' scenes), ``mean_image`` (the prompts' mean
+    render).  ``chance`` is the scorer's ``CHANCE`` with ``object_acc`` bounded for these
+    prompts (``object_chance``).
+    """
+    from cm3leon.core.world import (
+        CHANCE,
+        aggregate,
+        detect_objects,
+        mean_image_baseline,
+        object_chance,
+        other_scene_baseline,
+        score_text_to_image,
+        shuffled_baseline,
+    )
 
     scored = [p for p in prompts if p.scene is not None]
+    truths = [p.scene for p in scored]
     images = [load_rgb(chosen[p.id]) for p in scored]
-    pairs = tqdm(list(zip(images, scored, strict=True)), desc="world scorer", unit="image")
-    per = [score_text_to_image(im, p.scene) for im, p in pairs]
+    dets = [detect_objects(im) for im in tqdm(images, desc="world scorer", unit="image")]
+    per = [score_text_to_image(None, t, detections=d) for t, d in zip(truths, dets, strict=True)]
     out: dict[str, Any] = {
         "metrics": aggregate(per),
-        "chance": dict(CHANCE),
+        "chance": {**CHANCE, "object_acc": object_chance(truths)},
         "per_prompt": dict(zip([p.id for p in scored], per, strict=True)),
+        "mean_image": mean_image_baseline(truths),
     }
     if len(scored) >= 2:
-        out["shuffled"] = shuffled_baseline(images, [p.scene for p in scored], seed=seed)
+        out["shuffled"] = shuffled_baseline(
+            images, truths, seed=seed, shifts=_SHIFTS, detections=dets
+        )
+        out["other_scene"] = other_scene_baseline(truths, shifts=_SHIFTS, seed=seed)
     return out
 
 
@@ -180,9 +210,11 @@ def run_text_to_image_eval(
     """Generate, re-rank and score; write ``run_dir/results.json`` and return the summary.
 
     The summary (the ablation table's columns) holds ``fid``, ``clip_score`` and, with
-    ground truth, ``colour_acc``, ``shape_acc``, ``colour_shape_acc``, ``position_acc``,
-    ``size_acc``, ``count_acc``, ``scene_acc``; plus ``baselines`` (``chance``,
-    ``shuffled``), ``fid_features``, ``num_prompts``, ``num_samples``.
+    ground truth, the headline ``object_acc`` with ``object_precision``,
+    ``object_recall``, ``object_f1``, and ``colour_acc``, ``shape_acc``,
+    ``colour_shape_acc``, ``position_acc``, ``size_acc``, ``count_acc``, ``scene_acc``;
+    plus ``baselines`` (``chance``, ``shuffled``, ``other_scene``, ``mean_image``: see
+    ``_world_scores``), ``fid_features``, ``num_prompts``, ``num_samples``.
     """
     from cm3leon.eval.protocols import text_to_image_protocol
 
@@ -218,10 +250,9 @@ def run_text_to_image_eval(
         )
         metrics.update(world["metrics"])
         baselines["chance"] = world["chance"]
-        if "shuffled" in world:
-            baselines["shuffled"] = {
-                k: v for k, v in world["shuffled"].items() if k != "n_detected"
-            }
+        for name in ("shuffled", "other_scene", "mean_image"):
+            if name in world:
+                baselines[name] = {k: v for k, v in world[name].items() if k != "n_detected"}
         for pid, scores in world["per_prompt"].items():
             per_prompt[pid]["world"] = scores
     result = {
