@@ -75,7 +75,7 @@ class _Page:
         for row in rows:
             cells = []
             for value in row:
-                if isinstance(value, float):
+                if isinstance(value, float) or value is None:  # None: not measured
                     cells.append(f'<td class="num">{_fmt(value)}</td>')
                 else:
                     cells.append(f"<td>{value if raw else html.escape(str(value))}</td>")
