@@ -54,7 +54,10 @@ number of spans).  Off in :class:`CM3Config` (``0.0``: plain CM3, and the genera
 consumed, so existing span draws are unchanged); the shipped pretraining, SFT and demo
 configs set ``whole_text_prob: 0.25`` and ``whole_image_prob: 0.1`` -- a quarter of the
 examples then train exactly the text-to-image unconditional stream (the caption comes back
-as an infill after the image, i.e. captioning), a tenth the image-masked stream.
+as an infill after the image, i.e. captioning), about a tenth the image-masked stream (an
+example that draws a single span and already masks a whole caption gets no whole image:
+the demo's pretraining realised 25.3 % whole captions and 8.2 % whole images, logged as
+``data/whole_text_masks`` / ``data/whole_image_masks``).
 
 The loss is plain next-token prediction over the whole transformed sequence (§2.2); the
 length grows by exactly two tokens per span.
