@@ -97,7 +97,8 @@ def test_train_build_query_augment(pipeline: Path, tmp_path: Path) -> None:
 
 def test_config_errors_are_clean(pipeline: Path, tmp_path: Path) -> None:
     only_bank = tmp_path / "bank.yaml"
-    only_bank.write_text("# cm3leon retrieval build\nbank: {output: x, data: {shards: [y]}}\n")
+    # output under tmp_path: a failing build still opens its log file next to the output
+    only_bank.write_text(f"# cm3leon retrieval build\nbank: {{output: {tmp_path / 'x'}, data: {{shards: [y]}}}}\n")
     result = CliRunner().invoke(cli, ["retrieval", "augment", str(only_bank)])
     assert result.exit_code != 0 and "no 'augment:' section (it has: bank)" in result.output
     result = CliRunner().invoke(cli, ["retrieval", "build", str(only_bank), "bank.chunk_sise=3"])
