@@ -253,7 +253,7 @@ class TokenShardWriter(_ShardWriter):
         self.with_loss_weights = with_loss_weights
         self.with_targets = with_targets
         self.with_parts = with_parts
-        self._documents = np.zeros(2, dtype=np.int64)  # (samples, documents) with parts
+        self._documents = 0  # documents of the examples written with parts
         self._counts = np.zeros(3, dtype=np.int64)
         self._min_len: int | None = None
         self._max_len = 0
@@ -287,7 +287,7 @@ class TokenShardWriter(_ShardWriter):
             raise ValueError(f"{where}: targets given but the writer has with_targets=False")
         if self.with_parts:
             sample["parts"] = _check_parts(parts, arr, where)
-            self._documents += [1, len(sample["parts"])]
+            self._documents += len(sample["parts"])
         elif parts is not None:
             raise ValueError(f"{where}: parts given but the writer has with_parts=False")
         self._put(sample, id)
@@ -305,7 +305,7 @@ class TokenShardWriter(_ShardWriter):
         if self.with_targets:
             out.update(samples_with_targets=int(self._targets[0]), target_spans=int(self._targets[1]))
         if self.with_parts:
-            out.update(documents=int(self._documents[1]))
+            out.update(documents=self._documents)
         return out
 
 
