@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from cm3leon.core.config import load_config
-from cm3leon.core.plugins import get_registries
+from cm3leon.core.plugin_manager import get_registries
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = sorted((ROOT / "configs").rglob("*.yaml"))

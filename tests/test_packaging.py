@@ -1,4 +1,4 @@
-"""Each member builds as a wheel and installs alone (plus core) into a fresh virtualenv.
+"""Each member builds as a wheel and installs alone (plus the members it declares) into a fresh virtualenv.
 
 These tests build real wheels with ``uv build`` and create real virtualenvs with
 ``uv venv``; third-party wheels come from uv's cache (or PyPI), pinned to the torch
@@ -9,16 +9,36 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import tomllib
 
 ROOT = Path(__file__).resolve().parents[1]
-MEMBERS = ["core", "tokenizers", "retrieval", "decoding", "tasks", "eval"]
+MEMBERS = ["core", "world", "tokenizers", "retrieval", "decoding", "tasks", "eval"]
 pytestmark = [pytest.mark.integration]
+
+
+def _member_deps(member: str) -> set[str]:
+    """The cm3leon members ``member`` declares as runtime dependencies (not extras)."""
+    project = tomllib.loads((ROOT / "packages" / member / "pyproject.toml").read_text())["project"]
+    names = {re.split(r"[\s\[<>=!~;]", dep, maxsplit=1)[0] for dep in project.get("dependencies", [])}
+    return {name.removeprefix("cm3leon-") for name in names if name.startswith("cm3leon-")}
+
+
+def _closure(member: str) -> set[str]:
+    """``member`` and everything it installs of the workspace, following declared dependencies."""
+    seen, todo = set(), [member]
+    while todo:
+        m = todo.pop()
+        if m not in seen:
+            seen.add(m)
+            todo.extend(_member_deps(m))
+    return seen
 
 
 def _uv() -> str:
@@ -62,7 +82,7 @@ def test_member_installs_alone(member: str, wheelhouse: Path, tmp_path: Path) ->
         " if d.metadata['Name'].startswith('cm3leon'))))"
     )
     installed = json.loads(_run(str(python), "-c", probe).stdout)
-    expected = sorted({"cm3leon-core", f"cm3leon-{member}"})
+    expected = sorted({f"cm3leon-{m}" for m in _closure(member)})
     assert installed == expected
     listed = json.loads(_run(str(venv / "bin" / "cm3leon"), "plugins", "list", "--json").stdout)
     assert {p["distribution"] for p in listed["plugins"]} == set(expected)

@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 from click.testing import CliRunner
 
-from cm3leon.core.plugins import registries_with
+from cm3leon.core.plugin_manager import registries_with
 
 DOC = (Path(__file__).resolve().parents[1] / "docs" / "writing-plugins.md").read_text()
 SECTION = DOC.split("## Other kinds of plugins", 1)[1]

@@ -6,7 +6,7 @@ import pytest
 from click.testing import CliRunner
 
 from cm3leon.core.cli import cli
-from cm3leon.core.plugins import get_registries
+from cm3leon.core.plugin_manager import get_registries
 from cm3leon.core.testing import check_component
 
 COMPONENTS = [(attr, reg.spec.name) for attr, registry in get_registries().all() for reg in registry]

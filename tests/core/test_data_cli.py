@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from cm3leon.core import plugins
+from cm3leon.core import plugin_manager
 from cm3leon.core.cli import cli
 from cm3leon.core.data_cli import inspect_dataset
 from cm3leon.core.documents import Document, ImageSegment, TextSegment
@@ -206,14 +206,14 @@ class ToyPlugin:
     @staticmethod
     @hookimpl
     def cm3leon_register_sources():
-        if "world" in plugins.get_registries().sources:
+        if "world" in plugin_manager.get_registries().sources:
             return []
-        return [SourceSpec("world", "cm3leon.core.world.records:world_source", "procedural world")]
+        return [SourceSpec("world", "cm3leon.world.records:world_source", "procedural world")]
 
 
 def test_prepare_task_and_world_through_the_registry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    registries = plugins.registries_with(ToyPlugin)
-    monkeypatch.setattr(plugins, "get_registries", lambda: registries)
+    registries = plugin_manager.registries_with(ToyPlugin)
+    monkeypatch.setattr(plugin_manager, "get_registries", lambda: registries)
     records = tmp_path / "toy.jsonl"
     records.write_text("\n".join(json.dumps(r) for r in [
         {"id": "t0", "caption": "hello", "codes": [1, 1, 1, 1]},

@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from cm3leon.core.cli import cli
 from cm3leon.core.objective import CM3Config, cm3_inverse
 from cm3leon.core.packing import IGNORE_INDEX, raw_samples_in_batch, token_accounting
-from cm3leon.core.plugins import get_registries
+from cm3leon.core.plugin_manager import get_registries
 from cm3leon.core.shards import iter_token_samples, verify_dataset
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from cm3leon.core.config import ComponentConfig, ConfigError, build_component, load_config
-from cm3leon.core.plugins import (
+from cm3leon.core.plugin_manager import (
     PluginError,
     get_plugin_manager,
     get_registries,
@@ -266,7 +266,7 @@ packages = ["src/acme_pipplug"]
         table = _run_cli("plugins", "list", "--kind", "metrics")
         assert "acme-pip-count" in table.stdout and "acme-pipplug" in table.stdout
         code = (
-            "from cm3leon.core.plugins import get_registries;"
+            "from cm3leon.core.plugin_manager import get_registries;"
             "from cm3leon.core.config import ComponentConfig, build_component;"
             "m = build_component(get_registries().metrics, ComponentConfig('acme-pip-count', {'start': 5}), where='m');"
             "print(m.value)"

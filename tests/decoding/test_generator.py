@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from cm3leon.core.checkpoint import save_exported
+from cm3leon.core.exported import save_exported
 from cm3leon.core.documents import Document
 from cm3leon.core.hookspecs import hookimpl
-from cm3leon.core.plugins import registries_with
+from cm3leon.core.plugin_manager import registries_with
 from cm3leon.core.registry import DecodingSpec, FeatureExtractorSpec
 from cm3leon.decoding.generator import CM3LeonGenerator
 from cm3leon.decoding.options import GenerationOptions
@@ -112,7 +112,7 @@ def test_retrieved_documents_are_prepended() -> None:
 
 
 def test_k_larger_than_a_registered_retrievers_bank() -> None:
-    from cm3leon.core.plugins import get_registries
+    from cm3leon.core.plugin_manager import get_registries
 
     if "bm25" not in get_registries().retrievers:
         pytest.skip("cm3leon-retrieval is not installed")

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from cm3leon.core.documents import Document, ImageSegment, TextSegment
-from cm3leon.core.plugins import get_registries
+from cm3leon.core.plugin_manager import get_registries
 from cm3leon.decoding.prompts import EDIT_PREFIX, Hole, Prompt, PromptEncoder
 from cm3leon.decoding.tasks import prompt_from_task
 from tests.decoding._helpers import colour_image, setup

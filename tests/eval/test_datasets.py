@@ -21,7 +21,7 @@ from cm3leon.eval.formats import FormatError
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory) -> Path:
-    from cm3leon.core.world import export_world
+    from cm3leon.world import export_world
 
     root = tmp_path_factory.mktemp("w") / "world"
     export_world(root, n=12, formats="coco,vqa2,instruct_pix2pix", progress=False)

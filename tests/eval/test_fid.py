@@ -106,7 +106,7 @@ def test_errors(feats) -> None:
 
 
 def test_registered_as_metric() -> None:
-    from cm3leon.core.plugins import get_registries
+    from cm3leon.core.plugin_manager import get_registries
 
     metric = get_registries().metrics.build("fid", num_features=4)
     assert isinstance(metric, FrechetDistance) and metric.num_features == 4

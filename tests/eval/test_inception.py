@@ -137,7 +137,7 @@ def test_hash_check_uses_the_name_suffix(weights_file) -> None:
 
 
 def test_registered_extractor_builds_from_the_file(weights_file) -> None:
-    from cm3leon.core.plugins import get_registries
+    from cm3leon.core.plugin_manager import get_registries
 
     path, _ = weights_file
     extractor = get_registries().feature_extractors.build("inception", weights_path=str(path))

@@ -161,7 +161,7 @@ def test_code_cache_encodes_each_bank_image_once() -> None:
 
 def test_pixel_only_documents_with_a_registered_image_tokenizer(tmp_path: Path, tiny_encoder,
                                                                  tiny_encoder_dir) -> None:
-    from cm3leon.core.plugins import get_registries
+    from cm3leon.core.plugin_manager import get_registries
 
     if "vqgan" not in get_registries().tokenizers:
         pytest.skip("cm3leon-tokenizers (vqgan) is not installed")

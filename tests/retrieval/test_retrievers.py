@@ -7,7 +7,7 @@ import pytest
 
 from cm3leon.core.documents import Document
 from cm3leon.core.interfaces import Retriever
-from cm3leon.core.plugins import get_registries
+from cm3leon.core.plugin_manager import get_registries
 from tests.retrieval.synthetic import render, shape_documents
 
 NAMES = get_registries().retrievers.names()

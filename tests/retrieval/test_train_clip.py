@@ -71,7 +71,7 @@ def test_too_few_documents_is_a_clear_error(tmp_path: Path) -> None:
 @pytest.mark.timeout(3600)
 def test_trained_small_clip_retrieves_the_right_caption_on_the_world(tmp_path: Path) -> None:
     """The closing-note numbers: image -> caption recall of cm3leon-clip-tiny on world data."""
-    from cm3leon.core.plugins import get_registries
+    from cm3leon.core.plugin_manager import get_registries
     from cm3leon.core.shards import DocumentShardWriter
 
     world = get_registries().sources.build("world", None, n=6000, seed=0, image_size=32)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from cm3leon.core.plugins import get_registries
+from cm3leon.core.plugin_manager import get_registries
 from cm3leon.tasks.testing import TaskConformance
 
 TASKS = get_registries().tasks.names()

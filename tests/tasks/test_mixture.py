@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from cm3leon.core.hookspecs import hookimpl
-from cm3leon.core.plugins import registries_with
+from cm3leon.core.plugin_manager import registries_with
 from cm3leon.core.registry import TaskSpec, TokenizerSpec
 from cm3leon.core.shards import iter_documents, iter_token_samples, verify_dataset
 from cm3leon.tasks.builtin.caption import CaptionTask

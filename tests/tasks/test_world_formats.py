@@ -1,6 +1,6 @@
 """Every task's reader reads the procedural world's export of its public format.
 
-``cm3leon.core.world`` writes each Table 5 dataset in its public layout; the demo feeds
+``cm3leon.world`` writes each Table 5 dataset in its public layout; the demo feeds
 those exports to these readers, so the two must agree.  One small export, every task
 read and rendered, plus one ``cm3leon data prepare --task`` run through core's CLI.
 """
@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from cm3leon.core.plugins import get_registries
+from cm3leon.core.plugin_manager import get_registries
 from cm3leon.core.registry import resolve_object
 
 # task -> (export format folder, split)
@@ -34,7 +34,7 @@ WORLD_SOURCES = {
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from cm3leon.core.world.export import export_world
+    from cm3leon.world.export import export_world
 
     out = tmp_path_factory.mktemp("world")
     export_world(out, n=40, seed=0, progress=False)

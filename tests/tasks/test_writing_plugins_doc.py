@@ -67,7 +67,7 @@ def test_example_package_is_discovered_listed_and_conforms(tmp_path: Path, monke
     monkeypatch.syspath_prepend(str(tmp_path / "site"))
     fresh_plugins()
     from cm3leon.core.cli import cli
-    from cm3leon.core.plugins import get_registries
+    from cm3leon.core.plugin_manager import get_registries
 
     assert get_registries().tasks.registration("colorize").distribution == PACKAGE
     listed = CliRunner().invoke(cli, ["plugins", "list", "--kind", "tasks"])

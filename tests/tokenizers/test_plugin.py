@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from cm3leon.core.interfaces import ImageTokenizer, TextTokenizer
-from cm3leon.core.plugins import get_registries
+from cm3leon.core.plugin_manager import get_registries
 from cm3leon.core.testing import CommandConformance, ComponentConformance
 from cm3leon.core.tokenization import resolve_tokenizer
 from cm3leon.tokenizers.image_tokenizer import VQGANTokenizer
@@ -63,7 +63,7 @@ def test_resolve_saved_tokenizers_by_directory(tmp_path: Path) -> None:
 def test_listing_plugins_imports_none_of_our_modules() -> None:
     """Lazy factories: registering imports only ``cm3leon.tokenizers.plugin`` (no tokenizers lib)."""
     code = (
-        "import sys; from cm3leon.core.plugins import get_registries; r = get_registries(); "
+        "import sys; from cm3leon.core.plugin_manager import get_registries; r = get_registries(); "
         "assert 'vqgan' in r.tokenizers; "
         "ours = [m for m in sys.modules if m.startswith('cm3leon.tokenizers.') and m != 'cm3leon.tokenizers.plugin']; "
         "assert not ours and 'tokenizers' not in sys.modules, (ours, 'tokenizers' in sys.modules)"

@@ -191,7 +191,7 @@ def test_demo_quality_run_on_the_procedural_world(tmp_path: Path) -> None:
 
     Measured: PSNR 6.8 -> 17.7 dB, 96% of the 512 codes used, perplexity 312.
     """
-    from cm3leon.core.world import World
+    from cm3leon.world import World
 
     world = World(seed=0)
     shards = tmp_path / "world_docs"

@@ -16,7 +16,7 @@ from cm3leon.core.model import (
     cm3leon_tiny,
     cm3leon_transformer,
 )
-from cm3leon.core.plugins import get_registries
+from cm3leon.core.plugin_manager import get_registries
 from cm3leon.core.vocab import Vocabulary
 
 

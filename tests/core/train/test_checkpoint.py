@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from cm3leon.core.checkpoint import load_exported
+from cm3leon.core.exported import load_exported
 from cm3leon.core.config import load_config
 from cm3leon.core.train import (
     TrainConfig,
@@ -19,7 +19,7 @@ from cm3leon.core.train import (
     check_checkpoint,
     export_checkpoint,
 )
-from cm3leon.core.train.checkpoint import (
+from cm3leon.core.train.composer_checkpoints import (
     install_checkpoint_guard,
     load_checkpoint_state,
     validate_checkpoint,
@@ -166,7 +166,7 @@ def test_crash_during_save_leaves_no_file_under_its_final_name(tmp_path: Path, t
 
 
 def test_export_round_trip_gives_identical_logits(trained_run, tmp_path: Path) -> None:
-    from cm3leon.core.train.checkpoint import load_checkpoint_state
+    from cm3leon.core.train.composer_checkpoints import load_checkpoint_state
     from tests.core.train._helpers import VOCAB, pair_tokens
 
     _, result = trained_run

@@ -24,7 +24,7 @@ from composer.loggers import Logger
 
 from cm3leon.core.config import load_config
 from cm3leon.core.train import TrainConfig, train
-from cm3leon.core.train.checkpoint import load_checkpoint_state
+from cm3leon.core.train.composer_checkpoints import load_checkpoint_state
 from cm3leon.core.train.logs import read_metrics
 from tests.core.train._helpers import (
     REPO,

@@ -13,7 +13,7 @@ from cm3leon.core.cli import cli
 from cm3leon.core.config import ConfigError, load_config
 from cm3leon.core.shards import ShardIntegrityError
 from cm3leon.core.train import NonFiniteLossError, TrainConfig, train
-from cm3leon.core.train.checkpoint import load_checkpoint_state
+from cm3leon.core.train.composer_checkpoints import load_checkpoint_state
 from cm3leon.core.train.config import validate_train_config
 from cm3leon.core.train.logs import read_metrics
 from tests.core.train._helpers import REPO, tiny_config, write_config, write_token_dataset

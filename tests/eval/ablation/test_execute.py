@@ -13,7 +13,7 @@ from PIL import Image
 
 from cm3leon.core.config import ConfigError
 from cm3leon.core.hookspecs import hookimpl
-from cm3leon.core.plugins import registries_with
+from cm3leon.core.plugin_manager import registries_with
 from cm3leon.core.registry import RunnerSpec, UnknownComponentError
 from cm3leon.eval.ablation.execute import AblationRunError, run_ablation
 

@@ -9,7 +9,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from cm3leon.core.config import load_config
-from cm3leon.core.plugins import get_registries
+from cm3leon.core.plugin_manager import get_registries
 from cm3leon.core.registry import resolve_object
 from cm3leon.eval.ablation.execute import run_ablation
 from cm3leon.eval.ablation.spec import expand_runs, load_ablation

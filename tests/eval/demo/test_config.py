@@ -63,7 +63,7 @@ def test_plan_covers_the_paper_in_order(tmp_path: Path) -> None:
 
 
 def test_every_stage_command_is_registered(tmp_path: Path) -> None:
-    from cm3leon.core.plugins import get_registries
+    from cm3leon.core.plugin_manager import get_registries
 
     commands = get_registries().commands
     for stage in build_stages(load_demo_config(), Layout(tmp_path)):

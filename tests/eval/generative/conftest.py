@@ -30,7 +30,7 @@ CLIP_CFG = {
 
 @pytest.fixture
 def oracle():
-    from cm3leon.core.plugins import registries_with
+    from cm3leon.core.plugin_manager import registries_with
 
     ORACLE.clear()
     SEEN.clear()
@@ -41,7 +41,7 @@ def oracle():
 
 @pytest.fixture(scope="session")
 def world(tmp_path_factory) -> Path:
-    from cm3leon.core.world import export_world
+    from cm3leon.world import export_world
 
     root = tmp_path_factory.mktemp("world") / "world"
     export_world(root, n=32, formats="coco,vqa2,instruct_pix2pix", progress=False)
@@ -50,9 +50,9 @@ def world(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny(tmp_path_factory, world: Path) -> dict[str, Any]:
-    from cm3leon.core.checkpoint import save_exported
+    from cm3leon.core.exported import save_exported
     from cm3leon.core.documents import Document, ImageSegment, TextSegment
-    from cm3leon.core.plugins import get_registries
+    from cm3leon.core.plugin_manager import get_registries
     from cm3leon.core.vocab import Vocabulary
     from cm3leon.eval.datasets import read_caption_dataset
     from cm3leon.retrieval import encoder

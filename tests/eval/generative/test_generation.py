@@ -10,7 +10,7 @@ import pytest
 
 from cm3leon.core.config import ConfigError
 from cm3leon.core.hookspecs import hookimpl
-from cm3leon.core.plugins import registries_with
+from cm3leon.core.plugin_manager import registries_with
 from cm3leon.core.registry import RunnerSpec
 from cm3leon.eval.formats import FormatError
 from cm3leon.eval.generative.generation import run_generator

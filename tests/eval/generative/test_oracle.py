@@ -17,7 +17,7 @@ import pytest
 from PIL import Image
 
 from cm3leon.core.config import ConfigError, load_config
-from cm3leon.core.world import (
+from cm3leon.world import (
     CHANCE,
     COLOURS,
     SHAPES,
@@ -26,7 +26,7 @@ from cm3leon.core.world import (
     object_chance,
     render_scene,
 )
-from cm3leon.core.world.scene import CELL_NAMES, SIZE_RADIUS, cell_center
+from cm3leon.world.scene import CELL_NAMES, SIZE_RADIUS, cell_center
 from cm3leon.eval.cider import score_captions
 from cm3leon.eval.datasets import read_caption_dataset, read_edit_samples, read_world_scenes
 from cm3leon.eval.features import resolve_document_encoder

@@ -14,7 +14,7 @@ import pytest
 from PIL import Image, ImageOps
 
 from cm3leon.core.documents import ImageSegment, TextSegment
-from cm3leon.core.plugins import get_registries
+from cm3leon.core.plugin_manager import get_registries
 from cm3leon.tasks.records import RecordError
 from cm3leon.tasks.synthetic import synthetic_scene
 from cm3leon.tasks.testing import probe_tokenizer

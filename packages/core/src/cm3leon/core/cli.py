@@ -16,7 +16,7 @@ from typing import Any
 
 import click
 
-from cm3leon.core.plugins import PluginError, get_registries, plugin_infos
+from cm3leon.core.plugin_manager import PluginError, get_registries, plugin_infos
 from cm3leon.core.registry import DuplicateComponentError
 
 __all__ = ["cli", "main", "plugins_command", "config_command"]

@@ -228,6 +228,6 @@ def save_config(cfg: Any, path: str | Path) -> Path:
 
 def schema_for(name: str) -> type:
     """Return the dataclass registered under ``name`` in the config-schema registry."""
-    from cm3leon.core.plugins import get_registries
+    from cm3leon.core.plugin_manager import get_registries
 
     return get_registries().config_schemas.get(name).load()

@@ -220,7 +220,7 @@ def _documents_from_task(name: str, path: str, options: dict[str, Any], skip_bad
                          seed: int) -> Iterator[Any]:
     import numpy as np
 
-    from cm3leon.core.plugins import get_registries
+    from cm3leon.core.plugin_manager import get_registries
     from cm3leon.core.registry import resolve_object
 
     spec = get_registries().tasks.get(name, where="--task")
@@ -306,7 +306,7 @@ def prepare_command(path: str, source: str | None, task: str | None, out: str, k
                     skip_bad: bool, options: tuple[str, ...], seed: int, overwrite: bool,
                     log_file: str | None) -> None:
     """Turn raw data at PATH into MDS shards at --out (documents or token ids)."""
-    from cm3leon.core.plugins import get_registries
+    from cm3leon.core.plugin_manager import get_registries
     from cm3leon.core.registry import UnknownComponentError
 
     if (source is None) == (task is None):

@@ -34,7 +34,7 @@ whose functions are decorated with `cm3leon.core.hookspecs.hookimpl` and named a
 Common rules (they hold for every hook below):
 
 * **When it is called**: once per process, the first time the registries are needed
-  (`cm3leon.core.plugins.get_registries()`): a command runs, a config names a component, or
+  (`cm3leon.core.plugin_manager.get_registries()`): a command runs, a config names a component, or
   `cm3leon plugins list` is shown. All plugins are loaded and `check_pending()` has passed
   (a misspelled hook name is an error naming the distribution).
 * **What it returns**: a list of frozen spec objects from `cm3leon.core.registry`. Every spec

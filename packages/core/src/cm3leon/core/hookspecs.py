@@ -7,7 +7,7 @@ objects from :mod:`cm3leon.core.registry`; core folds them into registries.
 
 Rules common to every hook:
 
-* **When it is called**: once per :func:`cm3leon.core.plugins.get_registries`
+* **When it is called**: once per :func:`cm3leon.core.plugin_manager.get_registries`
   (cached per process), after all plugins are loaded and ``check_pending()``
   passed, i.e. the first time a command, config or API needs a component.
 * **What it returns**: a list (possibly empty) of specs of the documented type;

@@ -41,11 +41,6 @@ def cm3leon_register_commands() -> list[CommandSpec]:
             "cm3leon.core.train.cli:train_command",
             "Train with Composer (pretrain / SFT; `composer -n N -m cm3leon.core.train`), export, plot.",
         ),
-        CommandSpec(
-            "world",
-            "cm3leon.core.world.cli:world_command",
-            "Procedural world: export every Table 5 task in public formats, show scenes, score images.",
-        ),
     ]
 
 
@@ -61,11 +56,6 @@ def cm3leon_register_sources() -> list[SourceSpec]:
             "jsonl",
             "cm3leon.core.sources:jsonl_source",
             "JSONL of {image, caption[, codes]} records or full document JSON.",
-        ),
-        SourceSpec(
-            "world",
-            "cm3leon.core.world.records:world_source",
-            "Procedural world caption-image pairs (options: n, seed, image_size, split, caption).",
         ),
     ]
 

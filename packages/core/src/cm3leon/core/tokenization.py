@@ -86,14 +86,14 @@ def resolve_tokenizer(value: str, modality: str, *, registries: Any = None) -> A
     Args:
         value: ``"bytes"``, ``"bpe:/path/to/dir"`` or ``"/path/to/dir"``.
         modality: ``"text"`` or ``"image"``; the spec must fill that block.
-        registries: registries to use (default: :func:`cm3leon.core.plugins.get_registries`).
+        registries: registries to use (default: :func:`cm3leon.core.plugin_manager.get_registries`).
 
     Raises:
         ValueError: unknown name, wrong modality, or an ambiguous directory; the message lists
             the registered tokenizers of that modality.
     """
     if registries is None:
-        from cm3leon.core.plugins import get_registries
+        from cm3leon.core.plugin_manager import get_registries
 
         registries = get_registries()
     tokenizers = registries.tokenizers

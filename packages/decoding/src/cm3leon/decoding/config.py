@@ -176,7 +176,7 @@ def _task_prompt(entry: dict[str, Any], task: Any, *, base: Path, where: str, ex
     from cm3leon.decoding.tasks import prompt_from_task
 
     if registries is None:
-        from cm3leon.core.plugins import get_registries
+        from cm3leon.core.plugin_manager import get_registries
 
         registries = get_registries()
     if not isinstance(task, str):

@@ -127,7 +127,7 @@ class CM3LeonGenerator:
             ValueError: the export is incomplete/corrupt, or the tokenizers do not match
                 the vocabulary recorded in the export.
         """
-        from cm3leon.core.checkpoint import load_exported
+        from cm3leon.core.exported import load_exported
         from cm3leon.core.tokenization import resolve_tokenizer
 
         exported = load_exported(export, device=device, dtype=dtype)

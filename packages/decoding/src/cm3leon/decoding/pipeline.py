@@ -42,7 +42,7 @@ STREAM_ORDER = ("cond", "no_text", "no_image", "uncond")
 
 def _registry(registries: Any = None) -> Any:
     if registries is None:
-        from cm3leon.core.plugins import get_registries
+        from cm3leon.core.plugin_manager import get_registries
 
         registries = get_registries()
     return registries.decoding

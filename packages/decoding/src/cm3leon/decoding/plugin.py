@@ -66,7 +66,7 @@ def cm3leon_register_runners() -> list[RunnerSpec]:
     return [
         RunnerSpec(
             "generate",
-            "cm3leon.decoding.runner:run_generate",
+            "cm3leon.decoding.run:run_generate",
             "Generate N candidates per prompt (manifest.json for the text_to_image runner).",
             schema="cm3leon.decoding.config:GenerateConfig",
         )

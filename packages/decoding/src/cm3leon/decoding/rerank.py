@@ -72,7 +72,7 @@ def load_reranker(name: str = "clip-image", *, registries: Any = None, **options
         TypeError: the component is not a :class:`DocumentEncoder`.
     """
     if registries is None:
-        from cm3leon.core.plugins import get_registries
+        from cm3leon.core.plugin_manager import get_registries
 
         registries = get_registries()
     encoder = registries.feature_extractors.build(name, where="rerank.encoder", **options)

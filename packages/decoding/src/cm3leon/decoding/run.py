@@ -1,10 +1,18 @@
-"""One generation run from a :class:`GenerateConfig`: load, generate, write (used by the CLI and runner)."""
+"""One generation run from a :class:`GenerateConfig`: load, generate, write.
+
+Used by ``cm3leon generate`` and by the ``generate`` runner of ``cm3leon ablate``
+(:func:`run_generate`: one generation run per matrix cell, samples into
+``<run_dir>/samples``; the ``text_to_image`` runner of cm3leon-eval scores the
+``manifest.json`` it returns).  A matrix over ``decoding.image.pipelines`` /
+``retrieval.k`` / ``num_candidates`` reproduces Figure 4 and Table 1's ablations.
+"""
 
 from __future__ import annotations
 
 import logging
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +25,7 @@ from cm3leon.decoding.generator import CM3LeonGenerator
 from cm3leon.decoding.outputs import write_results
 from cm3leon.decoding.prompts import Prompt
 
-__all__ = ["build_generator", "run_generation"]
+__all__ = ["build_generator", "run_generate", "run_generation"]
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +42,7 @@ def build_generator(cfg: GenerateConfig, *, registries: Any = None) -> CM3LeonGe
     from cm3leon.decoding.rerank import ClipReranker
 
     if registries is None:
-        from cm3leon.core.plugins import get_registries
+        from cm3leon.core.plugin_manager import get_registries
 
         registries = get_registries()
     if cfg.model.dtype not in _DTYPES:
@@ -109,3 +117,14 @@ def run_generation(
             root.setLevel(old_level)
             handler.close()
     return summary
+
+
+def run_generate(cfg: GenerateConfig, run_dir: Path) -> dict[str, Any]:
+    """The ``generate`` runner: generate with ``cfg`` into ``run_dir/samples`` (its ``output`` is ignored).
+
+    Returns the run summary plus ``manifest``, the path of ``manifest.json`` (None if absent).
+    """
+    out = Path(run_dir) / "samples"
+    summary = run_generation(replace(cfg, output=str(out)), overwrite=True, progress=False)
+    manifest = out / "manifest.json"
+    return {**summary, "manifest": str(manifest) if manifest.is_file() else None}

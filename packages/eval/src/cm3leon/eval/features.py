@@ -85,7 +85,7 @@ def resolve_document_encoder(
             raise EncoderNotFoundError(f"factory {encoder!r} did not return a DocumentEncoder")
         return found
     if registries is None:
-        from cm3leon.core.plugins import get_registries
+        from cm3leon.core.plugin_manager import get_registries
 
         registries = get_registries()
     tried = []

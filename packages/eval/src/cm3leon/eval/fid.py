@@ -30,7 +30,7 @@ def build_feature_extractor(
     """Return a feature extractor: a registered name is built with ``options``."""
     if isinstance(extractor, str):
         if registries is None:
-            from cm3leon.core.plugins import get_registries
+            from cm3leon.core.plugin_manager import get_registries
 
             registries = get_registries()
         return registries.feature_extractors.build(

@@ -51,7 +51,7 @@ def document_tokenizer(cfg: AugmentConfig) -> Any:
 def build_retriever(cfg: AugmentConfig) -> Any:
     """The configured retriever over ``cfg.bank`` with ``cfg.strategy`` (by registered name)."""
     from cm3leon.core.config import ConfigError, build_component
-    from cm3leon.core.plugins import get_registries
+    from cm3leon.core.plugin_manager import get_registries
 
     options = {"bank": cfg.bank, **asdict(cfg.strategy), **dict(cfg.retriever.options)}
     if cfg.encoder:

@@ -140,7 +140,7 @@ def query_command(bank: str, text: str | None, image_path: str | None, k: int, r
     "relevance <= 0.9" rule reads.
     """
     from cm3leon.core.documents import Document
-    from cm3leon.core.plugins import get_registries
+    from cm3leon.core.plugin_manager import get_registries
     from cm3leon.core.sources import load_image
     from cm3leon.retrieval.bank import read_manifest
 

@@ -35,7 +35,7 @@ def tasks_command() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def list_command(as_json: bool) -> None:
     """List every registered task with its modalities, reader and distribution."""
-    from cm3leon.core.plugins import get_registries
+    from cm3leon.core.plugin_manager import get_registries
 
     rows = []
     for reg in get_registries().tasks:
@@ -153,7 +153,7 @@ def format_document(doc: Any, *, images_to: Path | None = None) -> str:
 
 
 def _task(name: str, options: tuple[str, ...]) -> tuple[Any, Any]:
-    from cm3leon.core.plugins import get_registries
+    from cm3leon.core.plugin_manager import get_registries
     from cm3leon.core.registry import UnknownComponentError
 
     try:

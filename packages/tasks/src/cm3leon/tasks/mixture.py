@@ -315,7 +315,7 @@ def build_mixture(cfg: MixtureConfig, *, registries: Any = None, progress: bool 
     from cm3leon.core.data_cli import prepare_dataset
 
     if registries is None:
-        from cm3leon.core.plugins import get_registries
+        from cm3leon.core.plugin_manager import get_registries
 
         registries = get_registries()
     names = [t.task for t in cfg.tasks]

@@ -4,7 +4,7 @@
 background and returns the pixels with full ground truth (object boxes and
 polygons, a depth map from the drawing order, a COCO-style 17-keypoint figure),
 so that every task and every condition extractor can be exercised without any
-dataset.  It is deliberately minimal; the procedural world of ``cm3leon.core.world``
+dataset.  It is deliberately minimal; the procedural world of ``cm3leon.world``
 is the rich generator used by the demo.
 """
 

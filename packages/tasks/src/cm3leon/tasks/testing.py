@@ -45,7 +45,7 @@ import pytest
 
 from cm3leon.core.documents import Document, ImageSegment, TextSegment
 from cm3leon.core.interfaces import Task
-from cm3leon.core.plugins import get_registries
+from cm3leon.core.plugin_manager import get_registries
 from cm3leon.core.registry import TaskSpec, resolve_object
 from cm3leon.core.vocab import Vocabulary
 

@@ -20,7 +20,7 @@ Run directory (``output_dir``)::
 Resumption: running the same command again continues from the latest checkpoint
 (model, optimizer, scheduler, step, RNG and the usage EMA).  Checkpoints are written
 atomically and loaded only through core's weights-only guard
-(:mod:`cm3leon.core.train.checkpoint`); the exported tokenizer is safetensors + JSON.
+(:mod:`cm3leon.core.train.composer_checkpoints`); the exported tokenizer is safetensors + JSON.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from cm3leon.core.config import save_config
 from cm3leon.core.io import atomic_write_json
-from cm3leon.core.train.checkpoint import (
+from cm3leon.core.train.composer_checkpoints import (
     AtomicCheckpointSaver,
     check_resume_checkpoint,
     install_checkpoint_guard,

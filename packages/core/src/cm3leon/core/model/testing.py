@@ -27,7 +27,7 @@ from typing import Any, ClassVar
 import pytest
 import torch
 
-from cm3leon.core.plugins import get_registries
+from cm3leon.core.plugin_manager import get_registries
 from cm3leon.core.testing import ComponentConformance
 
 __all__ = ["ModelConformance"]

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from cm3leon.core.plugins import get_registries
+from cm3leon.core.plugin_manager import get_registries
 from cm3leon.core.registry import ComponentSpec, Registration
 
 __all__ = ["CommandConformance", "ComponentConformance", "check_component"]

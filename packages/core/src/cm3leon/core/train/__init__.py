@@ -36,8 +36,8 @@ _LAZY = {
     "NonFiniteLossError": "cm3leon.core.train.callbacks",
     "TrainConfig": "cm3leon.core.train.config",
     "TrainResult": "cm3leon.core.train.loop",
-    "UnsafeCheckpointError": "cm3leon.core.train.checkpoint",
-    "check_checkpoint": "cm3leon.core.train.checkpoint",
+    "UnsafeCheckpointError": "cm3leon.core.train.composer_checkpoints",
+    "check_checkpoint": "cm3leon.core.train.composer_checkpoints",
     "export_checkpoint": "cm3leon.core.train.export",
     "train": "cm3leon.core.train.loop",
 }

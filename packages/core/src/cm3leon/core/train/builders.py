@@ -19,9 +19,9 @@ from composer.loggers import LoggerDestination
 
 from cm3leon.core.config import ConfigError, build_component, save_config
 from cm3leon.core.model import CM3LeonTransformer
-from cm3leon.core.plugins import get_registries
+from cm3leon.core.plugin_manager import get_registries
 from cm3leon.core.train.callbacks import DataCounters, LossCurvePlot, NonFiniteGuard, RunInfo
-from cm3leon.core.train.checkpoint import AtomicCheckpointSaver
+from cm3leon.core.train.composer_checkpoints import AtomicCheckpointSaver
 from cm3leon.core.train.composer_model import CM3LeonComposerModel
 from cm3leon.core.train.config import TrainConfig
 from cm3leon.core.train.logs import JSONLLogger
@@ -112,7 +112,7 @@ def build_composer_model(cfg: TrainConfig, vocab: Vocabulary) -> CM3LeonComposer
 
 
 def _init_from_export(model: CM3LeonTransformer, path: str, vocab: Vocabulary) -> None:
-    from cm3leon.core.checkpoint import load_exported
+    from cm3leon.core.exported import load_exported
 
     if not Path(path).exists():
         raise ConfigError(

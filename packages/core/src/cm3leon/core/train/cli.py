@@ -49,7 +49,7 @@ def run_command(config: str, overrides: tuple[str, ...]) -> None:
 def _run(config: str, overrides: list[str]) -> None:
     from cm3leon.core.config import ConfigError, load_config
     from cm3leon.core.shards import ShardIntegrityError
-    from cm3leon.core.train.checkpoint import UnsafeCheckpointError
+    from cm3leon.core.train.composer_checkpoints import UnsafeCheckpointError
     from cm3leon.core.train.config import TrainConfig, validate_train_config
 
     try:
@@ -73,7 +73,7 @@ def _run(config: str, overrides: list[str]) -> None:
 @click.option("--overwrite", is_flag=True, help="Replace an existing export directory.")
 def export_command(checkpoint: str, out: str, overwrite: bool) -> None:
     """Export the weights of CHECKPOINT (.pt, latest-rank0.pt or sharded dir) to OUT as safetensors."""
-    from cm3leon.core.train.checkpoint import UnsafeCheckpointError
+    from cm3leon.core.train.composer_checkpoints import UnsafeCheckpointError
     from cm3leon.core.train.export import export_checkpoint
 
     try:
@@ -105,7 +105,7 @@ def plot_command(source: str, out: str | None, keys: tuple[str, ...]) -> None:
 @click.argument("checkpoint", type=click.Path())
 def check_command(checkpoint: str) -> None:
     """Check that CHECKPOINT can be loaded without running code (weights-only allowlist)."""
-    from cm3leon.core.train.checkpoint import UnsafeCheckpointError, check_checkpoint
+    from cm3leon.core.train.composer_checkpoints import UnsafeCheckpointError, check_checkpoint
 
     try:
         check_checkpoint(checkpoint)

@@ -1,10 +1,10 @@
-"""Composer checkpoint -> safetensors export (:mod:`cm3leon.core.checkpoint` format).
+"""Composer checkpoint -> safetensors export (:mod:`cm3leon.core.exported` format).
 
-Reads only what :func:`cm3leon.core.train.checkpoint.check_checkpoint` allows (no code
+Reads only what :func:`cm3leon.core.train.composer_checkpoints.check_checkpoint` allows (no code
 can run), takes the transformer weights (``state.model``, ``model.`` prefix removed) and
 the architecture and vocabulary that :class:`~cm3leon.core.train.callbacks.RunInfo`
 stored in the checkpoint, and writes an export directory that
-:func:`cm3leon.core.checkpoint.load_exported` (decoding, evaluation, SFT's
+:func:`cm3leon.core.exported.load_exported` (decoding, evaluation, SFT's
 ``model.init_from``) rebuilds without Composer.
 """
 
@@ -15,9 +15,13 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from cm3leon.core.checkpoint import save_exported
+from cm3leon.core.exported import save_exported
 from cm3leon.core.model import TransformerConfig
-from cm3leon.core.train.checkpoint import RUN_INFO_KEY, check_checkpoint, load_checkpoint_state
+from cm3leon.core.train.composer_checkpoints import (
+    RUN_INFO_KEY,
+    check_checkpoint,
+    load_checkpoint_state,
+)
 from cm3leon.core.vocab import Vocabulary
 
 __all__ = ["export_checkpoint", "read_checkpoint_state"]

@@ -32,7 +32,7 @@ from cm3leon.core.train.builders import (
     prepare_run,
     split_components,
 )
-from cm3leon.core.train.checkpoint import (
+from cm3leon.core.train.composer_checkpoints import (
     LATEST_FILENAME,
     check_resume_checkpoint,
     install_checkpoint_guard,
@@ -219,7 +219,7 @@ def train(cfg: TrainConfig, *, extra_callbacks: Sequence[Callback | Algorithm] =
     Raises:
         cm3leon.core.config.ConfigError: a bad config value, an unwritable save folder.
         cm3leon.core.shards.ShardIntegrityError: a dataset that fails verification.
-        cm3leon.core.train.checkpoint.UnsafeCheckpointError: a checkpoint that could run code.
+        cm3leon.core.train.composer_checkpoints.UnsafeCheckpointError: a checkpoint that could run code.
         cm3leon.core.train.callbacks.NonFiniteLossError: NaN/inf with ``nonfinite.policy=stop``.
     """
     try:

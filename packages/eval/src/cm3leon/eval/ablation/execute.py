@@ -51,7 +51,7 @@ def active_registries() -> Any:
     """The registries of the ablation being executed (for runners that look up others)."""
     registries = _ACTIVE_REGISTRIES.get(None)
     if registries is None:
-        from cm3leon.core.plugins import get_registries
+        from cm3leon.core.plugin_manager import get_registries
 
         registries = get_registries()
     return registries
@@ -223,7 +223,7 @@ def run_ablation(
             f"{where}: --only names unknown runs {unknown}; runs: {[r.name for r in runs][:20]}"
         )
     if registries is None:
-        from cm3leon.core.plugins import get_registries
+        from cm3leon.core.plugin_manager import get_registries
 
         registries = get_registries()
     spec = registries.runners.get(cfg.base.runner, where=f"{where}: base.runner")

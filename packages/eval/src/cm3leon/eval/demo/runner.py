@@ -109,7 +109,7 @@ def validate_stage_configs(stages: Sequence[Stage], registries: Any = None) -> N
     from cm3leon.core.registry import resolve_object
 
     if registries is None:
-        from cm3leon.core.plugins import get_registries
+        from cm3leon.core.plugin_manager import get_registries
 
         registries = get_registries()
     for stage in stages:
@@ -141,7 +141,7 @@ def invoke_command(argv: Sequence[str], registries: Any = None) -> None:
     import click
 
     if registries is None:
-        from cm3leon.core.plugins import get_registries
+        from cm3leon.core.plugin_manager import get_registries
 
         registries = get_registries()
     spec = registries.commands.get(argv[0], where="demo step")

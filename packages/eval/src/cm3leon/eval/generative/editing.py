@@ -3,7 +3,7 @@
 checkpoint + InstructPix2Pix samples (input image, instruction, edited image) -> edited
 images decoded with dual guidance (separate image and text CFG scales, 1.5 and 7.5 in
 §4.1) -> with the procedural world's ``ground_truth/edits.jsonl``, the world scorer's
-:func:`~cm3leon.core.world.score_edit` (``edit_acc``: the requested change is visible,
+:func:`~cm3leon.world.score_edit` (``edit_acc``: the requested change is visible,
 ``preserve_acc``: the other objects are kept, ``success``: both,
 ``after_colour_shape_acc``: the result against the target scene).  Baselines scored the
 same way: ``identity`` (return the input unchanged — the floor of an editor that
@@ -103,7 +103,7 @@ def _mse(a: Any, b: Any) -> float:
 
 def _world(items: list[Any], inputs: dict[str, Any], outputs: dict[str, Any], targets: dict[str, Any],
            edits: dict[str, Any], source: str) -> dict[str, Any]:  # fmt: skip
-    from cm3leon.core.world import aggregate, score_edit
+    from cm3leon.world import aggregate, score_edit
 
     missing = [it.sample_id for it in items if it.sample_id not in edits]
     if missing:

@@ -148,7 +148,7 @@ def _reference(prompts: list[_Prompt], folder: Path) -> Path:
     """The prompts' real images, written afresh into ``folder`` (copied, or rendered from
     the scenes), so that a smaller or changed prompt set never leaves stale images."""
     from cm3leon.core.io import atomic_directory
-    from cm3leon.core.world import Scene, render_scene
+    from cm3leon.world import Scene, render_scene
     from cm3leon.eval.grid import to_pil
 
     with atomic_directory(folder, overwrite=True) as tmp:
@@ -174,7 +174,7 @@ def _world_scores(prompts: list[_Prompt], chosen: dict[str, Path], *, seed: int)
     render).  ``chance`` is the scorer's ``CHANCE`` with ``object_acc`` bounded for these
     prompts (``object_chance``).
     """
-    from cm3leon.core.world import (
+    from cm3leon.world import (
         CHANCE,
         aggregate,
         detect_objects,

@@ -63,7 +63,7 @@ class ConditionTask:
     @functools.cached_property
     def extract(self) -> Callable[[Any, Mapping[str, Any]], Any]:
         """The condition extractor, built from the registry on first use."""
-        from cm3leon.core.plugins import get_registries
+        from cm3leon.core.plugin_manager import get_registries
 
         registry = get_registries().condition_extractors
         where = f"task {self.name!r} option 'extractor'"

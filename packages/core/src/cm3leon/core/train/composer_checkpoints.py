@@ -60,7 +60,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 VALIDATION_ENV = "CHECKPOINT_VALIDATION_FUNCTION"
-GUARD = "cm3leon.core.train.checkpoint.validate_checkpoint"
+GUARD = "cm3leon.core.train.composer_checkpoints.validate_checkpoint"
 LATEST_FILENAME = "latest-rank{rank}.pt"
 CHECKPOINT_FILENAME = "ep{epoch}-ba{batch}-rank{rank}.pt"
 PARTIAL_PREFIX = ".partial-"

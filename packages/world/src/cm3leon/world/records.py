@@ -25,10 +25,10 @@ from typing import Any
 import numpy as np
 
 from cm3leon.core.documents import Document, ImageSegment, TextSegment
-from cm3leon.core.world import language, questions, scienceqa
-from cm3leon.core.world.edits import Edit, sample_edit
-from cm3leon.core.world.render import Render, render_scene
-from cm3leon.core.world.scene import Scene, WorldConfig, sample_scene, scene_rng
+from cm3leon.world import language, questions, scienceqa
+from cm3leon.world.edits import Edit, sample_edit
+from cm3leon.world.render import Render, render_scene
+from cm3leon.world.scene import Scene, WorldConfig, sample_scene, scene_rng
 
 __all__ = ["SPLITS", "STREAMS", "Example", "World", "WorldSource", "world_source"]
 
@@ -75,7 +75,7 @@ class Example:
 
         ``box`` is COCO ``[x, y, w, h]`` of the visible pixels; fully hidden elements are skipped.
         """
-        from cm3leon.core.world.render import PERSON_CATEGORY_ID, category_id
+        from cm3leon.world.render import PERSON_CATEGORY_ID, category_id
 
         out = []
         for k, obj in enumerate(self.scene.objects):
@@ -310,7 +310,7 @@ def world_source(
         caption: ``random`` (one of the scene's captions) or ``canonical``.
         start: first scene index considered.
         skip_bad: accepted for the source interface; generated documents are never bad.
-        **config: other :class:`~cm3leon.core.world.scene.WorldConfig` fields.
+        **config: other :class:`~cm3leon.world.scene.WorldConfig` fields.
     """
     del path, skip_bad
     world = World(int(seed), image_size=int(image_size), **config)

@@ -1,4 +1,4 @@
-"""Rasterise a :class:`~cm3leon.core.world.scene.Scene` with numpy, with its ground truth.
+"""Rasterise a :class:`~cm3leon.world.scene.Scene` with numpy, with its ground truth.
 
 Every pixel is tested at its centre ``(j + 0.5, i + 0.5)`` against the analytic shape,
 so rendering is exact and fast (no anti-aliasing: edges are crisp and colours stay
@@ -24,9 +24,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cm3leon.core.world.font import text_bitmap
-from cm3leon.core.world.geometry import pixel_grid, shape_mask
-from cm3leon.core.world.scene import (
+from cm3leon.world.font import text_bitmap
+from cm3leon.world.geometry import pixel_grid, shape_mask
+from cm3leon.world.scene import (
     BACKGROUND_RGB,
     COLOURS,
     INK_RGB,

@@ -11,13 +11,13 @@ from click.testing import CliRunner
 from PIL import Image
 
 from cm3leon.core.io import is_complete
-from cm3leon.core.world import formats as world_formats
-from cm3leon.core.world.cli import world_command
-from cm3leon.core.world.export import FORMATS, export_world, parse_formats, read_manifest
-from cm3leon.core.world.records import World
-from cm3leon.core.world.render import render_scene
-from cm3leon.core.world.scene import COCO_KEYPOINTS, Scene
-from cm3leon.core.world.scorer import aggregate, score_text_to_image
+from cm3leon.world import formats as world_formats
+from cm3leon.world.cli import world_command
+from cm3leon.world.export import FORMATS, export_world, parse_formats, read_manifest
+from cm3leon.world.records import World
+from cm3leon.world.render import render_scene
+from cm3leon.world.scene import COCO_KEYPOINTS, Scene
+from cm3leon.world.scorer import aggregate, score_text_to_image
 
 N, SEED = 40, 5
 

@@ -1,7 +1,7 @@
 """Export the world to disk in the public dataset formats (``cm3leon world export``).
 
 The output directory holds one sub-directory per format (see
-:mod:`cm3leon.core.world.formats`) plus ``world.json`` (the manifest: seed, number of
+:mod:`cm3leon.world.formats`) plus ``world.json`` (the manifest: seed, number of
 scenes, sampler config, and what each format contains).
 
 Atomic and idempotent: every format is written under a temporary sibling name and
@@ -28,9 +28,9 @@ from cm3leon.core.io import (
     mark_complete,
     read_json,
 )
-from cm3leon.core.world.formats import WRITERS
-from cm3leon.core.world.records import World
-from cm3leon.core.world.scene import WorldConfig
+from cm3leon.world.formats import WRITERS
+from cm3leon.world.records import World
+from cm3leon.world.scene import WorldConfig
 
 __all__ = [
     "EXPORT_VERSION",

@@ -2,7 +2,7 @@
 
 An :class:`Edit` changes the ground truth, not the pixels: the edited image is the
 re-rendering of :attr:`Edit.target`, so every other element stays exactly where it
-was, and :func:`cm3leon.core.world.scorer.score_edit` can check the change exactly.
+was, and :func:`cm3leon.world.scorer.score_edit` can check the change exactly.
 """
 
 from __future__ import annotations
@@ -13,14 +13,14 @@ from typing import Any
 
 import numpy as np
 
-from cm3leon.core.world.geometry import colour_conflicts, touching
-from cm3leon.core.world.language import (
+from cm3leon.world.geometry import colour_conflicts, touching
+from cm3leon.world.language import (
     canonical_caption,
     object_phrase,
     position_phrase,
     referring_expression,
 )
-from cm3leon.core.world.scene import (
+from cm3leon.world.scene import (
     CELL_NAMES,
     COLOURS,
     Scene,
@@ -136,7 +136,7 @@ def apply_edit(
         index: object to recolour/move/remove.
         colour: new colour for ``recolour``.
         cell: destination cell for ``move``.
-        new_object: the :class:`~cm3leon.core.world.scene.WorldObject` to ``add``.
+        new_object: the :class:`~cm3leon.world.scene.WorldObject` to ``add``.
 
     Raises:
         ValueError: the edit does not apply (unknown kind, bad index, occupied cell...).

@@ -26,8 +26,8 @@ from typing import Any
 
 import numpy as np
 
-from cm3leon.core.world.font import text_extent
-from cm3leon.core.world.geometry import SHAPE_NAMES, colour_conflicts
+from cm3leon.world.font import text_extent
+from cm3leon.world.geometry import SHAPE_NAMES, colour_conflicts
 
 __all__ = [
     "BACKGROUND_RGB",

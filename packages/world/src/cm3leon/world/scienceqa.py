@@ -13,9 +13,9 @@ from typing import Any
 
 import numpy as np
 
-from cm3leon.core.world.language import position_phrase
-from cm3leon.core.world.render import occlusions
-from cm3leon.core.world.scene import SHAPES, WORDS, Scene
+from cm3leon.world.language import position_phrase
+from cm3leon.world.render import occlusions
+from cm3leon.world.scene import SHAPES, WORDS, Scene
 
 __all__ = ["ScienceProblem", "scienceqa_problem"]
 

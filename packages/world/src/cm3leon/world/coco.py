@@ -12,8 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from cm3leon.core.world.render import CATEGORIES, PERSON_CATEGORY_ID, Render, category_id
-from cm3leon.core.world.scene import COCO_KEYPOINTS, COCO_SKELETON
+from cm3leon.world.render import CATEGORIES, PERSON_CATEGORY_ID, Render, category_id
+from cm3leon.world.scene import COCO_KEYPOINTS, COCO_SKELETON
 
 __all__ = [
     "INFO",

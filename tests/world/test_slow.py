@@ -10,16 +10,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cm3leon.core.world.export import export_world
-from cm3leon.core.world.records import World
-from cm3leon.core.world.render import render_scene
-from cm3leon.core.world.scorer import CHANCE, aggregate, score_edit, score_text_to_image
+from cm3leon.world.export import export_world
+from cm3leon.world.records import World
+from cm3leon.world.render import render_scene
+from cm3leon.world.scorer import CHANCE, aggregate, score_edit, score_text_to_image
 
 pytestmark = pytest.mark.slow
 
 _DIGEST = """
 import hashlib, json, sys
-from cm3leon.core.world.records import World
+from cm3leon.world.records import World
 w = World(int(sys.argv[1]))
 h = hashlib.sha256()
 for i in range(200):

@@ -16,9 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from cm3leon.core.world.language import PLURALS, referring_expression
-from cm3leon.core.world.render import occlusions
-from cm3leon.core.world.scene import COLOURS, POSES, SHAPES, WORDS, Scene
+from cm3leon.world.language import PLURALS, referring_expression
+from cm3leon.world.render import occlusions
+from cm3leon.world.scene import COLOURS, POSES, SHAPES, WORDS, Scene
 
 __all__ = [
     "Question",

@@ -3,7 +3,7 @@ task in the public dataset formats, and a model-free scorer.
 
 Quick tour::
 
-    from cm3leon.core.world import World, score_text_to_image
+    from cm3leon.world import World, score_text_to_image
 
     world = World(seed=0)                  # deterministic, random access, infinite
     ex = world.example(42)                 # scene, render, captions, VQA, edit, ...
@@ -20,18 +20,18 @@ formats), :mod:`.scorer` and its chance and floors :mod:`.baselines`, :mod:`.cli
 
 from __future__ import annotations
 
-from cm3leon.core.world.baselines import (
+from cm3leon.world.baselines import (
     mean_image_baseline,
     object_chance,
     other_scene_baseline,
 )
-from cm3leon.core.world.edits import EDIT_KINDS, Edit, apply_edit, sample_edit
-from cm3leon.core.world.export import FORMATS, export_world, read_manifest
-from cm3leon.core.world.language import ObjectSpec, canonical_caption, parse_caption
-from cm3leon.core.world.questions import Question
-from cm3leon.core.world.records import SPLITS, Example, World, WorldSource, world_source
-from cm3leon.core.world.render import CATEGORIES, Render, category_id, render_scene
-from cm3leon.core.world.scene import (
+from cm3leon.world.edits import EDIT_KINDS, Edit, apply_edit, sample_edit
+from cm3leon.world.export import FORMATS, export_world, read_manifest
+from cm3leon.world.language import ObjectSpec, canonical_caption, parse_caption
+from cm3leon.world.questions import Question
+from cm3leon.world.records import SPLITS, Example, World, WorldSource, world_source
+from cm3leon.world.render import CATEGORIES, Render, category_id, render_scene
+from cm3leon.world.scene import (
     COLOURS,
     POSES,
     SHAPES,
@@ -42,8 +42,8 @@ from cm3leon.core.world.scene import (
     WorldConfig,
     WorldObject,
 )
-from cm3leon.core.world.scienceqa import ScienceProblem
-from cm3leon.core.world.scorer import (
+from cm3leon.world.scienceqa import ScienceProblem
+from cm3leon.world.scorer import (
     CHANCE,
     HEADLINE,
     DetectedObject,

@@ -23,8 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from cm3leon.core.world.render import occlusions
-from cm3leon.core.world.scene import (
+from cm3leon.world.render import occlusions
+from cm3leon.world.scene import (
     CELL_NAMES,
     COLOURS,
     SHAPES,

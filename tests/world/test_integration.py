@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from cm3leon.core.plugins import get_registries
-from cm3leon.core.world.export import export_world
-from cm3leon.core.world.records import World
+from cm3leon.core.plugin_manager import get_registries
+from cm3leon.world.export import export_world
+from cm3leon.world.records import World
 
 pytestmark = pytest.mark.integration
 N, SEED = 40, 9

@@ -7,9 +7,9 @@ import time
 import numpy as np
 import pytest
 
-from cm3leon.core.world.geometry import colour_conflicts, silhouette
-from cm3leon.core.world.records import World
-from cm3leon.core.world.render import (
+from cm3leon.world.geometry import colour_conflicts, silhouette
+from cm3leon.world.records import World
+from cm3leon.world.render import (
     CATEGORIES,
     PERSON_CATEGORY_ID,
     WALL_DEPTH,
@@ -18,7 +18,7 @@ from cm3leon.core.world.render import (
     occlusions,
     render_scene,
 )
-from cm3leon.core.world.scene import (
+from cm3leon.world.scene import (
     BACKGROUND_RGB,
     COLOURS,
     INK_RGB,

@@ -57,7 +57,7 @@ def shape_mask(shape: str, cx, cy, r, x: np.ndarray, y: np.ndarray) -> np.ndarra
 
 
 def silhouette(obj: Any, size: int) -> np.ndarray:
-    """``(size, size)`` boolean silhouette of a :class:`~cm3leon.core.world.scene.WorldObject`."""
+    """``(size, size)`` boolean silhouette of a :class:`~cm3leon.world.scene.WorldObject`."""
     x, y = pixel_grid(size)
     return shape_mask(obj.shape, obj.center[0], obj.center[1], obj.radius, x, y)
 

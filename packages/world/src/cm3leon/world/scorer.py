@@ -41,10 +41,10 @@ from typing import Any
 
 import numpy as np
 
-from cm3leon.core.world.edits import Edit
-from cm3leon.core.world.geometry import dilate, shape_mask
-from cm3leon.core.world.language import ObjectSpec, parse_caption
-from cm3leon.core.world.scene import (
+from cm3leon.world.edits import Edit
+from cm3leon.world.geometry import dilate, shape_mask
+from cm3leon.world.language import ObjectSpec, parse_caption
+from cm3leon.world.scene import (
     BACKGROUND_RGB,
     CELL_NAMES,
     COLOURS,
@@ -436,7 +436,7 @@ def score_text_to_image(
         objects drawn with a colour+shape asked for (one-to-one) among ``drawn`` detected
         and ``asked`` stated objects: a missing, wrong or *extra* object each cost one.
         No image drawn without reading the prompt expects more than
-        :func:`~cm3leon.core.world.baselines.object_chance`, however many shapes it shows.  Next to it
+        :func:`~cm3leon.world.baselines.object_chance`, however many shapes it shows.  Next to it
         ``object_precision`` (``m / drawn``; 0 when nothing is detected),
         ``object_recall`` (``m / asked``) and ``object_f1``.
 

@@ -10,16 +10,16 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFilter
 
-from cm3leon.core.world.baselines import (
+from cm3leon.world.baselines import (
     mean_image_baseline,
     object_chance,
     other_scene_baseline,
 )
-from cm3leon.core.world.edits import apply_edit
-from cm3leon.core.world.language import ObjectSpec
-from cm3leon.core.world.records import World
-from cm3leon.core.world.render import render_scene
-from cm3leon.core.world.scene import (
+from cm3leon.world.edits import apply_edit
+from cm3leon.world.language import ObjectSpec
+from cm3leon.world.records import World
+from cm3leon.world.render import render_scene
+from cm3leon.world.scene import (
     BACKGROUND_RGB,
     CELL_NAMES,
     COLOURS,
@@ -29,7 +29,7 @@ from cm3leon.core.world.scene import (
     WorldObject,
     cell_center,
 )
-from cm3leon.core.world.scorer import (
+from cm3leon.world.scorer import (
     CHANCE,
     HEADLINE,
     DetectedObject,

@@ -8,19 +8,19 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from cm3leon.core.world import language
-from cm3leon.core.world.edits import EDIT_KINDS, apply_edit
-from cm3leon.core.world.geometry import colour_conflicts
-from cm3leon.core.world.language import (
+from cm3leon.world import language
+from cm3leon.world.edits import EDIT_KINDS, apply_edit
+from cm3leon.world.geometry import colour_conflicts
+from cm3leon.world.language import (
     ObjectSpec,
     canonical_caption,
     parse_caption,
     referring_expression,
 )
-from cm3leon.core.world.questions import ten_answers
-from cm3leon.core.world.records import World
-from cm3leon.core.world.render import occlusions
-from cm3leon.core.world.scene import CELL_NAMES, COLOURS, SHAPES, WORDS
+from cm3leon.world.questions import ten_answers
+from cm3leon.world.records import World
+from cm3leon.world.render import occlusions
+from cm3leon.world.scene import CELL_NAMES, COLOURS, SHAPES, WORDS
 
 N = 300
 

@@ -45,7 +45,7 @@ def export_command(
     out: str, n: int, seed: int, image_size: int, formats: str, overwrite: bool, no_progress: bool
 ) -> None:
     """Write N scenes in the public dataset formats (idempotent, resumable, atomic per format)."""
-    from cm3leon.core.world.export import export_world
+    from cm3leon.world.export import export_world
 
     try:
         manifest = export_world(
@@ -73,7 +73,7 @@ def show_command(seed: int, index: int, image_size: int, save: str | None) -> No
     """Print one scene's ground truth and every record derived from it as JSON."""
     from PIL import Image
 
-    from cm3leon.core.world.records import World
+    from cm3leon.world.records import World
 
     ex = World(seed, image_size=image_size).example(index)
     record = {
@@ -128,8 +128,8 @@ def score_command(images: str, scenes: str, out: str | None) -> None:
     from PIL import Image
 
     from cm3leon.core.io import atomic_write_json
-    from cm3leon.core.world.scene import Scene
-    from cm3leon.core.world.scorer import CHANCE, aggregate, score_text_to_image
+    from cm3leon.world.scene import Scene
+    from cm3leon.world.scorer import CHANCE, aggregate, score_text_to_image
 
     truth = {}
     for line_no, line in enumerate(Path(scenes).read_text(encoding="utf-8").splitlines(), 1):

@@ -6,10 +6,10 @@
   perfect renderer of the wrong scene);
 * :func:`mean_image_baseline` -- the pixel-wise mean of the scenes' renders (a model that
   regresses to the mean);
-* :func:`~cm3leon.core.world.scorer.shuffled_baseline` -- any images against other
+* :func:`~cm3leon.world.scorer.shuffled_baseline` -- any images against other
   scenes' truth (a model's own images, prompts shuffled).
 
-All return the units of :func:`~cm3leon.core.world.scorer.score_text_to_image`, so a
+All return the units of :func:`~cm3leon.world.scorer.score_text_to_image`, so a
 result and its floors sit side by side.
 """
 
@@ -20,9 +20,9 @@ from typing import Any
 
 import numpy as np
 
-from cm3leon.core.world.render import render_scene
-from cm3leon.core.world.scene import Scene
-from cm3leon.core.world.scorer import (
+from cm3leon.world.render import render_scene
+from cm3leon.world.scene import Scene
+from cm3leon.world.scorer import (
     PAIRS,
     _specs,
     aggregate,

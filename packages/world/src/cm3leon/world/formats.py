@@ -46,15 +46,15 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from cm3leon.core.world.coco import (
+from cm3leon.world.coco import (
     INFO,
     LICENSES,
     coco_annotations,
     coco_image,
     keypoint_categories,
 )
-from cm3leon.core.world.records import World
-from cm3leon.core.world.render import CATEGORIES, render_scene
+from cm3leon.world.records import World
+from cm3leon.world.render import CATEGORIES, render_scene
 
 __all__ = ["WRITERS", "image_id", "save_jpeg", "save_png"]
 
@@ -83,7 +83,7 @@ def _two(split: str) -> str:
 
 
 # Writers fill a temporary directory that is renamed into place only when complete
-# (cm3leon.core.world.export), so single files need no fsync-and-rename of their own.
+# (cm3leon.world.export), so single files need no fsync-and-rename of their own.
 def _text(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text, encoding="utf-8")
