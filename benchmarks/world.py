@@ -39,11 +39,11 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from cm3leon.core.io import atomic_write_json
-from cm3leon.core.world.export import export_world
-from cm3leon.core.world.font import text_bitmap
-from cm3leon.core.world.records import World
-from cm3leon.core.world.render import render_scene
-from cm3leon.core.world.scene import (
+from cm3leon.world.export import export_world
+from cm3leon.world.font import text_bitmap
+from cm3leon.world.records import World
+from cm3leon.world.render import render_scene
+from cm3leon.world.scene import (
     BACKGROUND_RGB,
     COLOURS,
     INK_RGB,
@@ -52,7 +52,7 @@ from cm3leon.core.world.scene import (
     sample_scene,
     scene_rng,
 )
-from cm3leon.core.world.scorer import score_text_to_image
+from cm3leon.world.scorer import score_text_to_image
 
 
 def _args(argv: list[str] | None) -> argparse.Namespace:
