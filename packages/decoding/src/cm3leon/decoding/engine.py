@@ -253,35 +253,87 @@ def decode(
     prompt_ids = [str(i) for i in range(num_prompts)] if prompt_ids is None else list(prompt_ids)
     arrays = [[np.asarray(r, dtype=np.int64) for r in rows] for rows in streams]
     _check_prompts(arrays, stream_names, prompt_ids, span, model.config.max_seq_len)
-    names = list(stream_names)
-    for pipe in pipelines:
-        missing = [s for s in pipe.streams if s not in names]
-        if missing:
-            raise ValueError(f"pipeline {pipe.name!r} needs stream(s) {missing}; batch has {names}")
     device = next(model.parameters()).device
-    S, P, N, T = len(names), num_prompts, num_candidates, span.max_new_tokens
-    B = P * N
-    group = split_candidates(N, [p.weight for p in pipelines])
-    stream_idx = [[names.index(s) for s in p.streams] for p in pipelines]
-    columns = [torch.tensor([b for b in range(B) if group[b % N] == g], device=device)
-               for g in range(len(pipelines))]  # fmt: skip
-    disallowed = (
-        torch.tensor([i - span.offset for i in span.disallowed], device=device) if span.disallowed else None
-    )
-    stop_ids = torch.tensor(span.stop_ids, device=device) if span.stop_ids else None
+    plan = _Plan.build(span, pipelines, list(stream_names), num_prompts, num_candidates, device)
 
     flat = [row for rows in arrays for row in rows]  # stream-major (S, P)
     ids, mask = _left_pad(flat, Vocabulary.pad_id, device)
-    max_len = ids.shape[1] + T
-    stepper = (_CachedStepper if use_cache else _FullStepper)(model, span.rows, max_len)
+    stepper = (_CachedStepper if use_cache else _FullStepper)(model, span.rows, ids.shape[1] + plan.T)
 
     t0 = time.perf_counter()
     logits = stepper.prefill(ids, mask)  # (S*P, V')
-    if N > 1:
-        logits = logits.repeat_interleave(N, dim=0)  # (S*P*N, V')
-        stepper.repeat(N)
+    if plan.N > 1:
+        logits = logits.repeat_interleave(plan.N, dim=0)  # (S*P*N, V')
+        stepper.repeat(plan.N)
     t1 = time.perf_counter()
+    out, lengths, stop, steps = _generate(plan, stepper, logits, pipelines, generator)
+    t2 = time.perf_counter()
+    P, N, T = num_prompts, plan.N, plan.T
+    return DecodeResult(
+        tokens=out.view(P, N, T).cpu(),
+        lengths=lengths.view(P, N).cpu(),
+        stop=stop.view(P, N).cpu(),
+        pipeline=plan.group,
+        prompt_tokens=sum(len(r) for r in flat),
+        steps=steps,
+        prefill_seconds=t1 - t0,
+        decode_seconds=t2 - t1,
+    )
 
+
+@dataclass(frozen=True)
+class _Plan:
+    """The batch layout of one :func:`decode` call: sizes, candidate groups, id masks."""
+
+    S: int  # streams
+    B: int  # prompts x candidates
+    N: int  # candidates per prompt
+    T: int  # max new tokens
+    offset: int  # global id of the span's first row
+    group: list[int]  # pipeline index of each candidate n
+    stream_idx: list[list[int]]  # per pipeline: indices of its streams
+    columns: list[torch.Tensor]  # per pipeline: the batch columns it decodes
+    disallowed: torch.Tensor | None  # span-local ids that are never chosen
+    stop_ids: torch.Tensor | None  # global ids that end a candidate
+
+    @staticmethod
+    def build(
+        span: SpanSpec,
+        pipelines: Sequence[Pipeline],
+        names: list[str],
+        num_prompts: int,
+        num_candidates: int,
+        device: torch.device,
+    ) -> _Plan:
+        for pipe in pipelines:
+            missing = [s for s in pipe.streams if s not in names]
+            if missing:
+                raise ValueError(f"pipeline {pipe.name!r} needs stream(s) {missing}; batch has {names}")
+        N = num_candidates
+        B = num_prompts * N
+        group = split_candidates(N, [p.weight for p in pipelines])
+        columns = [torch.tensor([b for b in range(B) if group[b % N] == g], device=device)
+                   for g in range(len(pipelines))]  # fmt: skip
+        disallowed = (
+            torch.tensor([i - span.offset for i in span.disallowed], device=device) if span.disallowed else None
+        )
+        return _Plan(
+            S=len(names), B=B, N=N, T=span.max_new_tokens, offset=span.offset, group=group,
+            stream_idx=[[names.index(s) for s in p.streams] for p in pipelines], columns=columns,
+            disallowed=disallowed,
+            stop_ids=torch.tensor(span.stop_ids, device=device) if span.stop_ids else None,
+        )  # fmt: skip
+
+
+def _generate(
+    plan: _Plan,
+    stepper: _CachedStepper | _FullStepper,
+    logits: torch.Tensor,
+    pipelines: Sequence[Pipeline],
+    generator: torch.Generator | None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
+    """The token loop: ``(out (B, T), lengths (B,), stop (B,), model steps)``."""
+    S, B, T, device = plan.S, plan.B, plan.T, logits.device
     out = torch.full((B, T), Vocabulary.pad_id, dtype=torch.long, device=device)
     lengths = torch.full((B,), T, dtype=torch.long, device=device)
     stop = torch.full((B,), -1, dtype=torch.long, device=device)
@@ -289,12 +341,12 @@ def decode(
     steps = 0
     for t in range(T):
         scores = logits.view(S, B, -1)
-        if disallowed is not None:
-            scores = scores.index_fill(-1, disallowed, float("-inf"))
-        chosen = _select(scores, pipelines, stream_idx, columns, out, t, span.offset, generator)
-        tokens = chosen + span.offset  # (B,) global ids
-        if stop_ids is not None:
-            is_stop = torch.isin(tokens, stop_ids) & ~finished
+        if plan.disallowed is not None:
+            scores = scores.index_fill(-1, plan.disallowed, float("-inf"))
+        chosen = _select(scores, pipelines, plan.stream_idx, plan.columns, out, t, plan.offset, generator)
+        tokens = chosen + plan.offset  # (B,) global ids
+        if plan.stop_ids is not None:
+            is_stop = torch.isin(tokens, plan.stop_ids) & ~finished
             lengths = torch.where(is_stop, t, lengths)
             stop = torch.where(is_stop, tokens, stop)
             finished |= is_stop
@@ -307,17 +359,7 @@ def decode(
             break
         logits = stepper.step(tokens.repeat(S))  # (S*B, V')
         steps += 1
-    t2 = time.perf_counter()
-    return DecodeResult(
-        tokens=out.view(P, N, T).cpu(),
-        lengths=lengths.view(P, N).cpu(),
-        stop=stop.view(P, N).cpu(),
-        pipeline=group,
-        prompt_tokens=sum(len(r) for r in flat),
-        steps=steps,
-        prefill_seconds=t1 - t0,
-        decode_seconds=t2 - t1,
-    )
+    return out, lengths, stop, steps
 
 
 def _select(
