@@ -131,11 +131,22 @@ def _pick(rng: np.random.Generator, items: Sequence[Any]) -> Any:
 
 
 # --------------------------------------------------------------------- VQA
+# Candidates are thunks: building the list draws only the randomness that chooses *which*
+# questions exist (a shape to count, a colour-shape pair to ask about, the direction of an
+# occlusion question); the answers are drawn when a chosen candidate is called.  The three
+# builders run in this order, which fixes the random stream.
 def _vqa_candidates(scene: Scene, rng: np.random.Generator) -> list[Callable[[], Question]]:
+    return [
+        *_object_candidates(scene, rng),
+        *_scene_candidates(scene, rng),
+        *_occlusion_candidates(scene, rng),
+    ]
+
+
+def _object_candidates(scene: Scene, rng: np.random.Generator) -> list[Callable[[], Question]]:
+    """Colour, shape, position and size questions about each object."""
     objs = scene.objects
-    n = len(objs)
     cands: list[Callable[[], Question]] = []
-    colours, shapes, numbers = list(COLOURS), list(SHAPES), ["1", "2", "3", "4"]
     for k, obj in enumerate(objs):
         ref = referring_expression(scene, k)
         if ref == f"the {obj.shape}":
@@ -146,7 +157,7 @@ def _vqa_candidates(scene: Scene, rng: np.random.Generator) -> list[Callable[[],
                     rng,
                     atype="other",
                     qtype="what color is the",
-                    wrong=colours,
+                    wrong=list(COLOURS),
                 )
             )
         if sum(o.colour == obj.colour for o in objs) == 1:
@@ -157,7 +168,7 @@ def _vqa_candidates(scene: Scene, rng: np.random.Generator) -> list[Callable[[],
                     rng,
                     atype="other",
                     qtype="what shape is the",
-                    wrong=shapes,
+                    wrong=list(SHAPES),
                 )
             )
         cands.append(
@@ -180,58 +191,12 @@ def _vqa_candidates(scene: Scene, rng: np.random.Generator) -> list[Callable[[],
                 wrong=["large", "small"],
             )
         )
-    cands.append(
-        lambda: _q(
-            "How many shapes are there?",
-            str(n),
-            rng,
-            atype="number",
-            qtype="how many",
-            wrong=numbers,
-        )
-    )
-    shape = _pick(rng, shapes)
-    count = sum(o.shape == shape for o in objs)
-    cands.append(
-        lambda: _q(
-            f"How many {PLURALS[shape]} are in the picture?",
-            str(count),
-            rng,
-            atype="number",
-            qtype="how many",
-            wrong=numbers,
-        )
-    )
-    present = {(o.colour, o.shape) for o in objs}
-    if rng.random() < 0.5:
-        colour, shape2 = _pick(rng, sorted(present))
-    else:
-        absent = [(c, s) for c in colours for s in shapes if (c, s) not in present]
-        colour, shape2 = _pick(rng, absent)
-    yes = "yes" if (colour, shape2) in present else "no"
-    cands.append(
-        lambda: _q(
-            f"Is there a {colour} {shape2}?",
-            yes,
-            rng,
-            atype="yes/no",
-            qtype="is there a",
-            wrong=["yes", "no"],
-            variants=(),
-        )
-    )
-    has_person = "yes" if scene.figure is not None else "no"
-    cands.append(
-        lambda: _q(
-            "Is there a person in the picture?",
-            has_person,
-            rng,
-            atype="yes/no",
-            qtype="is there a",
-            wrong=["yes", "no"],
-            variants=(),
-        )
-    )
+    return cands
+
+
+def _scene_candidates(scene: Scene, rng: np.random.Generator) -> list[Callable[[], Question]]:
+    """Counting and presence questions, then the person's pose and the written word."""
+    cands = _count_and_presence_candidates(scene, rng)
     if scene.figure is not None:
         pose = _POSE_ANSWER[scene.figure.pose]
         cands.append(
@@ -257,40 +222,78 @@ def _vqa_candidates(scene: Scene, rng: np.random.Generator) -> list[Callable[[],
                 variants=(f"{word} sign",),
             )
         )
-    for i, j in occlusions(scene):
-        a, b = objs[i], objs[j]
-        ra, rb = referring_expression(scene, i), referring_expression(scene, j)
-        if rng.random() < 0.5:
-            cands.append(
-                lambda ra=ra, rb=rb: _q(
-                    f"Is {ra} in front of {rb}?",
-                    "yes",
-                    rng,
-                    atype="yes/no",
-                    qtype="is the",
-                    wrong=["no"],
-                    variants=(),
-                )
-            )
-        else:
-            cands.append(
-                lambda ra=ra, rb=rb: _q(
-                    f"Is {rb} in front of {ra}?",
-                    "no",
-                    rng,
-                    atype="yes/no",
-                    qtype="is the",
-                    wrong=["yes"],
-                    variants=(),
-                )
-            )
-        del a, b
     return cands
 
 
-def vqa_questions(scene: Scene, rng: np.random.Generator, n: int = 3) -> list[Question]:
-    """Up to ``n`` distinct VQA v2-style questions about ``scene``."""
-    cands = _vqa_candidates(scene, rng)
+def _count_and_presence_candidates(
+    scene: Scene, rng: np.random.Generator
+) -> list[Callable[[], Question]]:
+    """How many shapes / how many of one shape; is there a colour-shape pair / a person."""
+    objs = scene.objects
+    colours, shapes, numbers = list(COLOURS), list(SHAPES), ["1", "2", "3", "4"]
+    cands: list[Callable[[], Question]] = [
+        lambda: _q(
+            "How many shapes are there?",
+            str(len(objs)),
+            rng,
+            atype="number",
+            qtype="how many",
+            wrong=numbers,
+        )
+    ]
+    shape = _pick(rng, shapes)
+    count = sum(o.shape == shape for o in objs)
+    cands.append(
+        lambda: _q(
+            f"How many {PLURALS[shape]} are in the picture?",
+            str(count),
+            rng,
+            atype="number",
+            qtype="how many",
+            wrong=numbers,
+        )
+    )
+    present = {(o.colour, o.shape) for o in objs}
+    if rng.random() < 0.5:
+        colour, shape2 = _pick(rng, sorted(present))
+    else:
+        absent = [(c, s) for c in colours for s in shapes if (c, s) not in present]
+        colour, shape2 = _pick(rng, absent)
+    yes = "yes" if (colour, shape2) in present else "no"
+    has_person = "yes" if scene.figure is not None else "no"
+    for text, answer in [
+        (f"Is there a {colour} {shape2}?", yes),
+        ("Is there a person in the picture?", has_person),
+    ]:
+        cands.append(
+            lambda t=text, a=answer: _q(
+                t, a, rng, atype="yes/no", qtype="is there a", wrong=["yes", "no"], variants=()
+            )
+        )
+    return cands
+
+
+def _occlusion_candidates(scene: Scene, rng: np.random.Generator) -> list[Callable[[], Question]]:
+    """One "Is X in front of Y?" per occluding pair, asked either way round (a coin flip)."""
+    cands: list[Callable[[], Question]] = []
+    for i, j in occlusions(scene):
+        ra, rb = referring_expression(scene, i), referring_expression(scene, j)
+        if rng.random() < 0.5:
+            text, answer, wrong = f"Is {ra} in front of {rb}?", "yes", ["no"]
+        else:
+            text, answer, wrong = f"Is {rb} in front of {ra}?", "no", ["yes"]
+        cands.append(
+            lambda t=text, a=answer, w=wrong: _q(
+                t, a, rng, atype="yes/no", qtype="is the", wrong=w, variants=()
+            )
+        )
+    return cands
+
+
+def _draw(
+    cands: Sequence[Callable[[], Question]], rng: np.random.Generator, n: int
+) -> list[Question]:
+    """Up to ``n`` candidates in a random order, calling each; repeated texts are dropped."""
     order = rng.permutation(len(cands))[:n]
     out, seen = [], set()
     for i in order:
@@ -299,6 +302,11 @@ def vqa_questions(scene: Scene, rng: np.random.Generator, n: int = 3) -> list[Qu
             seen.add(q.question)
             out.append(q)
     return out
+
+
+def vqa_questions(scene: Scene, rng: np.random.Generator, n: int = 3) -> list[Question]:
+    """Up to ``n`` distinct VQA v2-style questions about ``scene``."""
+    return _draw(_vqa_candidates(scene, rng), rng, n)
 
 
 # ------------------------------------------------------------------- OK-VQA
@@ -398,14 +406,7 @@ def okvqa_questions(scene: Scene, rng: np.random.Generator, n: int = 2) -> list[
                 list(_OPPOSITE.values()),
             )
         )
-    order = rng.permutation(len(cands))[:n]
-    out, seen = [], set()
-    for i in order:
-        q = cands[int(i)]()
-        if q.question not in seen:
-            seen.add(q.question)
-            out.append(q)
-    return out
+    return _draw(cands, rng, n)
 
 
 # ------------------------------------------------------------------- VizWiz
