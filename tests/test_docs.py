@@ -8,7 +8,7 @@ import re
 from pathlib import Path
 
 from cm3leon.core import hookspecs
-from cm3leon.core.registry import REGISTRY_HOOKS
+from cm3leon.core.registry import REGISTRY_KINDS
 
 ROOT = Path(__file__).resolve().parents[1]
 HOOKS_MD = (ROOT / "docs" / "hooks.md").read_text()
@@ -41,12 +41,27 @@ def test_no_documented_hook_that_does_not_exist() -> None:
     assert documented == set(_hooks())
 
 
-def test_every_registry_hook_is_a_hookspec_and_fields_documented() -> None:
-    for hook_name, spec_type in REGISTRY_HOOKS.values():
-        assert hook_name in _hooks()
-        section = HOOKS_MD.split(f"## `{hook_name}`", 1)[1].split("\n## ", 1)[0]
-        for f in dataclasses.fields(spec_type):
-            assert f"| `{f.name}` |" in section, f"{spec_type.__name__}.{f.name} missing under {hook_name}"
+def test_registry_table_and_hookspecs_agree() -> None:
+    """REGISTRY_KINDS is the source; hookspecs.py must declare exactly its hooks, typed with its specs."""
+    table = {kind.hook: kind.spec for kind in REGISTRY_KINDS}
+    assert set(table) == set(_hooks()), (
+        f"hooks without a REGISTRY_KINDS entry: {sorted(set(_hooks()) - set(table))}; "
+        f"table entries without a hookspec: {sorted(set(table) - set(_hooks()))}"
+    )
+    for hook_name, spec_type in table.items():
+        fn = _hooks()[hook_name]
+        assert not inspect.signature(fn).parameters, f"{hook_name} must take no arguments"
+        returns = inspect.signature(fn).return_annotation
+        assert returns == f"list[{spec_type.__name__}]", f"{hook_name} returns {returns}, table says {spec_type}"
+        assert inspect.getdoc(fn), f"{hook_name} has no docstring"
+
+
+def test_every_registry_kind_documented_with_its_fields() -> None:
+    for kind in REGISTRY_KINDS:
+        section = HOOKS_MD.split(f"## `{kind.hook}`", 1)[1].split("\n## ", 1)[0]
+        assert f"`get_registries().{kind.attr}`" in section, f"docs/hooks.md: {kind.hook} names no registry"
+        for f in dataclasses.fields(kind.spec):
+            assert f"| `{f.name}` |" in section, f"{kind.spec.__name__}.{f.name} missing under {kind.hook}"
 
 
 def test_readme_states_the_two_commands() -> None:

@@ -20,7 +20,7 @@ from cm3leon.core.plugin_manager import (
     registries_with,
 )
 from cm3leon.core.registry import (
-    REGISTRY_HOOKS,
+    REGISTRY_KINDS,
     CommandSpec,
     DuplicateComponentError,
     MetricSpec,
@@ -67,9 +67,48 @@ def test_all_first_party_distributions_load(fresh_plugins) -> None:
 
 def test_every_registry_hook_has_a_spec(fresh_plugins) -> None:
     pm = get_plugin_manager()
-    for hook_name, _ in REGISTRY_HOOKS.values():
+    for hook_name in (kind.hook for kind in REGISTRY_KINDS):
         assert hasattr(pm.hook, hook_name), hook_name
         assert getattr(pm.hook, hook_name).spec is not None, hook_name
+
+
+def test_a_new_kind_is_one_table_entry_plus_its_spec_and_hook(monkeypatch) -> None:
+    """Registries, their lookup by name, all() and the hook folding derive from REGISTRY_KINDS."""
+    import pluggy
+
+    from cm3leon.core import hookspecs
+    from cm3leon.core import registry as registry_module
+    from cm3leon.core.hookspecs import PROJECT_NAME, hookimpl, hookspec
+    from cm3leon.core.registry import ComponentSpec, RegistryKind, build_registries
+
+    @dataclass(frozen=True)
+    class WidgetSpec(ComponentSpec):
+        """A made-up component kind."""
+
+    class WidgetHooks:
+        @hookspec
+        def cm3leon_register_widgets(self) -> list[WidgetSpec]:  # type: ignore[empty-body]
+            """Register widgets."""
+
+    class WidgetPlugin:
+        @hookimpl
+        def cm3leon_register_widgets(self) -> list[WidgetSpec]:
+            return [WidgetSpec("w1", dict, "a widget")]
+
+    kinds = (*REGISTRY_KINDS, RegistryKind("widgets", WidgetSpec, "widget"))
+    monkeypatch.setattr(registry_module, "REGISTRY_KINDS", kinds)
+    fresh = pluggy.PluginManager(PROJECT_NAME)
+    fresh.add_hookspecs(hookspecs)
+    fresh.add_hookspecs(WidgetHooks)
+    fresh.register(WidgetPlugin(), name="widgets")
+    registries = build_registries(fresh, {"widgets": ("acme-widgets", "1.0")})
+    assert [attr for attr, _ in registries.all()] == [k.attr for k in kinds]
+    assert registries.widgets is registries["widgets"] and registries.widgets.names() == ["w1"]
+    assert registries.widgets.registration("w1").distribution == "acme-widgets"
+    with pytest.raises(UnknownComponentError, match="unknown widget 'w2'.*registered widget"):
+        registries.widgets.get("w2")
+    with pytest.raises(AttributeError, match=r"no registry 'widget'; registries: models, .*widgets"):
+        registries.widget  # noqa: B018
 
 
 def test_core_commands_registered_with_distribution(fresh_plugins) -> None:

@@ -10,7 +10,7 @@ import dataclasses
 import inspect
 
 from cm3leon.core import hookspecs
-from cm3leon.core.registry import REGISTRY_HOOKS
+from cm3leon.core.registry import REGISTRY_KINDS
 
 __all__ = ["hook_signature", "render_hooks_markdown"]
 
@@ -57,7 +57,8 @@ def hook_signature(name: str) -> str:
 def render_hooks_markdown() -> str:
     """The full Markdown of ``docs/hooks.md``."""
     lines = [_PREAMBLE]
-    for attr, (hook_name, spec) in REGISTRY_HOOKS.items():
+    for kind in REGISTRY_KINDS:
+        attr, hook_name, spec = kind.attr, kind.hook, kind.spec
         fn = getattr(hookspecs, hook_name)
         doc = (inspect.getdoc(fn) or "").replace(":class:", "").replace("``", "`")
         lines += [f"## `{hook_name}`", "", "```python", "@hookimpl", hook_signature(hook_name), "```", ""]

@@ -4,25 +4,16 @@ Plugins (built-in or third-party) answer the ``cm3leon_register_*`` hooks of
 :mod:`cm3leon.core.hookspecs` with small frozen *spec* objects.  This module
 defines those specs and folds the answers into typed :class:`Registry` objects,
 remembering which distribution provided each component.  Reading this file is
-reading the architecture: these are all the things a plugin can add.
+reading the architecture: :data:`REGISTRY_KINDS` at the bottom lists all the
+things a plugin can add.
 
-=====================  ===============================  ============================
-registry               hook                             what a component is
-=====================  ===============================  ============================
-``models``             ``cm3leon_register_models``      builder of a core transformer
-``tokenizers``         ``cm3leon_register_tokenizers``  text or image tokenizer
-``retrievers``         ``cm3leon_register_retrievers``  document retriever
-``decoding``           ``cm3leon_register_decoding``    logits processor / selector
-``tasks``              ``cm3leon_register_tasks``       SFT task template
-``metrics``            ``cm3leon_register_metrics``     evaluation metric
-``feature_extractors`` ``cm3leon_register_feature_...`` image features for FID etc.
-``condition_extractors`` ``..._condition_extractors``   ControlNet-style conditions
-``sources``            ``cm3leon_register_sources``     raw-data reader for shards
-``callbacks``          ``cm3leon_register_callbacks``   Composer callback/algorithm
-``config_schemas``     ``..._config_schemas``           schema for a configs/ folder
-``commands``           ``cm3leon_register_commands``    ``cm3leon`` CLI subcommand
-``runners``            ``cm3leon_register_runners``     one run of ``cm3leon ablate``
-=====================  ===============================  ============================
+That table is the one source of truth: the attributes of :class:`Registries`
+(``get_registries().tokenizers``), the hook each registry is filled from
+(``cm3leon_register_<attribute>``), :meth:`Registries.all`, ``cm3leon plugins list``
+and ``docs/hooks.md`` derive from it.  A new component kind is one table entry,
+its spec class, and the typed hook declaration in :mod:`cm3leon.core.hookspecs`
+that pluggy needs (``tests/test_docs.py`` fails while the table, the hookspecs and
+``docs/hooks.md`` disagree).
 
 Factories may be given as a callable or as an ``"package.module:attribute"``
 string; strings are imported only when the component is used, so listing
@@ -31,10 +22,9 @@ plugins (and ``cm3leon --help``) never imports torch.
 
 from __future__ import annotations
 
-import dataclasses
 import importlib
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
 if TYPE_CHECKING:
@@ -60,7 +50,8 @@ __all__ = [
     "TaskSpec",
     "TokenizerSpec",
     "UnknownComponentError",
-    "REGISTRY_HOOKS",
+    "REGISTRY_KINDS",
+    "RegistryKind",
     "build_registries",
     "resolve_object",
 ]
@@ -315,62 +306,78 @@ class Registry(Generic[SpecT]):
         return f"Registry({self.kind!r}, {self.names()})"
 
 
-# registry attribute -> (hook name, spec type).  The single source of truth.
-REGISTRY_HOOKS: dict[str, tuple[str, type[ComponentSpec]]] = {
-    "models": ("cm3leon_register_models", ModelSpec),
-    "tokenizers": ("cm3leon_register_tokenizers", TokenizerSpec),
-    "retrievers": ("cm3leon_register_retrievers", RetrieverSpec),
-    "decoding": ("cm3leon_register_decoding", DecodingSpec),
-    "tasks": ("cm3leon_register_tasks", TaskSpec),
-    "metrics": ("cm3leon_register_metrics", MetricSpec),
-    "feature_extractors": ("cm3leon_register_feature_extractors", FeatureExtractorSpec),
-    "condition_extractors": ("cm3leon_register_condition_extractors", ConditionExtractorSpec),
-    "sources": ("cm3leon_register_sources", SourceSpec),
-    "callbacks": ("cm3leon_register_callbacks", CallbackSpec),
-    "config_schemas": ("cm3leon_register_config_schemas", ConfigSchemaSpec),
-    "commands": ("cm3leon_register_commands", CommandSpec),
-    "runners": ("cm3leon_register_runners", RunnerSpec),
-}
+@dataclass(frozen=True)
+class RegistryKind:
+    """One kind of component: a registry attribute, its spec class and the hook filling it.
+
+    Attributes:
+        attr: attribute of :class:`Registries` and ``--kind`` of ``cm3leon plugins list``.
+        spec: the spec class every hook answer must be an instance of.
+        label: singular noun used in error messages (``unknown tokenizer 'x'``).
+    """
+
+    attr: str
+    spec: type[ComponentSpec]
+    label: str
+
+    @property
+    def hook(self) -> str:
+        """The hook name, ``cm3leon_register_<attr>`` (declared in :mod:`cm3leon.core.hookspecs`)."""
+        return f"cm3leon_register_{self.attr}"
 
 
-@dataclass
+# Every kind of component, in display order.  The single source of truth (module docstring).
+REGISTRY_KINDS: tuple[RegistryKind, ...] = (
+    RegistryKind("models", ModelSpec, "model"),  # builder of a core transformer
+    RegistryKind("tokenizers", TokenizerSpec, "tokenizer"),  # text or image tokenizer
+    RegistryKind("retrievers", RetrieverSpec, "retriever"),  # document retriever
+    RegistryKind("decoding", DecodingSpec, "decoding strategy"),  # logits processor / selector
+    RegistryKind("tasks", TaskSpec, "task"),  # SFT task template
+    RegistryKind("metrics", MetricSpec, "metric"),  # evaluation metric
+    RegistryKind("feature_extractors", FeatureExtractorSpec, "feature extractor"),  # FID features
+    RegistryKind("condition_extractors", ConditionExtractorSpec, "condition extractor"),  # ControlNet
+    RegistryKind("sources", SourceSpec, "source"),  # raw-data reader for shards
+    RegistryKind("callbacks", CallbackSpec, "callback"),  # Composer callback / algorithm
+    RegistryKind("config_schemas", ConfigSchemaSpec, "config schema"),  # schema of a configs/ folder
+    RegistryKind("commands", CommandSpec, "command"),  # `cm3leon` CLI subcommand
+    RegistryKind("runners", RunnerSpec, "runner"),  # one run of `cm3leon ablate`
+)
+
+
 class Registries:
-    """All registries, as filled by the loaded plugins."""
+    """All registries, one per :data:`REGISTRY_KINDS` entry, as filled by the loaded plugins.
 
-    models: Registry[ModelSpec] = field(default_factory=lambda: Registry("model", ModelSpec))
-    tokenizers: Registry[TokenizerSpec] = field(
-        default_factory=lambda: Registry("tokenizer", TokenizerSpec)
-    )
-    retrievers: Registry[RetrieverSpec] = field(
-        default_factory=lambda: Registry("retriever", RetrieverSpec)
-    )
-    decoding: Registry[DecodingSpec] = field(
-        default_factory=lambda: Registry("decoding strategy", DecodingSpec)
-    )
-    tasks: Registry[TaskSpec] = field(default_factory=lambda: Registry("task", TaskSpec))
-    metrics: Registry[MetricSpec] = field(default_factory=lambda: Registry("metric", MetricSpec))
-    feature_extractors: Registry[FeatureExtractorSpec] = field(
-        default_factory=lambda: Registry("feature extractor", FeatureExtractorSpec)
-    )
-    condition_extractors: Registry[ConditionExtractorSpec] = field(
-        default_factory=lambda: Registry("condition extractor", ConditionExtractorSpec)
-    )
-    sources: Registry[SourceSpec] = field(default_factory=lambda: Registry("source", SourceSpec))
-    callbacks: Registry[CallbackSpec] = field(
-        default_factory=lambda: Registry("callback", CallbackSpec)
-    )
-    config_schemas: Registry[ConfigSchemaSpec] = field(
-        default_factory=lambda: Registry("config schema", ConfigSchemaSpec)
-    )
-    commands: Registry[CommandSpec] = field(
-        default_factory=lambda: Registry("command", CommandSpec)
-    )
-    runners: Registry[RunnerSpec] = field(default_factory=lambda: Registry("runner", RunnerSpec))
+    ``registries.tokenizers`` (any table ``attr``) is that kind's :class:`Registry`;
+    ``registries["tokenizers"]`` is the same.  Attributes are created from the table,
+    so static type checkers see them through :meth:`__getattr__` as ``Registry[Any]``;
+    the spec type is checked at run time by :meth:`Registry.add`.
+    """
+
+    def __init__(self) -> None:
+        self._registries: dict[str, Registry[Any]] = {k.attr: Registry(k.label, k.spec) for k in REGISTRY_KINDS}
+
+    def __getattr__(self, attr: str) -> Registry[Any]:
+        # Only called when normal lookup fails, i.e. for the registry attributes.
+        registries = self.__dict__.get("_registries", {})
+        if attr in registries:
+            return registries[attr]
+        raise AttributeError(f"no registry {attr!r}; registries: {', '.join(registries)}")
+
+    def __getitem__(self, attr: str) -> Registry[Any]:
+        try:
+            return self._registries[attr]
+        except KeyError:
+            raise KeyError(f"no registry {attr!r}; registries: {', '.join(self._registries)}") from None
+
+    def __dir__(self) -> list[str]:
+        return [*super().__dir__(), *self._registries]
 
     def all(self) -> Iterator[tuple[str, Registry[Any]]]:
         """Yield ``(attribute name, registry)`` for every registry, in table order."""
-        for f in dataclasses.fields(self):
-            yield f.name, getattr(self, f.name)
+        yield from self._registries.items()
+
+    def __repr__(self) -> str:
+        return f"Registries({', '.join(f'{a}={len(r)}' for a, r in self._registries.items())})"
 
 
 def build_registries(pm: pluggy.PluginManager, plugin_info: dict[str, tuple[str, str]]) -> Registries:
@@ -386,8 +393,8 @@ def build_registries(pm: pluggy.PluginManager, plugin_info: dict[str, tuple[str,
         TypeError: a hook returned something that is not a list of the right specs.
     """
     registries = Registries()
-    for attr, (hook_name, _spec_type) in REGISTRY_HOOKS.items():
-        registry: Registry[Any] = getattr(registries, attr)
+    for kind in REGISTRY_KINDS:
+        hook_name, registry = kind.hook, registries[kind.attr]
         caller = getattr(pm.hook, hook_name)
         for impl in caller.get_hookimpls():
             plugin_name = impl.plugin_name
