@@ -1,6 +1,6 @@
 """Plugin loading: one :func:`get_plugin_manager` for the whole project.
 
-Plugins are found through the ``cm3leon`` entry-point group.  The six first-party
+Plugins are found through the ``cm3leon`` entry-point group.  The seven first-party
 distributions register their built-ins there too, exactly like a third party.
 
 Environment variables:
