@@ -109,3 +109,71 @@ def test_save_round_trip(tmp_path: Path) -> None:
     out = save_config(cfg, tmp_path / "out" / "saved.yaml")
     again = load_config(Run, out)
     assert again == cfg
+
+
+# ---------------------------------------------------------------- bounded parsing
+def _alias_bomb(fan: int, depth: int) -> str:
+    """``a_d`` is a list of ``fan`` aliases of ``a_{d-1}``: ``fan ** depth`` leaves once expanded."""
+    lines = ["tags:", "  a0: &a0 [" + ", ".join(["x"] * fan) + "]"]
+    for d in range(1, depth + 1):
+        lines.append(f"  a{d}: &a{d} [" + ", ".join([f"*a{d - 1}"] * fan) + "]")
+    return "name: bomb\n" + "\n".join(lines) + "\n"
+
+
+@pytest.mark.parametrize("depth", [6, 9])
+def test_alias_bomb_is_refused_before_it_is_built(tmp_path: Path, depth: int) -> None:
+    import time
+    import tracemalloc
+
+    path = write(tmp_path, _alias_bomb(9, depth))
+    tracemalloc.start()
+    start = time.perf_counter()
+    try:
+        with pytest.raises(ConfigError, match=r"cfg\.yaml: the YAML expands to [\d,]+ nodes"):
+            load_config(Run, path)
+        seconds = time.perf_counter() - start
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    # 9 ** 6 = 531,441 leaves took 40 s and 457 MB through OmegaConf; 9 ** 9 would never end.
+    assert seconds < 2.0
+    assert peak < 20 * 2**20
+
+
+def test_alias_bomb_in_an_override_is_refused(tmp_path: Path) -> None:
+    path = write(tmp_path, "name: x\n")
+    bomb = "{" + _alias_bomb(9, 7).replace("\n", " ").split("tags: ", 1)[1] + "}"
+    with pytest.raises(ConfigError, match="override"):
+        load_config(Run, path, [f"tags={bomb}"])
+
+
+def test_ordinary_aliases_and_merge_keys_still_load(tmp_path: Path) -> None:
+    from cm3leon.core.config import parse_yaml
+
+    assert parse_yaml("x: &a {p: 1}\ny: *a\nz: {<<: *a, q: 2}\n") == {
+        "x": {"p": 1}, "y": {"p": 1}, "z": {"p": 1, "q": 2},
+    }  # fmt: skip
+    assert parse_yaml("") is None
+
+
+def test_oversized_file_is_refused_before_reading(tmp_path: Path) -> None:
+    path = write(tmp_path, "name: x\n" + "# padding\n" * 200)
+    with pytest.raises(ConfigError, match=r"cfg\.yaml: config file is 2,008 bytes, more than the limit of 1,000"):
+        load_yaml_file(path, max_bytes=1000)
+    assert load_yaml_file(path)["name"] == "x"
+
+
+def test_large_scalar_parses_fast_with_the_c_loader(tmp_path: Path) -> None:
+    import time
+
+    import yaml
+
+    from cm3leon.core import config
+
+    if yaml.__with_libyaml__:
+        assert config._SafeLoader is yaml.CSafeLoader
+    path = write(tmp_path, 'name: "' + "a" * 5_000_000 + '"\n')
+    start = time.perf_counter()
+    assert len(load_yaml_file(path)["name"]) == 5_000_000
+    # The pure-Python scanner took ~5 s for this; libyaml ~0.2 s.
+    assert time.perf_counter() - start < (2.0 if yaml.__with_libyaml__ else 30.0)
