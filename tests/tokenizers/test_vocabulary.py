@@ -1,4 +1,4 @@
-"""The unified vocabulary built from trained tokenizers: layout and range checks."""
+"""The unified vocabulary built from trained tokenizers (core's helper): layout and range checks."""
 
 from __future__ import annotations
 
@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
+from cm3leon.core.tokenization import build_document_tokenizer
 from cm3leon.core.vocab import Vocabulary
 from cm3leon.tokenizers.image_tokenizer import VQGANTokenizer
 from cm3leon.tokenizers.text_bpe import PAPER_TEXT_VOCAB_SIZE, BPETokenizer
-from cm3leon.tokenizers.vocabulary import build_vocabulary
 
 
 @pytest.fixture(scope="module")
@@ -22,7 +22,7 @@ def tokenizers() -> tuple[BPETokenizer, VQGANTokenizer]:
 
 def test_layout_specials_text_image(tokenizers: tuple[BPETokenizer, VQGANTokenizer]) -> None:
     bpe, vq = tokenizers
-    vocab = build_vocabulary(bpe, vq, num_sentinels=4)
+    vocab = build_document_tokenizer(bpe, vq, num_sentinels=4).vocab
     s = vocab.num_special
     assert s == 4 + 2 * 4
     assert vocab.special_tokens()[:4] == ["<pad>", "<eos>", "<break>", "<unk>"]
@@ -38,7 +38,7 @@ def test_layout_specials_text_image(tokenizers: tuple[BPETokenizer, VQGANTokeniz
 
 def test_text_and_image_ids_round_trip_through_global_ids(tokenizers: tuple[BPETokenizer, VQGANTokenizer]) -> None:
     bpe, vq = tokenizers
-    vocab = build_vocabulary(bpe, vq)
+    vocab = build_document_tokenizer(bpe, vq).vocab
     text_ids = bpe.encode("a red square")
     glob = vocab.text_to_global(text_ids)
     assert vocab.is_text(glob).all() and not vocab.is_image(glob).any()
@@ -53,7 +53,7 @@ def test_text_and_image_ids_round_trip_through_global_ids(tokenizers: tuple[BPET
 
 def test_out_of_range_ids_raise_naming_id_and_origin(tokenizers: tuple[BPETokenizer, VQGANTokenizer]) -> None:
     bpe, vq = tokenizers
-    vocab = build_vocabulary(bpe, vq)
+    vocab = build_document_tokenizer(bpe, vq).vocab
     with pytest.raises(ValueError, match=r"vq encoder: image code id 128 at position 2 out of range for the image code block \[0, 128\)"):
         vocab.image_to_global([0, 1, 128], where="vq encoder")
     with pytest.raises(ValueError, match=rf"bpe: text id {bpe.vocab_size} at position 0 out of range"):
@@ -74,11 +74,3 @@ def test_paper_sizes() -> None:
     vocab = Vocabulary(text_size=PAPER_TEXT_VOCAB_SIZE, image_size=8192)
     assert vocab.size == vocab.num_special + 56_320 + 8_192
     assert vocab.modality(vocab.image_offset) == "image" and vocab.modality(vocab.image_offset - 1) == "text"
-
-
-def test_build_vocabulary_checks_protocols(tokenizers: tuple[BPETokenizer, VQGANTokenizer]) -> None:
-    bpe, vq = tokenizers
-    with pytest.raises(TypeError, match="is not a TextTokenizer"):
-        build_vocabulary(vq, vq)  # type: ignore[arg-type]
-    with pytest.raises(TypeError, match="is not an ImageTokenizer"):
-        build_vocabulary(bpe, bpe)  # type: ignore[arg-type]

@@ -263,23 +263,17 @@ def _declares(factory: Any, name: str) -> bool:
 
 def _doc_tokenizer(text: str | None, image: str | None, codebook: int | None, per_image: int | None,
                    num_sentinels: int) -> Any:
-    from cm3leon.core.serialize import DocumentTokenizer
-    from cm3leon.core.tokenization import resolve_tokenizer
-    from cm3leon.core.vocab import Vocabulary
+    from cm3leon.core.tokenization import build_document_tokenizer
 
     if text is None:
         raise click.UsageError("--kind tokens needs --text-tokenizer (a registered name, NAME:DIR or DIR)")
+    if image is None and codebook is None:
+        raise click.UsageError("give --image-tokenizer, or --image-codebook-size for precomputed VQ codes")
     try:
-        text_tok = resolve_tokenizer(text, "text")
-        image_tok = resolve_tokenizer(image, "image") if image is not None else None
+        return build_document_tokenizer(text, image, image_codebook_size=codebook, num_sentinels=num_sentinels,
+                                        tokens_per_image=per_image)  # fmt: skip
     except (ValueError, KeyError) as err:
         raise click.UsageError(str(err)) from None
-    if image_tok is not None:
-        codebook = image_tok.codebook_size
-    if codebook is None:
-        raise click.UsageError("give --image-tokenizer, or --image-codebook-size for precomputed VQ codes")
-    vocab = Vocabulary(text_size=text_tok.vocab_size, image_size=codebook, num_sentinels=num_sentinels)
-    return DocumentTokenizer(vocab, text_tok, image_tok, tokens_per_image=per_image)
 
 
 @data_command.command("prepare")

@@ -12,19 +12,30 @@ tokenizer registry (never by importing another package):
 * ``NAME:DIR`` -> ``spec.loader(DIR)``;
 * ``DIR`` -> the spec named in ``DIR/cm3leon_tokenizer.json`` (``{"name": ...}``) if that
   marker exists, else the only registered tokenizer of that modality that has a loader.
+
+:func:`build_document_tokenizer` is the one place that goes from tokenizer values to a
+:class:`~cm3leon.core.serialize.DocumentTokenizer`: resolve both tokenizers, build the
+unified :class:`~cm3leon.core.vocab.Vocabulary` from their sizes (or check them against a
+model's recorded vocabulary), and wrap them.  ``cm3leon data prepare``, retrieval's
+``augment``, the SFT mixture and decoding's ``CM3LeonGenerator.load`` all call it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cm3leon.core.io import atomic_write_json, read_json
+
+if TYPE_CHECKING:
+    from cm3leon.core.serialize import DocumentTokenizer
+    from cm3leon.core.vocab import Vocabulary
 
 __all__ = [
     "TOKENIZER_MARKER",
     "ByteTokenizer",
+    "build_document_tokenizer",
     "resolve_tokenizer",
     "write_tokenizer_marker",
 ]
@@ -144,4 +155,48 @@ def _name_for_directory(directory: Path, modality: str, tokenizers: Any, known: 
     raise ValueError(
         f"{directory}: no {TOKENIZER_MARKER} saying which tokenizer saved it; pass NAME:{directory} "
         f"with NAME one of the registered {modality} tokenizers: {', '.join(known) or 'none'}"
+    )
+
+
+def build_document_tokenizer(
+    text: str | Any,
+    image: str | Any | None = None,
+    *,
+    vocab: Vocabulary | None = None,
+    image_codebook_size: int | None = None,
+    num_sentinels: int = 8,
+    tokens_per_image: int | None = None,
+    query_loss_weight: float | None = None,
+    registries: Any = None,
+) -> DocumentTokenizer:
+    """Resolve the tokenizers, build the unified vocabulary, return a ``DocumentTokenizer``.
+
+    Args:
+        text: text tokenizer: a :func:`resolve_tokenizer` value (``NAME``, ``NAME:DIR``,
+            ``DIR``) or a tokenizer object.
+        image: image tokenizer, likewise; ``None`` for documents that carry VQ codes.
+        vocab: the vocabulary to serialise into (a model's, from its export); the tokenizers
+            must match it.  Default: built from ``text.vocab_size``, the image codebook and
+            ``num_sentinels`` (layout ``[specials | text | image]``).
+        image_codebook_size: codebook size of precomputed codes when ``image`` is ``None``.
+        num_sentinels: ``<mask:i>``/``<infill:i>`` pairs of a built vocabulary.
+        tokens_per_image, query_loss_weight: passed to ``DocumentTokenizer``.
+        registries: registries to resolve names in (default: the loaded plugins').
+
+    Raises:
+        ValueError: a tokenizer value does not resolve, no image codebook size is known, or
+            the tokenizers do not match ``vocab``.
+    """
+    from cm3leon.core.serialize import DocumentTokenizer
+    from cm3leon.core.vocab import Vocabulary
+
+    text_tok = resolve_tokenizer(text, "text", registries=registries) if isinstance(text, str) else text
+    image_tok = resolve_tokenizer(image, "image", registries=registries) if isinstance(image, str) else image
+    if vocab is None:
+        codebook = image_tok.codebook_size if image_tok is not None else image_codebook_size
+        if not codebook:
+            raise ValueError("no image tokenizer and no image codebook size (for documents with VQ codes)")
+        vocab = Vocabulary(text_size=text_tok.vocab_size, image_size=codebook, num_sentinels=num_sentinels)
+    return DocumentTokenizer(
+        vocab, text_tok, image_tok, tokens_per_image=tokens_per_image, query_loss_weight=query_loss_weight
     )

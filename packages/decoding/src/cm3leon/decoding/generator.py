@@ -128,7 +128,7 @@ class CM3LeonGenerator:
                 the vocabulary recorded in the export.
         """
         from cm3leon.core.exported import load_exported
-        from cm3leon.core.tokenization import resolve_tokenizer
+        from cm3leon.core.tokenization import build_document_tokenizer, resolve_tokenizer
 
         exported = load_exported(export, device=device, dtype=dtype)
         text = resolve_tokenizer(text_tokenizer, "text") if isinstance(text_tokenizer, str) else text_tokenizer
@@ -136,7 +136,7 @@ class CM3LeonGenerator:
             resolve_tokenizer(image_tokenizer, "image") if isinstance(image_tokenizer, str) else image_tokenizer
         )
         try:
-            tokenizer = DocumentTokenizer(exported.vocab, text, image)
+            tokenizer = build_document_tokenizer(text, image, vocab=exported.vocab)
         except ValueError as err:
             raise ValueError(f"{export}: tokenizers do not match the model's vocabulary: {err}") from None
         return cls(exported.model, tokenizer, **kwargs)

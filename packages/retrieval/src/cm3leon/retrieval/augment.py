@@ -32,20 +32,15 @@ log = logging.getLogger("cm3leon.retrieval.augment")
 
 def document_tokenizer(cfg: AugmentConfig) -> Any:
     """Core's :class:`DocumentTokenizer` from the configured tokenizers (by registered name)."""
-    from cm3leon.core.serialize import DocumentTokenizer
-    from cm3leon.core.tokenization import resolve_tokenizer
-    from cm3leon.core.vocab import Vocabulary
+    from cm3leon.core.tokenization import build_document_tokenizer
 
-    text = resolve_tokenizer(cfg.text_tokenizer, "text")
-    image = resolve_tokenizer(cfg.image_tokenizer, "image") if cfg.image_tokenizer else None
-    codebook = image.codebook_size if image is not None else cfg.image_codebook_size
-    if not codebook:
+    if not cfg.image_tokenizer and not cfg.image_codebook_size:
         raise ValueError("augment: set image_tokenizer, or image_codebook_size for documents with VQ codes")
-    vocab = Vocabulary(text_size=text.vocab_size, image_size=codebook, num_sentinels=cfg.num_sentinels)
-    return DocumentTokenizer(
-        vocab, text, image, tokens_per_image=cfg.tokens_per_image or None,
+    return build_document_tokenizer(
+        cfg.text_tokenizer, cfg.image_tokenizer or None, image_codebook_size=cfg.image_codebook_size,
+        num_sentinels=cfg.num_sentinels, tokens_per_image=cfg.tokens_per_image or None,
         query_loss_weight=cfg.query_loss_weight or None,
-    )
+    )  # fmt: skip
 
 
 def build_retriever(cfg: AugmentConfig) -> Any:

@@ -358,14 +358,9 @@ def build_mixture(cfg: MixtureConfig, *, registries: Any = None, progress: bool 
 
 
 def _doc_tokenizer(output: OutputConfig, registries: Any) -> Any:
-    from cm3leon.core.serialize import DocumentTokenizer
-    from cm3leon.core.tokenization import resolve_tokenizer
-    from cm3leon.core.vocab import Vocabulary
+    from cm3leon.core.tokenization import build_document_tokenizer
 
     if not output.text_tokenizer or not output.image_tokenizer:
         raise ValueError("output.format 'tokens' needs output.text_tokenizer and output.image_tokenizer")
-    text = resolve_tokenizer(output.text_tokenizer, "text", registries=registries)
-    image = resolve_tokenizer(output.image_tokenizer, "image", registries=registries)
-    vocab = Vocabulary(text_size=text.vocab_size, image_size=image.codebook_size,
-                       num_sentinels=output.num_sentinels)  # fmt: skip
-    return DocumentTokenizer(vocab, text, image)
+    return build_document_tokenizer(output.text_tokenizer, output.image_tokenizer,
+                                    num_sentinels=output.num_sentinels, registries=registries)  # fmt: skip

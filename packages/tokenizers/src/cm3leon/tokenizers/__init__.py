@@ -6,8 +6,10 @@ Public API (imported lazily, so ``import cm3leon.tokenizers.plugin`` never loads
 * image: :class:`VQGANTokenizer`, :class:`VQModel`, :class:`VQGANConfig`,
   :func:`vqgan_preset`, :func:`load_image_tokenizer`, :func:`load_chameleon_checkpoint`,
   :func:`map_transformers_state_dict`, :func:`train_image_tokenizer`;
-* image input: :class:`Preprocess`, :class:`ImageInputError`, :class:`ImageBatchError`;
-* vocabulary: :func:`build_vocabulary`.
+* image input: :class:`Preprocess`, :class:`ImageInputError`, :class:`ImageBatchError`.
+
+The unified vocabulary of a text and an image tokenizer (and the ``DocumentTokenizer`` over
+them) is built by core: :func:`cm3leon.core.tokenization.build_document_tokenizer`.
 """
 
 from __future__ import annotations
@@ -28,7 +30,6 @@ __all__ = [
     "VQGANTokenizer",
     "VQModel",
     "build_image_tokenizer",
-    "build_vocabulary",
     "load_chameleon_checkpoint",
     "load_image_tokenizer",
     "load_text_tokenizer",
@@ -56,7 +57,6 @@ _WHERE = {
     "VQGANConfig": "vqgan_config",
     "vqgan_preset": "vqgan_config",
     "VQModel": "vqgan",
-    "build_vocabulary": "vocabulary",
     "train_image_tokenizer": "train_image",
     "train_text_tokenizer": "train_text",
 }
