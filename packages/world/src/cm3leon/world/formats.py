@@ -1,8 +1,10 @@
-"""Writers of the world's records in the public dataset formats.
+"""The world's export: its scenes turned into the rows of each public dataset format.
 
 Each ``write_<format>(world, indices, root, progress)`` fills the directory ``root``
-with the scenes ``indices`` laid out exactly like the public dataset, so the readers of
-``cm3leon.tasks`` read world data through the same code as the real thing.  Images are
+with the scenes ``indices``.  This module owns only the world-specific part (rendering
+the scenes, numbering images, choosing splits, turning scenes into rows); the file
+layouts are written by the writers of :mod:`cm3leon.core.formats`, beside the readers
+that ``cm3leon.tasks`` and ``cm3leon.eval`` use for the real datasets.  Images are
 JPEG (quality 95, no chroma subsampling) where the public dataset ships JPEG, PNG where
 it ships PNG.  The world's ``train`` split maps to the dataset's train split; ``val``
 and ``test`` map to its val split, except where the dataset has a test split with
@@ -37,15 +39,21 @@ Layouts (``<id12>`` = 12-digit zero-padded image id; image id = scene index + 1)
 
 from __future__ import annotations
 
-import json
-import re
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
 
 import numpy as np
-from PIL import Image
 
+from cm3leon.core.formats import coco as coco_format
+from cm3leon.core.formats import flickr30k as flickr30k_format
+from cm3leon.core.formats import instruct_pix2pix as pix2pix_format
+from cm3leon.core.formats import narratives as narratives_format
+from cm3leon.core.formats import ocr as ocr_format
+from cm3leon.core.formats import paragraph as paragraph_format
+from cm3leon.core.formats import scienceqa as scienceqa_format
+from cm3leon.core.formats import vqa as vqa_format
+from cm3leon.core.formats.common import save_jpeg, save_png, write_jsonl, write_text
+from cm3leon.core.formats.depth import write_depth_png
 from cm3leon.world.coco import (
     INFO,
     LICENSES,
@@ -66,41 +74,18 @@ def image_id(index: int) -> int:
     return index + 1
 
 
-def save_jpeg(path: Path, image: np.ndarray) -> None:
-    """Save uint8 RGB pixels as JPEG (quality 95, 4:4:4: colours stay readable)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(image, mode="RGB").save(path, format="JPEG", quality=95, subsampling=0)
-
-
-def save_png(path: Path, image: np.ndarray) -> None:
-    """Save pixels (uint8 RGB, or uint16 single channel) as PNG."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(image).save(path, format="PNG")
-
-
 def _two(split: str) -> str:
     return "train" if split == "train" else "val"
 
 
 # Writers fill a temporary directory that is renamed into place only when complete
 # (cm3leon.world.export), so single files need no fsync-and-rename of their own.
-def _text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
-
-
-def _json(path: Path, obj: Any) -> None:
-    _text(path, json.dumps(obj, sort_keys=True) + "\n")
-
-
-def _jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> None:
-    _text(path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
 
 
 # --------------------------------------------------------------------- COCO
 def write_coco(world: World, indices: list[int], root: Path, progress: Progress) -> dict[str, int]:
     """COCO 2017: captions, instances (polygons / RLE) and person keypoints."""
-    data = {
+    data: dict[str, dict[str, list]] = {
         s: {"images": [], "captions": [], "instances": [], "keypoints": []}
         for s in ("train", "val")
     }
@@ -114,7 +99,7 @@ def write_coco(world: World, indices: list[int], root: Path, progress: Progress)
         d = data[split]
         d["images"].append(coco_image(iid, name, scene.image_size))
         for caption in world.captions(index, scene):
-            d["captions"].append({"id": cap_id, "image_id": iid, "caption": caption})
+            d["captions"].append(coco_format.CocoCaption(cap_id, iid, caption))
             cap_id += 1
         instances, person = coco_annotations(render, iid, ann_id)
         ann_id += len(instances)
@@ -122,25 +107,17 @@ def write_coco(world: World, indices: list[int], root: Path, progress: Progress)
         if person is not None:
             d["keypoints"].append(person)
     for split, d in data.items():
-        base = {"info": INFO, "licenses": LICENSES, "images": d["images"]}
-        ann = root / "annotations"
-        _json(ann / f"captions_{split}2017.json", base | {"annotations": d["captions"]})
-        _json(
-            ann / f"instances_{split}2017.json",
-            base | {"annotations": d["instances"], "categories": list(CATEGORIES)},
-        )
-        _json(
-            ann / f"person_keypoints_{split}2017.json",
-            base | {"annotations": d["keypoints"], "categories": keypoint_categories()},
-        )
+        coco_format.write_coco_split(
+            root, f"{split}2017", images=d["images"], captions=d["captions"], instances=d["instances"],
+            keypoints=d["keypoints"], categories=list(CATEGORIES), keypoint_categories=keypoint_categories(),
+            info=INFO, licenses=LICENSES,
+        )  # fmt: skip
     return {"images": len(indices), "captions": cap_id - 1, "instances": ann_id - 1}
 
 
 def write_depth(world: World, indices: list[int], root: Path, progress: Progress) -> dict[str, int]:
     """COCO captions with a 16-bit depth PNG per image in ``depth/`` next to them."""
-    data: dict[str, dict[str, list]] = {
-        s: {"images": [], "annotations": []} for s in ("train", "val")
-    }
+    data: dict[str, dict[str, list]] = {s: {"images": [], "annotations": []} for s in ("train", "val")}
     cap_id = 1
     for index in progress(indices, "depth"):
         split, iid = _two(world.split(index)), image_id(index)
@@ -148,13 +125,14 @@ def write_depth(world: World, indices: list[int], root: Path, progress: Progress
         render = render_scene(scene)
         stem = f"{iid:012d}"
         save_jpeg(root / f"{split}2017" / f"{stem}.jpg", render.image)
-        save_png(root / "depth" / f"{stem}.png", render.depth)
+        write_depth_png(root / "depth" / f"{stem}.png", render.depth)
         data[split]["images"].append(coco_image(iid, f"{stem}.jpg", scene.image_size))
         for caption in world.captions(index, scene):
-            data[split]["annotations"].append({"id": cap_id, "image_id": iid, "caption": caption})
+            data[split]["annotations"].append(coco_format.CocoCaption(cap_id, iid, caption).to_dict())
             cap_id += 1
     for split, d in data.items():
-        _json(root / f"captions_{split}2017.json", {"info": INFO, "licenses": LICENSES, **d})
+        coco_format.write_coco_file(root / f"captions_{split}2017.json", images=d["images"],
+                                    annotations=d["annotations"], info=INFO, licenses=LICENSES)  # fmt: skip
     return {"images": len(indices), "captions": cap_id - 1}
 
 
@@ -163,27 +141,14 @@ def write_flickr30k(
     world: World, indices: list[int], root: Path, progress: Progress
 ) -> dict[str, int]:
     """Karpathy's ``dataset_flickr30k.json`` with ``flickr30k-images/``."""
-    images, sent_id = [], 0
-    for imgid, index in enumerate(progress(indices, "flickr30k")):
+    images = []
+    for index in progress(indices, "flickr30k"):
         scene = world.scene(index)
         name = f"{image_id(index)}.jpg"
         save_jpeg(root / "flickr30k-images" / name, render_scene(scene).image)
-        sentences = []
-        for raw in world.captions(index, scene):
-            tokens = re.findall(r"[a-z0-9]+", raw.lower())
-            sentences.append({"tokens": tokens, "raw": raw, "imgid": imgid, "sentid": sent_id})
-            sent_id += 1
-        images.append(
-            {
-                "filename": name,
-                "imgid": imgid,
-                "split": world.split(index),
-                "sentences": sentences,
-                "sentids": [s["sentid"] for s in sentences],
-            }
-        )
-    _json(root / "dataset_flickr30k.json", {"images": images, "dataset": "flickr30k"})
-    return {"images": len(images), "sentences": sent_id}
+        images.append(flickr30k_format.KarpathyImage(name, world.split(index), tuple(world.captions(index, scene))))
+    flickr30k_format.write_karpathy(root / "dataset_flickr30k.json", images)
+    return {"images": len(images), "sentences": sum(len(i.sentences) for i in images)}
 
 
 def write_image_paragraph(
@@ -194,17 +159,9 @@ def write_image_paragraph(
     for index in progress(indices, "image_paragraph"):
         scene, iid = world.scene(index), image_id(index)
         save_jpeg(root / "images" / f"{iid}.jpg", render_scene(scene).image)
-        rows.append(
-            {
-                "url": f"images/{iid}.jpg",
-                "image_id": iid,
-                "paragraph": world.paragraph(index, scene),
-            }
-        )
+        rows.append(paragraph_format.Paragraph(iid, f"images/{iid}.jpg", world.paragraph(index, scene)))
         splits[world.split(index)].append(iid)
-    _json(root / "paragraphs_v1.json", rows)
-    for split, ids in splits.items():
-        _json(root / f"{split}_split.json", ids)
+    paragraph_format.write_image_paragraph(root, rows, splits)
     return {"images": len(rows)}
 
 
@@ -212,25 +169,18 @@ def write_localized_narratives(
     world: World, indices: list[int], root: Path, progress: Progress
 ) -> dict[str, int]:
     """Localized Narratives JSONL (COCO subset layout) with the images."""
-    rows: dict[str, list[dict[str, Any]]] = {"train": [], "val": []}
+    rows: dict[str, list[narratives_format.Narrative]] = {"train": [], "val": []}
     for index in progress(indices, "localized_narratives"):
         scene, iid, split = world.scene(index), image_id(index), _two(world.split(index))
         save_jpeg(root / "images" / f"{iid}.jpg", render_scene(scene).image)
         body = world.narrative(index, scene)
         annotator = 1 + index % 97
-        rows[split].append(
-            {
-                "dataset_id": f"mscoco_{split}2017",
-                "image_id": str(iid),
-                "annotator_id": annotator,
-                "caption": body["caption"],
-                "timed_caption": body["timed_caption"],
-                "traces": body["traces"],
-                "voice_recording": f"coco_{split}/coco_{split}_{iid}_{annotator}.ogg",
-            }
-        )
+        rows[split].append(narratives_format.Narrative(
+            str(iid), body["caption"], annotator, f"mscoco_{split}2017", body["timed_caption"],
+            body["traces"], f"coco_{split}/coco_{split}_{iid}_{annotator}.ogg",
+        ))  # fmt: skip
     for split, lines in rows.items():
-        _jsonl(root / f"coco_{split}_localized_narratives.jsonl", lines)
+        narratives_format.write_narratives(root / f"coco_{split}_localized_narratives.jsonl", lines)
     return {"narratives": sum(len(v) for v in rows.values())}
 
 
@@ -239,8 +189,8 @@ def _vqa_files(
     world: World, indices: list[int], root: Path, progress: Progress, *, ok: bool
 ) -> dict[str, int]:
     name = "okvqa" if ok else "vqa2"
-    qs: dict[str, list] = {"train": [], "val": []}
-    anns: dict[str, list] = {"train": [], "val": []}
+    qs: dict[str, list[vqa_format.VQAQuestion]] = {"train": [], "val": []}
+    anns: dict[str, list[vqa_format.VQAAnnotation]] = {"train": [], "val": []}
     for index in progress(indices, name):
         scene, iid, split = world.scene(index), image_id(index), _two(world.split(index))
         sub = f"{split}2014"
@@ -248,47 +198,15 @@ def _vqa_files(
         questions = world.okvqa(index, scene) if ok else world.vqa(index, scene)
         for k, q in enumerate(questions):
             qid = iid * 1000 + k
-            qs[split].append({"image_id": iid, "question": q.question, "question_id": qid})
-            answers = [
-                {"answer": a, "answer_confidence": c, "answer_id": i + 1}
-                | ({"raw_answer": a} if ok else {})
-                for i, (a, c) in enumerate(zip(q.answers, q.confidences, strict=True))
-            ]
-            anns[split].append(
-                {
-                    "question_type": q.question_type,
-                    "multiple_choice_answer": q.answer,
-                    "answers": answers,
-                    "image_id": iid,
-                    "answer_type": q.answer_type,
-                    "question_id": qid,
-                }
-                | ({"confidence": 3} if ok else {})
-            )
-    info = {
-        "description": f"cm3leon procedural world ({name} format)",
-        "version": "1.0",
-        "year": 2024,
-    }
+            qs[split].append(vqa_format.VQAQuestion(qid, iid, q.question))
+            anns[split].append(vqa_format.VQAAnnotation(
+                qid, iid, q.question_type, q.answer_type, q.answer, tuple(q.answers), tuple(q.confidences),
+            ))  # fmt: skip
+    info = {"description": f"cm3leon procedural world ({name} format)", "version": "1.0", "year": 2024}
     lic = {"url": LICENSES[0]["url"], "name": LICENSES[0]["name"]}
-    prefix = "" if ok else "v2_"
     for split in ("train", "val"):
-        sub = f"{split}2014"
-        _json(
-            root / f"{prefix}OpenEnded_mscoco_{sub}_questions.json",
-            {"info": info, "task_type": "Open-Ended", "data_type": "mscoco", "license": lic,
-             "data_subtype": sub, "questions": qs[split]},
-        )  # fmt: skip
-        _json(
-            root / f"{prefix}mscoco_{sub}_annotations.json",
-            {
-                "info": info,
-                "license": lic,
-                "data_subtype": sub,
-                "data_type": "mscoco",
-                "annotations": anns[split],
-            },
-        )
+        vqa_format.write_vqa_split(root, name, f"{split}2014", questions=qs[split], annotations=anns[split],
+                                   info=info, license=lic)  # fmt: skip
     return {"questions": sum(len(v) for v in qs.values())}
 
 
@@ -306,26 +224,17 @@ def write_vizwiz(
     world: World, indices: list[int], root: Path, progress: Progress
 ) -> dict[str, int]:
     """VizWiz VQA: ``<split>.json`` lists and ``<split>/VizWiz_<split>_<n>.jpg``."""
-    rows: dict[str, list] = {"train": [], "val": []}
+    rows: dict[str, list[vqa_format.VizWizQuestion]] = {"train": [], "val": []}
     for index in progress(indices, "vizwiz"):
         scene, split = world.scene(index), _two(world.split(index))
         name = f"VizWiz_{split}_{len(rows[split]):08d}.jpg"
         save_jpeg(root / split / name, render_scene(scene).image)
         q = world.vizwiz(index, scene)
-        rows[split].append(
-            {
-                "image": name,
-                "question": q.question,
-                "answers": [
-                    {"answer": a, "answer_confidence": c}
-                    for a, c in zip(q.answers, q.confidences, strict=True)
-                ],
-                "answer_type": q.answer_type,
-                "answerable": int(q.answerable),
-            }
-        )
+        rows[split].append(vqa_format.VizWizQuestion(
+            name, q.question, tuple(q.answers), tuple(q.confidences), q.answer_type, int(q.answerable),
+        ))  # fmt: skip
     for split, lines in rows.items():
-        _json(root / f"{split}.json", lines)
+        vqa_format.write_vizwiz(root / f"{split}.json", lines)
     return {"questions": sum(len(v) for v in rows.values())}
 
 
@@ -339,25 +248,13 @@ def write_scienceqa(
         pid = str(image_id(index))
         save_png(root / "images" / split / pid / "image.png", render_scene(scene).image)
         p = world.scienceqa(index, scene)
-        problems[pid] = {
-            "question": p.question,
-            "choices": list(p.choices),
-            "answer": p.answer,
-            "hint": p.hint,
-            "image": "image.png",
-            "task": "closed choice",
-            "grade": p.grade,
-            "subject": p.subject,
-            "topic": p.topic,
-            "category": p.category,
-            "skill": p.skill,
-            "lecture": p.lecture,
-            "solution": p.solution,
-            "split": split,
-        }
+        problems[pid] = scienceqa_format.Problem(
+            question=p.question, choices=tuple(p.choices), answer=p.answer, split=split, image="image.png",
+            hint=p.hint, lecture=p.lecture, solution=p.solution, task="closed choice", grade=p.grade,
+            subject=p.subject, topic=p.topic, category=p.category, skill=p.skill,
+        )  # fmt: skip
         splits[split].append(pid)
-    _json(root / "problems.json", problems)
-    _json(root / "pid_splits.json", splits)
+    scienceqa_format.write_scienceqa(root, problems, splits)
     return {"problems": len(problems)}
 
 
@@ -375,21 +272,17 @@ def write_instruct_pix2pix(
         scene, split = world.scene(index), _two(world.split(index))
         edit = world.edit(index, scene)
         seed = _ip2p_seed(world, index)
-        folder = root / split / f"{image_id(index):07d}"
-        save_jpeg(folder / f"{seed}_0.jpg", render_scene(edit.source).image)
-        save_jpeg(folder / f"{seed}_1.jpg", render_scene(edit.target).image)
-        _json(
-            folder / "prompt.json",
-            {"input": edit.input_caption, "edit": edit.instruction, "output": edit.output_caption},
-        )
-        _jsonl(folder / "metadata.jsonl", [{"seed": seed}])
+        pix2pix_format.write_sample(
+            root / split / f"{image_id(index):07d}", seed, render_scene(edit.source).image,
+            render_scene(edit.target).image, pix2pix_format.Prompt(edit.input_caption, edit.instruction, edit.output_caption),
+        )  # fmt: skip
         count += 1
     return {"samples": count}
 
 
 def write_ocr(world: World, indices: list[int], root: Path, progress: Progress) -> dict[str, int]:
     """``<split>/ocr.jsonl`` lines ``{"image": relative path, "text": word}`` (scenes with text)."""
-    rows: dict[str, list] = {"train": [], "val": []}
+    rows: dict[str, list[ocr_format.OCRLine]] = {"train": [], "val": []}
     for index in progress(indices, "ocr"):
         scene = world.scene(index)
         if scene.text is None:
@@ -397,9 +290,9 @@ def write_ocr(world: World, indices: list[int], root: Path, progress: Progress) 
         split = _two(world.split(index))
         rel = f"images/{image_id(index):012d}.jpg"
         save_jpeg(root / split / rel, render_scene(scene).image)
-        rows[split].append({"image": rel, "text": scene.text.word})
+        rows[split].append(ocr_format.OCRLine(rel, scene.text.word))
     for split, lines in rows.items():
-        _jsonl(root / split / "ocr.jsonl", lines)
+        ocr_format.write_ocr(root / split / "ocr.jsonl", lines)
     return {"texts": sum(len(v) for v in rows.values())}
 
 
@@ -413,10 +306,10 @@ def write_pretrain(
         doc = world.document(index)
         stem = f"{image_id(index):012d}"
         save_png(root / split / f"{stem}.png", np.asarray(doc.images[0].image))
-        _text(root / split / f"{stem}.txt", doc.texts[0] + "\n")
+        write_text(root / split / f"{stem}.txt", doc.texts[0] + "\n")
         rows[split].append({"id": doc.id, "image": f"{split}/{stem}.png", "caption": doc.texts[0]})
     for split, lines in rows.items():
-        _jsonl(root / f"{split}.jsonl", lines)
+        write_jsonl(root / f"{split}.jsonl", lines)
     return {"pairs": sum(len(v) for v in rows.values())}
 
 
@@ -435,8 +328,8 @@ def write_ground_truth(
             {"index": index, "image_id": iid, "split": split, "sample_id": f"{iid:07d}",
              "seed": _ip2p_seed(world, index), "edit": world.edit(index, scene).to_dict()}
         )  # fmt: skip
-    _jsonl(root / "scenes.jsonl", scenes)
-    _jsonl(root / "edits.jsonl", edits)
+    write_jsonl(root / "scenes.jsonl", scenes)
+    write_jsonl(root / "edits.jsonl", edits)
     return {"scenes": len(scenes)}
 
 
