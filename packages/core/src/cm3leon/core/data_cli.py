@@ -218,10 +218,10 @@ def _parse_options(options: tuple[str, ...]) -> dict[str, Any]:
 
 def _documents_from_task(name: str, path: str, options: dict[str, Any], skip_bad: bool,
                          seed: int) -> Iterator[Any]:
-    import numpy as np
-
+    """The task's records at ``path``, rendered as ``cm3leon tasks mixture`` renders its first source."""
     from cm3leon.core.plugin_manager import get_registries
     from cm3leon.core.registry import resolve_object
+    from cm3leon.core.task_render import render_task_records
 
     spec = get_registries().tasks.get(name, where="--task")
     if spec.reader is None:
@@ -235,16 +235,8 @@ def _documents_from_task(name: str, path: str, options: dict[str, Any], skip_bad
             self.skipped: list[tuple[str, str]] = []
 
         def __iter__(self) -> Iterator[Any]:
-            for index, record in enumerate(records):
-                where = f"{name} record {record.get('id', index)!r}"
-                try:
-                    doc = task.render(record, rng=np.random.default_rng([seed, index]))
-                except ValueError as err:
-                    if not skip_bad:
-                        raise ValueError(f"{where}: {err}") from err
-                    self.skipped.append((where, str(err)))
-                    continue
-                yield doc if doc.id else doc.replace(id=str(record.get("id", index)))
+            yield from render_task_records(task, records, name=name, seed=seed, where=str(path),
+                                           skip_bad=skip_bad, skipped=self.skipped)  # fmt: skip
             if stats.get("skipped"):
                 self.skipped.append((f"{name} reader {path}", f"{stats['skipped']} record(s) skipped: {dict(stats)}"))
 
@@ -290,7 +282,7 @@ def _doc_tokenizer(text: str | None, image: str | None, codebook: int | None, pe
 @click.option("--max-samples", type=int, default=None, help="Stop after N written samples.")
 @click.option("--skip-bad", is_flag=True, help="Skip (and count) bad items instead of failing.")
 @click.option("-o", "--option", "options", multiple=True, help="KEY=VALUE passed to the source/reader.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed for task template choice.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed for task template choice (as `tasks mixture`).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output directory.")
 @click.option("--log-file", type=click.Path(dir_okay=False), default=None,
               help="Log file (default: OUT.prepare.log next to OUT).")

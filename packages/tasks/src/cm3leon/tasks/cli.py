@@ -69,16 +69,19 @@ def show_command(name: str) -> None:
 @click.argument("path", type=click.Path(exists=True))
 @click.option("--index", type=int, default=0, show_default=True, help="Which record of the reader.")
 @click.option("--count", type=int, default=1, show_default=True, help="How many records from --index.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the template choice.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the template choice (as data prepare --task).")
 @click.option("-o", "--option", "options", multiple=True, help="KEY=VALUE for the reader (e.g. split=val).")
 @click.option("-t", "--task-option", "task_options", multiple=True, help="KEY=VALUE for the task factory.")
 @click.option("--images-to", type=click.Path(file_okay=False), default=None, help="Save images as PNG here.")
 def render_command(name: str, path: str, index: int, count: int, seed: int, options: tuple[str, ...],
                    task_options: tuple[str, ...], images_to: str | None) -> None:  # fmt: skip
-    """Read PATH with task NAME's reader and print the rendered documents."""
-    import numpy as np
+    """Read PATH with task NAME's reader and print the rendered documents.
 
+    A record renders exactly as ``cm3leon data prepare --task`` writes it with the same
+    ``--seed`` (and as the first source of a ``tasks mixture``).
+    """
     from cm3leon.core.registry import resolve_object
+    from cm3leon.core.task_render import render_task_records
 
     task, spec = _task(name, task_options)
     if spec.reader is None:
@@ -89,8 +92,7 @@ def render_command(name: str, path: str, index: int, count: int, seed: int, opti
         chosen = list(itertools.islice(records, index, index + count))
         if not chosen:
             raise click.ClickException(f"{path}: fewer than {index + 1} records ({stats})")
-        for k, record in enumerate(chosen):
-            doc = task.render(record, rng=np.random.default_rng([seed, index + k]))
+        for doc in render_task_records(task, chosen, name=name, seed=seed, where=path, start=index):
             click.echo(f"--- {doc.id} (template {doc.meta.get('template')})")
             click.echo(format_document(doc, images_to=Path(images_to) if images_to else None))
     except ValueError as err:

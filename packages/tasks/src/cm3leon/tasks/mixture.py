@@ -206,8 +206,13 @@ def _fingerprint(entry: MixtureTaskConfig, seed: int, skip_bad: bool) -> str:
 
 def _render_task(index: int, entry: MixtureTaskConfig, seed: int, skip_bad: bool, registries: Any,
                  stats: Counter) -> Iterator[Any]:  # fmt: skip
-    """Documents of one task, rendered with ``rng = default_rng([seed, task, source, record])``."""
+    """Documents of one task, rendered with ``rng = default_rng([seed, task, source, record])``.
+
+    Rendering is core's :func:`~cm3leon.core.task_render.render_task_records`, the path
+    ``cm3leon data prepare --task`` takes too (as this mixture's task 0, source 0).
+    """
     from cm3leon.core.registry import resolve_object
+    from cm3leon.core.task_render import render_task_records
 
     spec = registries.tasks.get(entry.task, where=f"tasks[{index}].task")
     if spec.reader is None:
@@ -221,20 +226,10 @@ def _render_task(index: int, entry: MixtureTaskConfig, seed: int, skip_bad: bool
         raise ValueError(f"tasks[{index}] ({entry.task}): needs at least one source")
     for s, source in enumerate(entry.sources):
         records = read(source.path, split=source.split, skip_bad=skip_bad, stats=stats, **source.options)
-        for r, record in enumerate(records):
-            if source.limit is not None and r >= source.limit:
-                break
-            try:
-                doc = task.render(record, rng=np.random.default_rng([seed, index, s, r]))
-            except ValueError as err:
-                if not skip_bad:
-                    raise ValueError(f"{source.path}: task {entry.task!r}, record {record.get('id')!r}: {err}") from err
-                stats["skipped"] = stats.get("skipped", 0) + 1
-                stats["skipped.render"] = stats.get("skipped.render", 0) + 1
-                log.warning("skipping record %r of %s: %s", record.get("id"), source.path, err)
-                continue
-            prefix = f"{s}:" if len(entry.sources) > 1 else ""
-            yield doc.replace(id=f"{prefix}{doc.id or r}", meta={**doc.meta, "task": entry.task})
+        prefix = f"{s}:" if len(entry.sources) > 1 else ""
+        for doc in render_task_records(task, records, name=entry.task, seed=seed, where=str(source.path),
+                                       stream=(index, s), limit=source.limit, skip_bad=skip_bad, stats=stats):
+            yield doc.replace(id=f"{prefix}{doc.id}")
 
 
 def _stage(cfg: MixtureConfig, staging: Path, registries: Any,
