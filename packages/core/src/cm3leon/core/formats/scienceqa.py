@@ -60,7 +60,8 @@ def problem_image(pid: str, problem: Any) -> str | None:
 
 
 def parse_problem(entry: Any, where: str) -> Problem:
-    """A problem checked: >= 2 string choices, ``answer`` an index of them, ``split``, ``question``."""
+    """A problem checked: >= 2 string choices, ``answer`` an index of them, ``split``,
+    ``image`` (a file name, or null for a text-only problem) and ``question``."""
     choices = entry_field(entry, "choices", list, where)
     if not all(isinstance(c, str) for c in choices) or len(choices) < 2:
         raise EntryError(f"{where}: 'choices' must be at least two strings", reason="wrong_type")
@@ -68,7 +69,7 @@ def parse_problem(entry: Any, where: str) -> Problem:
     if not 0 <= answer < len(choices):
         raise EntryError(f"{where}: answer {answer} is not an index of {len(choices)} choices", reason="wrong_type")
     split = entry_field(entry, "split", str, where)
-    image = entry_field(entry, "image", str, where) if entry.get("image") is not None else None
+    image = None if entry.get("image", "") is None else entry_field(entry, "image", str, where)
     question = entry_field(entry, "question", str, where)
     text = {k: str(entry.get(k) or "") for k in ("hint", "lecture", "solution", "task", "grade", "subject",
                                                   "topic", "category", "skill")}  # fmt: skip

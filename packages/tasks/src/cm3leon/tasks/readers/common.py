@@ -22,20 +22,34 @@ Every reader has this signature (it is what ``TaskSpec.reader`` points at and wh
 
 Records are the dicts of :mod:`cm3leon.tasks.records`, with images loaded and
 verified as RGB ``PIL.Image`` objects.
+
+The formats themselves are parsed by :mod:`cm3leon.core.formats` (one module per
+format, readers beside writers); a reader here locates the files and images and maps
+the parsed rows to task records.  An :class:`~cm3leon.core.formats.EntryError` of a
+format parser is handled like a :class:`RecordError` (raised as one, or counted and
+skipped); :class:`FormatError` is core's.
 """
 
 from __future__ import annotations
 
 import functools
 import inspect
-import json
 import logging
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from cm3leon.core.formats import common as formats
+from cm3leon.core.formats.common import (
+    EntryError,
+    FormatError,
+    entry_field,
+    find_annotation_file,
+    first_existing,
+    load_json,
+)
 from cm3leon.tasks.records import RecordError
 
 __all__ = [
@@ -44,6 +58,7 @@ __all__ = [
     "RecordError",
     "entry_field",
     "find_annotation_file",
+    "first_existing",
     "iter_jsonl",
     "load_image",
     "load_json",
@@ -55,10 +70,6 @@ log = logging.getLogger("cm3leon.tasks.readers")
 
 T = TypeVar("T")
 _MAX_WARNINGS = 20
-
-
-class FormatError(ValueError):
-    """A dataset file is unusable as a whole (missing, not JSON, wrong top-level shape)."""
 
 
 @dataclass
@@ -78,17 +89,23 @@ class ReadContext:
         return record
 
     def attempt(self, make: Callable[[], T]) -> T | None:
-        """Run ``make``; on :class:`RecordError` raise, or (``skip_bad``) count and return None."""
+        """Run ``make``; on a bad record or entry raise, or (``skip_bad``) count and return None."""
         try:
             return make()
-        except RecordError as err:
-            if not self.skip_bad:
-                raise
-            self._bump("skipped", err.reason)
-            if self.warned < _MAX_WARNINGS:
-                log.warning("skipping bad record: %s", err)
-                self.warned += 1
+        except (RecordError, EntryError) as err:
+            self.reject(err)
             return None
+
+    def reject(self, err: RecordError | EntryError) -> None:
+        """Raise ``err`` as a :class:`RecordError`, or (``skip_bad``) count and log it."""
+        if not self.skip_bad:
+            if isinstance(err, RecordError):
+                raise err
+            raise RecordError(str(err), reason=err.reason) from err
+        self._bump("skipped", err.reason)
+        if self.warned < _MAX_WARNINGS:
+            log.warning("skipping bad record: %s", err)
+            self.warned += 1
 
     def filtered(self, reason: str) -> None:
         """Count an entry the task cannot use although it is well-formed."""
@@ -135,42 +152,6 @@ def reader(fn: Callable[..., Iterable[T]]) -> Callable[..., Iterator[T]]:
     return wrapper
 
 
-def load_json(path: Path, expect: type | tuple[type, ...] = dict) -> Any:
-    """Parse a JSON file; :class:`FormatError` names the file on any problem."""
-    try:
-        with open(path, encoding="utf-8") as fh:
-            data = json.load(fh)
-    except FileNotFoundError:
-        raise FormatError(f"{path}: file not found") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise FormatError(f"{path}: not valid JSON: {err}") from None
-    if not isinstance(data, expect):
-        kinds = expect if isinstance(expect, tuple) else (expect,)
-        want = " or ".join("object" if k is dict else "array" if k is list else k.__name__ for k in kinds)
-        raise FormatError(f"{path}: top level must be a JSON {want}, got {type(data).__name__}")
-    return data
-
-
-def entry_field(entry: Any, key: str, kind: type | tuple[type, ...], where: str) -> Any:
-    """``entry[key]`` checked for presence and type; :class:`RecordError` names ``where``."""
-    if not isinstance(entry, Mapping):
-        raise RecordError(f"{where}: entry must be an object, got {type(entry).__name__}",
-                          reason="wrong_type")  # fmt: skip
-    if key not in entry:
-        raise RecordError(f"{where}: missing key {key!r}", reason="missing_key")
-    value = entry[key]
-    kinds = kind if isinstance(kind, tuple) else (kind,)
-    if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
-        names = "/".join(k.__name__ for k in kinds)
-        raise RecordError(
-            f"{where}: {key!r} must be {names}, got {type(value).__name__} {value!r:.60}",
-            reason="wrong_type",
-        )
-    if isinstance(value, str) and not value.strip() and str in kinds:
-        raise RecordError(f"{where}: {key!r} is empty", reason="empty_text")
-    return value
-
-
 def load_image(path: Path, where: str) -> Any:
     """Open ``path`` fully and return it as RGB; a missing or corrupt file is a RecordError."""
     from PIL import Image, UnidentifiedImageError
@@ -184,33 +165,6 @@ def load_image(path: Path, where: str) -> Any:
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
         raise RecordError(f"{where}: image file {path} is corrupt or unreadable: {err}",
                           reason="corrupt_image") from None  # fmt: skip
-
-
-def find_annotation_file(path: Path, patterns: Sequence[str], split: str | None, what: str) -> Path:
-    """Resolve ``path`` (a file, or a directory searched with ``patterns``) to one file.
-
-    ``patterns`` are globs such as ``"captions_*.json"``, tried in ``path`` and
-    ``path/annotations``; with ``split`` only names containing it are kept.
-
-    Raises:
-        FormatError: nothing matches, or several files match and ``split`` does not decide.
-    """
-    if path.is_file():
-        return path
-    found: list[Path] = []
-    for folder in (path, path / "annotations"):
-        for pattern in patterns:
-            found.extend(p for p in sorted(folder.glob(pattern)) if p.is_file())
-    found = list(dict.fromkeys(found))
-    if split is not None:
-        found = [p for p in found if split in p.name]
-    if len(found) == 1:
-        return found[0]
-    if not found:
-        wanted = ", ".join(patterns) + (f" containing {split!r}" if split else "")
-        raise FormatError(f"{path}: no {what} file ({wanted}) here or in {path / 'annotations'}")
-    names = ", ".join(str(p.relative_to(path)) for p in found)
-    raise FormatError(f"{path}: several {what} files ({names}); pass split=... to choose one")
 
 
 def pick_image_dir(candidates: Sequence[Path], probes: Sequence[Sequence[str]], source: Path) -> Path:
@@ -238,32 +192,6 @@ def pick_image_dir(candidates: Sequence[Path], probes: Sequence[Sequence[str]], 
     return best
 
 
-def first_existing(folder: Path, names: Sequence[str]) -> Path:
-    """``folder / name`` for the first name that exists, else for the first name."""
-    for name in names:
-        if (folder / name).is_file():
-            return folder / name
-    return folder / names[0]
-
-
 def iter_jsonl(path: Path, ctx: ReadContext) -> Iterator[tuple[int, dict]]:
-    """``(line number, object)`` for every non-blank line; a bad line is a RecordError."""
-    if not path.is_file():
-        raise FormatError(f"{path}: file not found")
-    with open(path, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-
-            def parse(text: str = line, n: int = lineno) -> dict:
-                try:
-                    obj = json.loads(text)
-                except json.JSONDecodeError as err:
-                    raise RecordError(f"{path}: line {n}: not valid JSON: {err}", reason="bad_json") from None
-                if not isinstance(obj, dict):
-                    raise RecordError(f"{path}: line {n}: must be a JSON object", reason="wrong_type")
-                return obj
-
-            obj = ctx.attempt(parse)
-            if obj is not None:
-                yield lineno, obj
+    """``(line number, object)`` for every non-blank line; a bad line is a bad record."""
+    yield from formats.iter_jsonl(path, ctx.reject)

@@ -8,7 +8,8 @@ Format::
 
 Images are looked for next to the JSON file, in ``flickr30k-images/`` and in
 ``images/``; ``image_dir=`` overrides.  ``split`` (``train``/``val``/``test``) keeps
-the images of that Karpathy split; ``None`` keeps all.
+the images of that Karpathy split; ``None`` keeps all.  The file is parsed by
+:mod:`cm3leon.core.formats.flickr30k`.
 """
 
 from __future__ import annotations
@@ -18,14 +19,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from cm3leon.core.formats.flickr30k import load_karpathy, parse_karpathy_image
 from cm3leon.tasks.readers.common import (
-    FormatError,
     ReadContext,
-    RecordError,
-    entry_field,
     find_annotation_file,
     load_image,
-    load_json,
     pick_image_dir,
     reader,
 )
@@ -38,10 +36,7 @@ def read_flickr30k(path: Path, *, split: str | None, ctx: ReadContext,
                    image_dir: Any = None) -> Iterator[dict]:  # fmt: skip
     """One :class:`CaptionRecord` per sentence: ``{"id": "<filename>/<k>", "image", "caption", "captions"}``."""
     ann_file = find_annotation_file(path, ("dataset_flickr30k.json", "dataset_*.json"), None, "Karpathy")
-    data = load_json(ann_file)
-    if not isinstance(data.get("images"), list):
-        raise FormatError(f"{ann_file}: needs a top-level 'images' list")
-    entries = [e for e in data["images"] if split is None or not isinstance(e, dict) or e.get("split") == split]
+    entries = [e for e in load_karpathy(ann_file) if split is None or not isinstance(e, dict) or e.get("split") == split]
     if image_dir is not None:
         folder = Path(image_dir)
     else:
@@ -52,23 +47,12 @@ def read_flickr30k(path: Path, *, split: str | None, ctx: ReadContext,
     load = functools.lru_cache(maxsize=1)(lambda name, where: load_image(folder / name, where))
     for i, entry in enumerate(entries):
         where = f"{ann_file}: images[{i}]"
-        sentences = ctx.attempt(lambda e=entry, w=where: _sentences(e, w))
-        if sentences is None:
+        row = ctx.attempt(lambda e=entry, w=where: parse_karpathy_image(e, w))
+        if row is None:
             continue
-        name = entry["filename"]
+        name, sentences = row.filename, [s.strip() for s in row.sentences]
         for k, text in enumerate(sentences):
             record = ctx.build(lambda k=k, t=text, n=name, w=where, s=sentences: {
                 "id": f"{n}/{k}", "image": load(n, w), "caption": t, "captions": s})  # fmt: skip
             if record is not None:
                 yield record
-
-
-def _sentences(entry: Any, where: str) -> list[str]:
-    entry_field(entry, "filename", str, where)
-    sentences = entry_field(entry, "sentences", list, where)
-    out = []
-    for k, sent in enumerate(sentences):
-        out.append(entry_field(sent, "raw", str, f"{where}.sentences[{k}]").strip())
-    if not out:
-        raise RecordError(f"{where}: no sentences", reason="empty_text")
-    return out

@@ -9,7 +9,7 @@ Each line::
 ``path`` is the JSONL file or a folder of them (with ``split``, only files whose name
 contains it).  Images are ``<image_id>.jpg`` or, for COCO, ``<image_id:012d>.jpg``
 (``.png`` also accepted), next to the file, in ``images/`` or in ``<split>/``;
-``image_dir=`` overrides.
+``image_dir=`` overrides.  Lines are parsed by :mod:`cm3leon.core.formats.narratives`.
 """
 
 from __future__ import annotations
@@ -18,10 +18,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from cm3leon.core.formats.narratives import image_names, parse_narrative
 from cm3leon.tasks.readers.common import (
     FormatError,
     ReadContext,
-    entry_field,
     first_existing,
     iter_jsonl,
     load_image,
@@ -30,12 +30,6 @@ from cm3leon.tasks.readers.common import (
 )
 
 __all__ = ["image_names", "read_localized_narratives"]
-
-
-def image_names(image_id: str) -> list[str]:
-    """File names an image id may have: ``<id>.jpg``, zero-padded COCO names, ``.png``."""
-    stems = [image_id] + ([f"{int(image_id):012d}"] if image_id.isdigit() else [])
-    return [f"{s}{ext}" for s in stems for ext in (".jpg", ".png")]
 
 
 @reader
@@ -63,10 +57,9 @@ def _read_file(file: Path, split: str | None, ctx: ReadContext, image_dir: Any) 
         where = f"{file}: line {lineno}"
 
         def make(o: dict = obj, w: str = where, n: int = lineno) -> dict:
-            image_id = str(entry_field(o, "image_id", (str, int), w))
-            caption = entry_field(o, "caption", str, w).strip()
-            image = load_image(first_existing(folder, image_names(image_id)), w)
-            return {"id": f"{image_id}/{o.get('annotator_id', n)}", "image": image, "caption": caption}
+            row = parse_narrative(o, w)
+            image = load_image(first_existing(folder, image_names(row.image_id)), w)
+            return {"id": f"{row.image_id}/{o.get('annotator_id', n)}", "image": image, "caption": row.caption.strip()}
 
         record = ctx.build(make)
         if record is not None:

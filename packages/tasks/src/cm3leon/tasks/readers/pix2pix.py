@@ -15,17 +15,22 @@ Parquet layout (the Hugging Face ``instructpix2pix`` datasets): columns
 ``original_prompt``, ``original_image``, ``edit_prompt``, ``edited_prompt``,
 ``edited_image``, the image columns being structs ``{"bytes": ..., "path": ...}``.
 ``path`` is a ``.parquet`` file or a folder of them (with ``split``, only files whose
-name contains it); rows are streamed a batch at a time.
+name contains it); rows are streamed a batch at a time.  Both layouts are parsed by
+:mod:`cm3leon.core.formats.instruct_pix2pix`.
 """
 
 from __future__ import annotations
 
-import io
-import json
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
+from cm3leon.core.formats.instruct_pix2pix import (
+    PARQUET_COLUMNS,
+    decode_image_cell,
+    iter_parquet_rows,
+    read_prompt,
+    sample_seeds,
+)
 from cm3leon.tasks.readers.common import (
     FormatError,
     ReadContext,
@@ -36,8 +41,6 @@ from cm3leon.tasks.readers.common import (
 )
 
 __all__ = ["PARQUET_COLUMNS", "read_instructpix2pix", "read_pix2pix_folder", "read_pix2pix_parquet"]
-
-PARQUET_COLUMNS = ("original_prompt", "original_image", "edit_prompt", "edited_prompt", "edited_image")
 
 
 @reader
@@ -70,73 +73,35 @@ def _folders(root: Path, ctx: ReadContext) -> Iterator[dict]:
         raise FormatError(f"{root}: no <sample>/prompt.json folders")
     for prompt_file in prompts:
         sample = prompt_file.parent
-        prompt = ctx.attempt(lambda f=prompt_file: _prompt(f))
+        prompt = ctx.attempt(lambda f=prompt_file: read_prompt(f))
         if prompt is None:
             continue
-        seeds = sorted({p.name.rsplit("_", 1)[0] for p in sample.glob("*_[01].jpg")})
+        seeds = sample_seeds(sample)
         if not seeds:
-            ctx.attempt(lambda f=prompt_file: _raise(f"{f}: no <seed>_0.jpg / <seed>_1.jpg images", "missing_image"))
+            ctx.reject(RecordError(f"{prompt_file}: no <seed>_0.jpg / <seed>_1.jpg images", reason="missing_image"))
         for seed in seeds:
             where = f"{prompt_file}: seed {seed}"
             record = ctx.build(lambda s=seed, w=where, d=sample, p=prompt: {
                 "id": f"{d.name}/{s}", "image": load_image(d / f"{s}_0.jpg", w),
-                "instruction": p["edit"], "edited_image": load_image(d / f"{s}_1.jpg", w),
-                "input_caption": p["input"], "output_caption": p["output"]})  # fmt: skip
+                "instruction": p.edit, "edited_image": load_image(d / f"{s}_1.jpg", w),
+                "input_caption": p.input, "output_caption": p.output})  # fmt: skip
             if record is not None:
                 yield record
 
 
-def _raise(message: str, reason: str) -> None:
-    raise RecordError(message, reason=reason)
-
-
-def _prompt(file: Path) -> dict[str, str]:
-    try:
-        data = json.loads(file.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise RecordError(f"{file}: not valid JSON: {err}", reason="bad_json") from None
-    return {k: entry_field(data, k, str, str(file)).strip() for k in ("input", "edit", "output")}
-
-
-def _image_cell(cell: Any, where: str) -> Any:
-    from PIL import Image, UnidentifiedImageError
-
-    if not isinstance(cell, dict) or not isinstance(cell.get("bytes"), (bytes, bytearray)):
-        raise RecordError(f"{where}: image must be a struct with 'bytes', got {type(cell).__name__}",
-                          reason="missing_image")  # fmt: skip
-    try:
-        with Image.open(io.BytesIO(cell["bytes"])) as im:
-            im.load()
-            return im.convert("RGB")
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
-        raise RecordError(f"{where}: image bytes are corrupt: {err}", reason="corrupt_image") from None
-
-
 def _parquet(files: list[Path], split: str | None, ctx: ReadContext, root: Path) -> Iterator[dict]:
-    import pyarrow.parquet as pq
-
     files = [f for f in files if split is None or split in f.name or len(files) == 1]
     if not files:
         raise FormatError(f"{root}: no .parquet files" + (f" for split {split!r}" if split else ""))
     for file in files:
-        try:
-            pf = pq.ParquetFile(file)
-        except Exception as err:  # pyarrow raises several types for non-parquet input
-            raise FormatError(f"{file}: not a readable parquet file: {err}") from None
-        missing = [c for c in PARQUET_COLUMNS if c not in pf.schema_arrow.names]
-        if missing:
-            raise FormatError(f"{file}: missing column(s) {missing}; has {pf.schema_arrow.names}")
-        row = 0
-        for batch in pf.iter_batches(batch_size=64, columns=list(PARQUET_COLUMNS)):
-            for values in batch.to_pylist():
-                where = f"{file}: row {row}"
-                record = ctx.build(lambda v=values, w=where, r=row, f=file: {
-                    "id": f"{f.stem}/{r}",
-                    "image": _image_cell(v["original_image"], f"{w} original_image"),
-                    "instruction": entry_field(v, "edit_prompt", str, w).strip(),
-                    "edited_image": _image_cell(v["edited_image"], f"{w} edited_image"),
-                    "input_caption": str(v.get("original_prompt") or ""),
-                    "output_caption": str(v.get("edited_prompt") or "")})  # fmt: skip
-                row += 1
-                if record is not None:
-                    yield record
+        for row, values in iter_parquet_rows(file):
+            where = f"{file}: row {row}"
+            record = ctx.build(lambda v=values, w=where, r=row, f=file: {
+                "id": f"{f.stem}/{r}",
+                "image": decode_image_cell(v["original_image"], f"{w} original_image"),
+                "instruction": entry_field(v, "edit_prompt", str, w).strip(),
+                "edited_image": decode_image_cell(v["edited_image"], f"{w} edited_image"),
+                "input_caption": str(v.get("original_prompt") or ""),
+                "output_caption": str(v.get("edited_prompt") or "")})  # fmt: skip
+            if record is not None:
+                yield record

@@ -13,7 +13,7 @@ and ``explanation`` its ``solution``.  Problems without an image are counted und
 ``filtered.no_image`` and not yielded (Table 5's template ends with the image).
 The ``images/`` folder is looked for next to ``problems.json`` and one or two levels
 up (the release keeps ``data/scienceqa/problems.json`` and ``images/`` at the top);
-``image_dir=`` overrides.
+``image_dir=`` overrides.  ``problems.json`` is parsed by :mod:`cm3leon.core.formats.scienceqa`.
 """
 
 from __future__ import annotations
@@ -22,13 +22,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from cm3leon.core.formats import scienceqa as scienceqa_format
 from cm3leon.tasks.readers.common import (
     ReadContext,
-    RecordError,
-    entry_field,
     find_annotation_file,
     load_image,
-    load_json,
     pick_image_dir,
     reader,
 )
@@ -41,15 +39,15 @@ def read_scienceqa(path: Path, *, split: str | None, ctx: ReadContext,
                    image_dir: Any = None) -> Iterator[dict]:  # fmt: skip
     """One :class:`ScienceQARecord` per problem with an image: ``{"id": "<pid>", ...}``."""
     ann_file = find_annotation_file(path, ("problems.json",), None, "ScienceQA problems")
-    problems = load_json(ann_file, dict)
+    problems = scienceqa_format.load_problems(ann_file)
     selected = [(pid, p) for pid, p in problems.items()
                 if split is None or not isinstance(p, dict) or p.get("split") == split]  # fmt: skip
     if image_dir is not None:
         folder = Path(image_dir)
     else:
         here = ann_file.parent
-        probes = [[f"{p.get('split')}/{pid}/{p['image']}"] for pid, p in selected[:50]
-                  if isinstance(p, dict) and isinstance(p.get("image"), str)][:8]  # fmt: skip
+        names = (scienceqa_format.problem_image(pid, p) for pid, p in selected[:50])
+        probes = [[name] for name in names if name is not None][:8]
         folder = pick_image_dir([here / "images", here.parent / "images", here.parent.parent / "images"],
                                 probes, ann_file)  # fmt: skip
     for pid, problem in selected:
@@ -59,18 +57,10 @@ def read_scienceqa(path: Path, *, split: str | None, ctx: ReadContext,
             continue
 
         def make(p: Any = problem, w: str = where, pid: str = pid) -> dict:
-            choices = entry_field(p, "choices", list, w)
-            if not all(isinstance(c, str) for c in choices) or len(choices) < 2:
-                raise RecordError(f"{w}: 'choices' must be at least two strings", reason="wrong_type")
-            answer = entry_field(p, "answer", int, w)
-            if not 0 <= answer < len(choices):
-                raise RecordError(f"{w}: answer {answer} is not an index of {len(choices)} choices",
-                                  reason="wrong_type")  # fmt: skip
-            file = folder / str(entry_field(p, "split", str, w)) / pid / entry_field(p, "image", str, w)
-            return {"id": pid, "image": load_image(file, w),
-                    "question": entry_field(p, "question", str, w).strip(),
-                    "context": str(p.get("hint") or ""), "choices": choices, "answer": answer,
-                    "explanation": str(p.get("solution") or "")}  # fmt: skip
+            row = scienceqa_format.parse_problem(p, w)
+            image = load_image(folder / row.split / pid / str(row.image), w)
+            return {"id": pid, "image": image, "question": row.question.strip(), "context": row.hint,
+                    "choices": list(row.choices), "answer": row.answer, "explanation": row.solution}  # fmt: skip
 
         record = ctx.build(make)
         if record is not None:

@@ -21,7 +21,8 @@ VizWiz::
 with images in ``<split>/`` (beside or above the JSON, or ``images/<split>/``).
 
 Every record keeps all annotator answers (``answers``) and trains on the majority
-answer (VQA's ``multiple_choice_answer`` when present).
+answer (VQA's ``multiple_choice_answer`` when present).  The files are parsed by
+:mod:`cm3leon.core.formats.vqa`; this module finds them and their images.
 """
 
 from __future__ import annotations
@@ -30,34 +31,19 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from cm3leon.core.formats import vqa as vqa_format
 from cm3leon.tasks.builtin.vqa import majority_answer
 from cm3leon.tasks.readers.common import (
-    FormatError,
     ReadContext,
     RecordError,
-    entry_field,
     find_annotation_file,
     first_existing,
     load_image,
-    load_json,
     pick_image_dir,
     reader,
 )
 
 __all__ = ["read_okvqa", "read_vizwiz", "read_vqa2"]
-
-
-def _answers(entry: Any, where: str) -> list[str]:
-    answers = entry_field(entry, "answers", list, where)
-    out = [entry_field(a, "answer", str, f"{where}.answers[{k}]").strip() for k, a in enumerate(answers)]
-    if not out:
-        raise RecordError(f"{where}: no answers", reason="empty_text")
-    return out
-
-
-def _coco_names(subtype: str, image_id: int) -> list[str]:
-    stems = [f"COCO_{subtype}_{image_id:012d}", f"{image_id:012d}", str(image_id)]
-    return [f"{s}{ext}" for s in stems for ext in (".jpg", ".png")]
 
 
 def _read_coco_vqa(path: Path, split: str | None, ctx: ReadContext, image_dir: Any,
@@ -67,23 +53,14 @@ def _read_coco_vqa(path: Path, split: str | None, ctx: ReadContext, image_dir: A
     else:
         q_file = find_annotation_file(path, q_patterns, split, "VQA questions")
         a_file = find_annotation_file(path, a_patterns, split, "VQA annotations")
-    qdata, adata = load_json(q_file), load_json(a_file)
-    if not isinstance(qdata.get("questions"), list):
-        raise FormatError(f"{q_file}: needs a top-level 'questions' list")
-    if not isinstance(adata.get("annotations"), list):
-        raise FormatError(f"{a_file}: needs a top-level 'annotations' list")
-    subtype = str(qdata.get("data_subtype") or split or q_file.stem.split("_")[-2])
-    by_qid: dict[int, Any] = {}
-    for k, ann in enumerate(adata["annotations"]):
-        qid = ctx.attempt(lambda a=ann, w=f"{a_file}: annotations[{k}]": entry_field(a, "question_id", int, w))
-        if qid is not None:
-            by_qid[qid] = ann
-    questions = qdata["questions"]
+    qfile = vqa_format.load_vqa_questions(q_file, split)
+    by_qid = vqa_format.index_annotations(a_file, vqa_format.load_vqa_annotations(a_file), ctx.reject)
+    subtype, questions = qfile.subtype, qfile.entries
     if image_dir is not None:
         folder = Path(image_dir)
     else:
         here, up = q_file.parent, q_file.parent.parent
-        probes = [_coco_names(subtype, q["image_id"]) for q in questions[:8]
+        probes = [vqa_format.coco_image_names(subtype, q["image_id"]) for q in questions[:8]
                   if isinstance(q, dict) and isinstance(q.get("image_id"), int)]  # fmt: skip
         folder = pick_image_dir([here / subtype, up / subtype, here / "images" / subtype,
                                  up / "images" / subtype, here / "images", here], probes, q_file)  # fmt: skip
@@ -91,17 +68,17 @@ def _read_coco_vqa(path: Path, split: str | None, ctx: ReadContext, image_dir: A
         where = f"{q_file}: questions[{k}]"
 
         def make(q: Any = question, w: str = where) -> dict:
-            qid = entry_field(q, "question_id", int, w)
-            image_id = entry_field(q, "image_id", int, w)
-            text = entry_field(q, "question", str, w).strip()
-            if qid not in by_qid:
-                raise RecordError(f"{w}: question_id {qid} has no entry in {a_file}", reason="missing_answer")
-            ann = by_qid[qid]
-            answers = _answers(ann, f"{a_file}: question_id {qid}")
+            row = vqa_format.parse_question(q, w)
+            if row.question_id not in by_qid:
+                raise RecordError(f"{w}: question_id {row.question_id} has no entry in {a_file}",
+                                  reason="missing_answer")  # fmt: skip
+            ann = by_qid[row.question_id]
+            answers = vqa_format.parse_answers(ann, f"{a_file}: question_id {row.question_id}")
             mc = ann.get("multiple_choice_answer")
             answer = mc.strip() if isinstance(mc, str) and mc.strip() else majority_answer(answers)
-            image = load_image(first_existing(folder, _coco_names(subtype, image_id)), w)
-            return {"id": str(qid), "image": image, "question": text, "answer": answer, "answers": answers}
+            image = load_image(first_existing(folder, vqa_format.coco_image_names(subtype, row.image_id)), w)
+            return {"id": str(row.question_id), "image": image, "question": row.question, "answer": answer,
+                    "answers": answers}  # fmt: skip
 
         record = ctx.build(make)
         if record is not None:
@@ -130,7 +107,7 @@ def read_vizwiz(path: Path, *, split: str | None, ctx: ReadContext, image_dir: A
     patterns = (f"{split}.json",) if split else ("train.json", "val.json", "test.json")
     ann_file = find_annotation_file(path, patterns, None, "VizWiz annotations")
     name = split or ann_file.stem
-    entries = load_json(ann_file, list)
+    entries = vqa_format.load_vizwiz(ann_file)
     if image_dir is not None:
         folder = Path(image_dir)
     else:
@@ -142,12 +119,10 @@ def read_vizwiz(path: Path, *, split: str | None, ctx: ReadContext, image_dir: A
         where = f"{ann_file}: [{k}]"
 
         def make(e: Any = entry, w: str = where) -> dict:
-            file_name = entry_field(e, "image", str, w)
-            text = entry_field(e, "question", str, w).strip()
-            answers = _answers(e, w)
-            image = load_image(folder / file_name, w)
-            return {"id": file_name, "image": image, "question": text,
-                    "answer": majority_answer(answers), "answers": answers}  # fmt: skip
+            row = vqa_format.parse_vizwiz(e, w)
+            image = load_image(folder / row.image, w)
+            return {"id": row.image, "image": image, "question": row.question,
+                    "answer": majority_answer(list(row.answers)), "answers": list(row.answers)}  # fmt: skip
 
         record = ctx.build(make)
         if record is not None:
