@@ -67,7 +67,7 @@ def test_folder_source_reads_caption_image_pairs(folder: Path) -> None:
 
 def test_folder_source_corrupt_image_fails_or_is_skipped_and_counted(folder: Path) -> None:
     bad = corrupt(folder)
-    with pytest.raises(ValueError, match=rf"{bad}: cannot read image"):
+    with pytest.raises(ValueError, match=rf"{bad}: corrupt or truncated image"):
         list(FolderSource(folder))
     source = FolderSource(folder, skip_bad=True)
     assert len(list(source)) == 3

@@ -13,7 +13,9 @@ A source is ``factory(path, **options) -> iterable of Document`` registered with
     :meth:`Document.to_json` form (a ``"segments"`` list).  Relative image paths are
     resolved against the JSONL file's directory.
 
-Bad input (unreadable or corrupt image, missing or empty caption, malformed line) raises
+Images are read by core's one hardened loader (:func:`cm3leon.core.images.load_image`:
+decompression bombs refused, transparency blended onto white, 16-bit images rescaled).
+Bad input (unreadable, corrupt or oversized image, missing or empty caption, malformed line) raises
 ``ValueError`` naming the file (and line).  With ``skip_bad=True`` the item is skipped
 instead and recorded in the source's ``skipped`` list as ``(where, reason)``, so the
 caller can report how many were lost; nothing is lost silently.
@@ -24,28 +26,13 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 from cm3leon.core.documents import Document, ImageSegment, TextSegment
+from cm3leon.core.images import load_image
 
-__all__ = ["IMAGE_SUFFIXES", "FolderSource", "JsonlSource", "folder_source", "jsonl_source", "load_image"]
+__all__ = ["IMAGE_SUFFIXES", "FolderSource", "JsonlSource", "folder_source", "jsonl_source"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
-
-
-def load_image(path: str | Path) -> Any:
-    """Open an image file fully (so truncation is detected) as RGB; errors name the file."""
-    from PIL import Image, UnidentifiedImageError
-
-    path = Path(path)
-    try:
-        with Image.open(path) as im:
-            im.load()
-            return im.convert("RGB")
-    except FileNotFoundError:
-        raise ValueError(f"{path}: image file not found") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
-        raise ValueError(f"{path}: cannot read image: {err}") from None
 
 
 class _SkippingSource:
