@@ -12,19 +12,23 @@
 
 Items are sorted by id (numerically when the ids are numbers) and ``limit`` keeps the
 first ones, so a subset is the same on every run.  Errors name the file and the item.
+
+The files are parsed by :mod:`cm3leon.core.formats` (``coco``, ``vqa``,
+``instruct_pix2pix``, ``common.iter_jsonl``); this module finds the image files and
+builds the items.
 """
 
 from __future__ import annotations
 
-import json
 import re
-from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cm3leon.core.io import read_json
-from cm3leon.eval.formats import FormatError
+from cm3leon.core.formats import instruct_pix2pix as pix2pix_format
+from cm3leon.core.formats import vqa as vqa_format
+from cm3leon.core.formats.coco import CocoFile
+from cm3leon.core.formats.common import FormatError, iter_jsonl
 
 __all__ = [
     "CaptionItem",
@@ -117,34 +121,26 @@ def read_caption_dataset(
 ) -> list[CaptionItem]:
     """COCO captions file + image folder -> one :class:`CaptionItem` per captioned image.
 
+    References are the captions as written, in file order.
+
     Raises:
-        FormatError: no ``images`` list, an image without a file name or file, or no captions.
+        FormatError: not a COCO captions file, a malformed entry, a captioned image without
+            a file, or no captions.
     """
     path = Path(annotations)
-    data = read_json(path)
-    if not isinstance(data, dict) or not isinstance(data.get("images"), list):
-        raise FormatError(f"{path}: expected a COCO captions file with 'images' and 'annotations'")
+    coco = CocoFile.load(path, what="captions")
     folder = _image_folder(path, images)
-    refs: dict[str, list[str]] = {}
-    for i, ann in enumerate(data.get("annotations") or []):
-        if (
-            not isinstance(ann, dict)
-            or "image_id" not in ann
-            or not isinstance(ann.get("caption"), str)
-        ):
-            raise FormatError(f"{path}: annotation {i} needs image_id and a caption string")
-        refs.setdefault(str(ann["image_id"]), []).append(ann["caption"])
+    refs: dict[int, list[str]] = {}
+    for cap in coco.captions():
+        refs.setdefault(cap.image_id, []).append(cap.caption)
     items = []
-    for i, img in enumerate(data["images"]):
-        if not isinstance(img, dict) or "id" not in img or not img.get("file_name"):
-            raise FormatError(f"{path}: images[{i}] needs 'id' and 'file_name'")
-        image_id = str(img["id"])
+    for image_id in coco.images:
         if image_id not in refs:
             continue
-        file = folder / str(img["file_name"])
+        file = folder / coco.file_name(image_id)
         if not file.is_file():
             raise FormatError(f"{path}: image {image_id}: file {file} not found")
-        items.append(CaptionItem(image_id, file, tuple(refs[image_id])))
+        items.append(CaptionItem(str(image_id), file, tuple(refs[image_id])))
     if not items:
         raise FormatError(f"{path}: no captioned images")
     return _limit(items, limit, "image_id")
@@ -166,38 +162,23 @@ def read_vqa_questions(
         FormatError: malformed questions, or an image file that does not exist.
     """
     path = Path(questions)
-    data = read_json(path)
-    rows = data.get("questions") if isinstance(data, dict) else data
-    if not isinstance(rows, list) or not rows:
+    qfile = vqa_format.load_vqa_questions(path)
+    if not qfile.entries:
         raise FormatError(f"{path}: expected {{'questions': [...]}} with at least one question")
-    subtype = str(data.get("data_subtype", "")) if isinstance(data, dict) else ""
-    folder = Path(images) if images is not None else path.parent / subtype
+    folder = Path(images) if images is not None else path.parent / qfile.subtype
     if not folder.is_dir():
         raise FormatError(f"{path}: image folder {folder} not found; give data.images")
     items = []
-    for i, q in enumerate(rows):
-        if not isinstance(q, dict) or not {"question_id", "image_id", "question"} <= set(q):
-            raise FormatError(f"{path}: questions[{i}] needs question_id, image_id and question")
+    for q in qfile.questions():
         try:
-            name = pattern.format(subtype=subtype, image_id=int(q["image_id"]))
+            name = pattern.format(subtype=qfile.subtype, image_id=q.image_id)
         except (KeyError, ValueError) as err:
-            raise FormatError(
-                f"{path}: question {q['question_id']}: bad image pattern {pattern!r}: {err}"
-            ) from None
+            raise FormatError(f"{path}: question {q.question_id}: bad image pattern {pattern!r}: {err}") from None
         file = folder / name
         if not file.is_file():
-            raise FormatError(f"{path}: question {q['question_id']}: image {file} not found")
-        items.append(VQAItem(str(q["question_id"]), str(q["image_id"]), str(q["question"]), file))
+            raise FormatError(f"{path}: question {q.question_id}: image {file} not found")
+        items.append(VQAItem(str(q.question_id), str(q.image_id), q.question, file))
     return _limit(items, limit, "question_id")
-
-
-def _first(folder: Path, suffix: str) -> Path | None:
-    found = sorted(
-        p
-        for p in folder.iterdir()
-        if p.stem.endswith(suffix) and p.suffix.lower() in (".jpg", ".jpeg", ".png")
-    )
-    return found[0] if found else None
 
 
 def read_edit_samples(
@@ -206,46 +187,28 @@ def read_edit_samples(
     """InstructPix2Pix folders under ``root/split`` (or ``root`` itself) -> :class:`EditItem` s.
 
     Raises:
-        FormatError: no samples, a ``prompt.json`` without ``edit``, or no ``*_0`` input image.
+        FormatError: no samples, a malformed ``prompt.json``, or no ``*_0`` input image.
     """
     base = Path(root) / split if (Path(root) / split).is_dir() else Path(root)
     if not base.is_dir():
         raise FormatError(f"{root}: InstructPix2Pix folder not found")
     items = []
     for folder in sorted(p for p in base.iterdir() if (p / "prompt.json").is_file()):
-        prompt = read_json(folder / "prompt.json")
-        if not isinstance(prompt, dict) or not isinstance(prompt.get("edit"), str):
-            raise FormatError(f"{folder / 'prompt.json'}: needs an 'edit' instruction string")
-        image = _first(folder, "_0")
+        prompt = pix2pix_format.read_prompt(folder / "prompt.json")
+        image = pix2pix_format.first_image(folder, "_0")
         if image is None:
             raise FormatError(f"{folder}: no input image (<seed>_0.jpg)")
-        items.append(EditItem(folder.name, prompt["edit"], image, _first(folder, "_1")))
+        items.append(EditItem(folder.name, prompt.edit, image, pix2pix_format.first_image(folder, "_1")))
     if not items:
         raise FormatError(f"{base}: no InstructPix2Pix samples (<sample>/prompt.json)")
     return _limit(items, limit, "sample_id")
-
-
-def _jsonl(path: Path) -> Iterable[tuple[int, dict[str, Any]]]:
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        raise FormatError(f"{path}: not found") from None
-    for n, line in enumerate(lines, start=1):
-        if line.strip():
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise FormatError(f"{path}:{n}: invalid JSON: {err}") from None
-            if not isinstance(row, dict):
-                raise FormatError(f"{path}:{n}: expected a JSON object")
-            yield n, row
 
 
 def read_world_scenes(path: str | Path, *, split: str | None = None) -> dict[str, dict[str, Any]]:
     """``ground_truth/scenes.jsonl`` -> ``{image_id: row}`` (rows of ``split`` only, if given)."""
     path = Path(path)
     out = {}
-    for n, row in _jsonl(path):
+    for n, row in iter_jsonl(path):
         if "image_id" not in row or not isinstance(row.get("scene"), dict):
             raise FormatError(f"{path}:{n}: a scene line needs image_id and scene")
         if split is None or row.get("split") == split:
@@ -259,7 +222,7 @@ def read_world_edits(path: str | Path) -> dict[str, dict[str, Any]]:
     """``ground_truth/edits.jsonl`` -> ``{sample_id: edit dict}``."""
     path = Path(path)
     out = {}
-    for n, row in _jsonl(path):
+    for n, row in iter_jsonl(path):
         if "sample_id" not in row or not isinstance(row.get("edit"), dict):
             raise FormatError(f"{path}:{n}: an edit line needs sample_id and edit")
         out[str(row["sample_id"])] = row["edit"]

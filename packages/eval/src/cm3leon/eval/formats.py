@@ -1,11 +1,14 @@
-"""Readers for the public evaluation file formats and for image folders.
+"""Eval's inputs: the public result formats (from :mod:`cm3leon.core.formats`) and image sources.
 
-* COCO caption **results**: ``[{"image_id": 42, "caption": "..."}]`` (one per image).
-* COCO caption **references**: an annotation file ``{"annotations": [{"image_id", "caption"}]}``,
-  or ``{"<image_id>": ["ref 1", "ref 2", ...]}``, or ``[{"image_id", "captions": [...]}]``.
-* VQA **results**: ``[{"question_id": 1, "answer": "..."}]``.
-* VQA **annotations**: ``{"annotations": [{"question_id", "question_type", "answer_type",
-  "answers": [{"answer", "answer_id", ...}, ...]}]}`` (or the bare list).
+The public formats are parsed in :mod:`cm3leon.core.formats` and re-exported here under
+the names the eval modules use:
+
+* COCO caption **results** and **references** (:mod:`cm3leon.core.formats.coco`);
+* VQA **results** and **annotations** (:mod:`cm3leon.core.formats.vqa`);
+* :class:`FormatError`, the one error for a file that does not follow its format.
+
+This module owns the image sources that FID and CLIP score read:
+
 * Image **folders**: ``*.png``/``*.jpg``/``*.jpeg``/``*.webp``/``*.bmp``, sorted by path,
   recursively.
 * **Document shards** (cm3leon MDS, a directory with ``manifest.json``): the pixels of every
@@ -21,7 +24,9 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from cm3leon.core.io import read_json
+from cm3leon.core.formats.coco import read_caption_references, read_caption_results
+from cm3leon.core.formats.common import FormatError
+from cm3leon.core.formats.vqa import read_vqa_annotations, read_vqa_results
 
 __all__ = [
     "IMAGE_SUFFIXES",
@@ -38,107 +43,6 @@ __all__ = [
 ]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
-
-
-class FormatError(ValueError):
-    """A file does not follow the expected public format."""
-
-
-def _entries(path: Path, data: Any, key: str) -> list[Any]:
-    if isinstance(data, dict) and key in data:
-        data = data[key]
-    if not isinstance(data, list):
-        raise FormatError(
-            f"{path}: expected a list (or an object with {key!r}), got {type(data).__name__}"
-        )
-    return data
-
-
-def _field(path: Path, entry: Any, index: int, name: str) -> Any:
-    if not isinstance(entry, dict) or name not in entry:
-        raise FormatError(f"{path}: entry {index} lacks {name!r}: {str(entry)[:200]}")
-    return entry[name]
-
-
-def read_caption_results(path: str | Path) -> dict[str, str]:
-    """``image_id -> caption`` from a COCO results file; duplicate ids are an error."""
-    path = Path(path)
-    out: dict[str, str] = {}
-    for i, entry in enumerate(_entries(path, read_json(path), "results")):
-        image_id = str(_field(path, entry, i, "image_id"))
-        caption = _field(path, entry, i, "caption")
-        if not isinstance(caption, str):
-            raise FormatError(f"{path}: entry {i} (image_id {image_id}): caption must be a string")
-        if image_id in out:
-            raise FormatError(f"{path}: image_id {image_id} has more than one caption (entry {i})")
-        out[image_id] = caption
-    if not out:
-        raise FormatError(f"{path}: no captions")
-    return out
-
-
-def read_caption_references(path: str | Path) -> dict[str, list[str]]:
-    """``image_id -> [reference captions]`` from any of the supported reference layouts."""
-    path = Path(path)
-    data = read_json(path)
-    refs: dict[str, list[str]] = {}
-    if isinstance(data, dict) and "annotations" not in data:
-        for image_id, captions in data.items():
-            if not isinstance(captions, list) or not all(isinstance(c, str) for c in captions):
-                raise FormatError(
-                    f"{path}: references of image {image_id} must be a list of strings"
-                )
-            refs[str(image_id)] = list(captions)
-    else:
-        for i, entry in enumerate(_entries(path, data, "annotations")):
-            image_id = str(_field(path, entry, i, "image_id"))
-            if isinstance(entry, dict) and "captions" in entry:
-                captions = entry["captions"]
-            else:
-                captions = [_field(path, entry, i, "caption")]
-            if not all(isinstance(c, str) for c in captions):
-                raise FormatError(
-                    f"{path}: entry {i} (image_id {image_id}): captions must be strings"
-                )
-            refs.setdefault(image_id, []).extend(captions)
-    empty = [k for k, v in refs.items() if not v]
-    if not refs or empty:
-        raise FormatError(f"{path}: every image needs at least one reference (empty: {empty[:10]})")
-    return refs
-
-
-def read_vqa_results(path: str | Path) -> dict[str, str]:
-    """``question_id -> answer`` from a VQA results file; duplicate ids are an error."""
-    path = Path(path)
-    out: dict[str, str] = {}
-    for i, entry in enumerate(_entries(path, read_json(path), "results")):
-        qid = str(_field(path, entry, i, "question_id"))
-        answer = _field(path, entry, i, "answer")
-        if not isinstance(answer, str):
-            raise FormatError(f"{path}: entry {i} (question_id {qid}): answer must be a string")
-        if qid in out:
-            raise FormatError(f"{path}: question_id {qid} is answered twice (entry {i})")
-        out[qid] = answer
-    return out
-
-
-def read_vqa_annotations(path: str | Path) -> list[dict[str, Any]]:
-    """Annotation records (official VQA layout) with their ``answers`` checked."""
-    path = Path(path)
-    records = _entries(path, read_json(path), "annotations")
-    for i, entry in enumerate(records):
-        qid = _field(path, entry, i, "question_id")
-        answers = _field(path, entry, i, "answers")
-        if not isinstance(answers, list) or not answers:
-            raise FormatError(f"{path}: question {qid}: 'answers' must be a non-empty list")
-        for a in answers:
-            if not (
-                isinstance(a, str) or (isinstance(a, dict) and isinstance(a.get("answer"), str))
-            ):
-                raise FormatError(
-                    f"{path}: question {qid}: each answer must be a string or have 'answer'"
-                )
-    return records
 
 
 def list_images(folder: str | Path) -> list[Path]:

@@ -10,9 +10,10 @@ Files (the public release layout)::
                                                 "num_keypoints", ...}; categories[].skeleton
     <split>/<file_name>                        the images (``images[].file_name``)
 
-Caption results (what a captioning model submits)::
+Caption results (what a captioning model submits) and references (what it is scored against)::
 
     [{"image_id": 42, "caption": "..."}]       one per image
+    a captions file, {"<image_id>": ["ref", ...]} or [{"image_id", "captions": [...]}]
 
 Reading: :meth:`CocoFile.load` checks the top level and indexes ``images`` by id;
 :meth:`CocoFile.captions`, :meth:`CocoFile.instances` and :meth:`CocoFile.people` parse
@@ -46,6 +47,7 @@ __all__ = [
     "CocoInstance",
     "CocoPerson",
     "coco_box",
+    "read_caption_references",
     "read_caption_results",
     "write_caption_results",
     "write_coco_file",
@@ -95,8 +97,10 @@ class CocoFile:
         self.images = images
 
     @classmethod
-    def load(cls, path: Path, on_error: OnError | None = None) -> CocoFile:
+    def load(cls, path: Path, on_error: OnError | None = None, *, what: str = "annotation") -> CocoFile:
         """Parse ``path``; an image entry without an int ``id`` is an :class:`EntryError`.
+
+        ``what`` (``captions``, ``instances``, ...) names the expected file in errors.
 
         Raises:
             FormatError: not JSON, or no top-level ``images`` / ``annotations`` list.
@@ -105,7 +109,7 @@ class CocoFile:
         for key in ("images", "annotations"):
             if not isinstance(data.get(key), list):
                 raise FormatError(f"{path}: needs a top-level {key!r} list "
-                                  "(expected a COCO file with 'images' and 'annotations')")  # fmt: skip
+                                  f"(expected a COCO {what} file with 'images' and 'annotations')")  # fmt: skip
         images: dict[int, Mapping[str, Any]] = {}
         for i, entry in enumerate(data["images"]):
             image_id = checked(lambda e=entry, w=f"{path}: images[{i}]": entry_field(e, "id", int, w), on_error)
@@ -268,6 +272,39 @@ def read_caption_results(path: str | Path) -> dict[str, str]:
     if not out:
         raise FormatError(f"{path}: no captions")
     return out
+
+
+def read_caption_references(path: str | Path) -> dict[str, list[str]]:
+    """``image_id -> [reference captions]`` (ids as strings) from any reference layout.
+
+    Accepted: a COCO captions file (``{"annotations": [{"image_id", "caption"}]}``),
+    ``{"<image_id>": ["ref 1", ...]}``, or ``[{"image_id", "captions": [...]}]``.
+
+    Raises:
+        FileNotFoundError: no such file.
+        FormatError: an entry without ``image_id`` or captions, or an image with no reference.
+    """
+    path = Path(path)
+    data = read_json(path)
+    refs: dict[str, list[str]] = {}
+    if isinstance(data, dict) and "annotations" not in data:
+        for image_id, captions in data.items():
+            if not isinstance(captions, list) or not all(isinstance(c, str) for c in captions):
+                raise EntryError(f"{path}: references of image {image_id} must be a list of strings",
+                                 reason="wrong_type")  # fmt: skip
+            refs[str(image_id)] = list(captions)
+    else:
+        for i, entry in enumerate(_entries(path, data, "annotations")):
+            image_id = str(_field(path, entry, i, "image_id"))
+            captions = entry["captions"] if "captions" in entry else [_field(path, entry, i, "caption")]
+            if not all(isinstance(c, str) for c in captions):
+                raise EntryError(f"{path}: entry {i} (image_id {image_id}): captions must be strings",
+                                 reason="wrong_type")  # fmt: skip
+            refs.setdefault(image_id, []).extend(captions)
+    empty = [k for k, v in refs.items() if not v]
+    if not refs or empty:
+        raise FormatError(f"{path}: every image needs at least one reference (empty: {empty[:10]})")
+    return refs
 
 
 def write_caption_results(path: Path, captions: Mapping[str, str]) -> None:

@@ -49,7 +49,7 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 
 @dataclass(frozen=True)
 class Prompt:
-    """A sample's ``prompt.json`` (stripped)."""
+    """A sample's ``prompt.json`` (texts as written)."""
 
     input: str
     edit: str
@@ -66,7 +66,7 @@ def read_prompt(file: Path) -> Prompt:
         data = json.loads(file.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise EntryError(f"{file}: not valid JSON: {err}", reason="bad_json") from None
-    values = [entry_field(data, k, str, str(file)).strip() for k in ("input", "edit", "output")]
+    values = [entry_field(data, k, str, str(file)) for k in ("input", "edit", "output")]
     return Prompt(*values)
 
 

@@ -144,15 +144,16 @@ def load_vqa_questions(path: Path, split: str | None = None) -> VQAQuestionFile:
     data = load_json(path)
     if not isinstance(data.get("questions"), list):
         raise FormatError(f"{path}: needs a top-level 'questions' list")
-    subtype = str(data.get("data_subtype") or split or path.stem.split("_")[-2])
+    parts = path.stem.split("_")  # v2_OpenEnded_mscoco_<subtype>_questions
+    subtype = str(data.get("data_subtype") or split or (parts[-2] if len(parts) > 1 else ""))
     return VQAQuestionFile(path, subtype, data["questions"])
 
 
 def parse_question(entry: Any, where: str) -> VQAQuestion:
-    """``{"question_id", "image_id", "question"}`` checked (question stripped)."""
+    """``{"question_id", "image_id", "question"}`` checked (the question as written)."""
     qid = entry_field(entry, "question_id", int, where)
     image_id = entry_field(entry, "image_id", int, where)
-    return VQAQuestion(qid, image_id, entry_field(entry, "question", str, where).strip())
+    return VQAQuestion(qid, image_id, entry_field(entry, "question", str, where))
 
 
 def load_vqa_annotations(path: Path) -> list[Any]:
@@ -219,9 +220,9 @@ def write_vqa_split(
 
 # ------------------------------------------------------------------ VizWiz
 def parse_vizwiz(entry: Any, where: str) -> VizWizQuestion:
-    """A VizWiz entry checked: ``image``, ``question`` (stripped) and ``answers``."""
+    """A VizWiz entry checked: ``image``, ``question`` (as written) and ``answers`` (stripped)."""
     image = entry_field(entry, "image", str, where)
-    question = entry_field(entry, "question", str, where).strip()
+    question = entry_field(entry, "question", str, where)
     answers = tuple(parse_answers(entry, where))
     confidences = tuple(a.get("answer_confidence", "") for a in entry["answers"])
     return VizWizQuestion(image, question, answers, confidences, entry.get("answer_type"), entry.get("answerable"))

@@ -61,7 +61,7 @@ class CocoImages:
     """A parsed COCO annotation file (:class:`CocoFile`) with its image folder."""
 
     def __init__(self, ann_file: Path, ctx: ReadContext, split: str | None, image_dir: Any) -> None:
-        self.coco = CocoFile.load(ann_file, ctx.reject)
+        self.coco = CocoFile.load(ann_file, ctx.reject, what=ann_file.stem.rsplit("_", 1)[0])
         self.images = self.coco.images
         split_name = split or ann_file.stem.rsplit("_", 1)[-1]
         if image_dir is not None:
@@ -154,7 +154,7 @@ def read_coco_images(path: Path, *, split: str | None, ctx: ReadContext,
 
 
 def _companion(ann_file: Path, prefix: str, captions: Any, ctx: ReadContext) -> dict[int, list[str]]:
-    return _captions(CocoFile.load(_companion_captions(ann_file, prefix, captions), _ignore), ctx)
+    return _captions(CocoFile.load(_companion_captions(ann_file, prefix, captions), _ignore, what="captions"), ctx)
 
 
 @reader

@@ -83,8 +83,8 @@ def _folders(root: Path, ctx: ReadContext) -> Iterator[dict]:
             where = f"{prompt_file}: seed {seed}"
             record = ctx.build(lambda s=seed, w=where, d=sample, p=prompt: {
                 "id": f"{d.name}/{s}", "image": load_image(d / f"{s}_0.jpg", w),
-                "instruction": p.edit, "edited_image": load_image(d / f"{s}_1.jpg", w),
-                "input_caption": p.input, "output_caption": p.output})  # fmt: skip
+                "instruction": p.edit.strip(), "edited_image": load_image(d / f"{s}_1.jpg", w),
+                "input_caption": p.input.strip(), "output_caption": p.output.strip()})  # fmt: skip
             if record is not None:
                 yield record
 

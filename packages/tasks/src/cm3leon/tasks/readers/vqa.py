@@ -77,7 +77,7 @@ def _read_coco_vqa(path: Path, split: str | None, ctx: ReadContext, image_dir: A
             mc = ann.get("multiple_choice_answer")
             answer = mc.strip() if isinstance(mc, str) and mc.strip() else majority_answer(answers)
             image = load_image(first_existing(folder, vqa_format.coco_image_names(subtype, row.image_id)), w)
-            return {"id": str(row.question_id), "image": image, "question": row.question, "answer": answer,
+            return {"id": str(row.question_id), "image": image, "question": row.question.strip(), "answer": answer,
                     "answers": answers}  # fmt: skip
 
         record = ctx.build(make)
@@ -121,7 +121,7 @@ def read_vizwiz(path: Path, *, split: str | None, ctx: ReadContext, image_dir: A
         def make(e: Any = entry, w: str = where) -> dict:
             row = vqa_format.parse_vizwiz(e, w)
             image = load_image(folder / row.image, w)
-            return {"id": row.image, "image": image, "question": row.question,
+            return {"id": row.image, "image": image, "question": row.question.strip(),
                     "answer": majority_answer(list(row.answers)), "answers": list(row.answers)}  # fmt: skip
 
         record = ctx.build(make)
