@@ -80,3 +80,23 @@ def test_world_source_is_registered() -> None:
     with pytest.raises(ValueError, match="unknown split"):
         get_registries().sources.build("world", None, split="dev")
     assert "world" in get_registries().commands
+
+
+def test_instance_segmentations_read_back_as_the_rendered_masks(out: Path) -> None:
+    """The consumer of the polygons: ``read_coco_instances`` -> the segmentation condition's
+    ``annotation_mask`` (seg-to-image) gives back each object's rendered mask exactly."""
+    import numpy as np
+
+    from cm3leon.tasks.conditions.segmentation import annotation_mask
+    from cm3leon.tasks.readers.coco import read_coco_instances
+    from cm3leon.world.render import render_scene
+
+    world, kinds = World(SEED), set()
+    for record in read_coco_instances(out / "coco", split="train2017"):
+        instance_map = render_scene(world.scene(int(record["id"]) - 1)).instance_map
+        for obj in record["objects"]:
+            kinds.add(type(obj["segmentation"]).__name__)
+            mask = annotation_mask(obj["segmentation"], instance_map.shape)
+            owner = np.bincount(instance_map[mask]).argmax()
+            assert owner > 0 and np.array_equal(mask, instance_map == owner)
+    assert "list" in kinds
