@@ -36,6 +36,8 @@ from cm3leon.core.formats.common import (
     OnError,
     checked,
     entry_field,
+    entry_key,
+    entry_list,
     load_json,
     write_json,
 )
@@ -236,20 +238,6 @@ def write_coco_split(
 
 
 # ----------------------------------------------------------------- results
-def _entries(path: Path, data: Any, key: str) -> list[Any]:
-    if isinstance(data, dict) and key in data:
-        data = data[key]
-    if not isinstance(data, list):
-        raise FormatError(f"{path}: expected a list (or an object with {key!r}), got {type(data).__name__}")
-    return data
-
-
-def _field(path: Path, entry: Any, index: int, name: str) -> Any:
-    if not isinstance(entry, dict) or name not in entry:
-        raise EntryError(f"{path}: entry {index} lacks {name!r}: {str(entry)[:200]}", reason="missing_key")
-    return entry[name]
-
-
 def read_caption_results(path: str | Path) -> dict[str, str]:
     """``image_id -> caption`` from a COCO results file; ids as strings, duplicates an error.
 
@@ -259,9 +247,9 @@ def read_caption_results(path: str | Path) -> dict[str, str]:
     """
     path = Path(path)
     out: dict[str, str] = {}
-    for i, entry in enumerate(_entries(path, read_json(path), "results")):
-        image_id = str(_field(path, entry, i, "image_id"))
-        caption = _field(path, entry, i, "caption")
+    for i, entry in enumerate(entry_list(path, read_json(path), "results")):
+        image_id = str(entry_key(path, entry, i, "image_id"))
+        caption = entry_key(path, entry, i, "caption")
         if not isinstance(caption, str):
             raise EntryError(f"{path}: entry {i} (image_id {image_id}): caption must be a string",
                              reason="wrong_type")  # fmt: skip
@@ -294,9 +282,9 @@ def read_caption_references(path: str | Path) -> dict[str, list[str]]:
                                  reason="wrong_type")  # fmt: skip
             refs[str(image_id)] = list(captions)
     else:
-        for i, entry in enumerate(_entries(path, data, "annotations")):
-            image_id = str(_field(path, entry, i, "image_id"))
-            captions = entry["captions"] if "captions" in entry else [_field(path, entry, i, "caption")]
+        for i, entry in enumerate(entry_list(path, data, "annotations")):
+            image_id = str(entry_key(path, entry, i, "image_id"))
+            captions = entry["captions"] if "captions" in entry else [entry_key(path, entry, i, "caption")]
             if not all(isinstance(c, str) for c in captions):
                 raise EntryError(f"{path}: entry {i} (image_id {image_id}): captions must be strings",
                                  reason="wrong_type")  # fmt: skip

@@ -30,6 +30,8 @@ __all__ = [
     "OnError",
     "checked",
     "entry_field",
+    "entry_key",
+    "entry_list",
     "find_annotation_file",
     "first_existing",
     "iter_jsonl",
@@ -113,6 +115,22 @@ def entry_field(entry: Any, key: str, kind: type | tuple[type, ...], where: str)
     if isinstance(value, str) and not value.strip() and str in kinds:
         raise EntryError(f"{where}: {key!r} is empty", reason="empty_text")
     return value
+
+
+def entry_list(path: Path, data: Any, key: str) -> list[Any]:
+    """``data`` itself if a list, else ``data[key]`` (results files come in both shapes)."""
+    if isinstance(data, dict) and key in data:
+        data = data[key]
+    if not isinstance(data, list):
+        raise FormatError(f"{path}: expected a list (or an object with {key!r}), got {type(data).__name__}")
+    return data
+
+
+def entry_key(path: Path, entry: Any, index: int, name: str) -> Any:
+    """``entry[name]`` of entry ``index``; a missing key is an :class:`EntryError` naming both."""
+    if not isinstance(entry, dict) or name not in entry:
+        raise EntryError(f"{path}: entry {index} lacks {name!r}: {str(entry)[:200]}", reason="missing_key")
+    return entry[name]
 
 
 def iter_jsonl(path: Path, on_error: OnError | None = None) -> Iterator[tuple[int, dict[str, Any]]]:

@@ -92,6 +92,8 @@ def write_sample(folder: Path, seed: int, source: np.ndarray, target: np.ndarray
 def iter_parquet_rows(file: Path) -> Iterator[tuple[int, dict[str, Any]]]:
     """``(row number, {column: value})`` of a parquet file, streamed 64 rows at a time.
 
+    Needs ``pyarrow`` (imported here only; ``cm3leon-tasks``, which reads the release, depends on it).
+
     Raises:
         FormatError: not a parquet file, or a column of :data:`PARQUET_COLUMNS` missing.
     """

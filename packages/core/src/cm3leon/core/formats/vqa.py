@@ -32,6 +32,8 @@ from cm3leon.core.formats.common import (
     OnError,
     checked,
     entry_field,
+    entry_key,
+    entry_list,
     load_json,
     write_json,
 )
@@ -239,20 +241,6 @@ def write_vizwiz(path: Path, rows: Sequence[VizWizQuestion]) -> None:
 
 
 # ----------------------------------------------------------------- results
-def _entries(path: Path, data: Any, key: str) -> list[Any]:
-    if isinstance(data, dict) and key in data:
-        data = data[key]
-    if not isinstance(data, list):
-        raise FormatError(f"{path}: expected a list (or an object with {key!r}), got {type(data).__name__}")
-    return data
-
-
-def _field(path: Path, entry: Any, index: int, name: str) -> Any:
-    if not isinstance(entry, dict) or name not in entry:
-        raise EntryError(f"{path}: entry {index} lacks {name!r}: {str(entry)[:200]}", reason="missing_key")
-    return entry[name]
-
-
 def read_vqa_results(path: str | Path) -> dict[str, str]:
     """``question_id -> answer`` from a VQA results file (ids as strings); duplicates are an error.
 
@@ -262,9 +250,9 @@ def read_vqa_results(path: str | Path) -> dict[str, str]:
     """
     path = Path(path)
     out: dict[str, str] = {}
-    for i, entry in enumerate(_entries(path, read_json(path), "results")):
-        qid = str(_field(path, entry, i, "question_id"))
-        answer = _field(path, entry, i, "answer")
+    for i, entry in enumerate(entry_list(path, read_json(path), "results")):
+        qid = str(entry_key(path, entry, i, "question_id"))
+        answer = entry_key(path, entry, i, "answer")
         if not isinstance(answer, str):
             raise EntryError(f"{path}: entry {i} (question_id {qid}): answer must be a string", reason="wrong_type")
         if qid in out:
@@ -288,10 +276,10 @@ def read_vqa_annotations(path: str | Path) -> list[dict[str, Any]]:
         FormatError: an entry without ``question_id`` or with empty or malformed ``answers``.
     """
     path = Path(path)
-    records = _entries(path, read_json(path), "annotations")
+    records = entry_list(path, read_json(path), "annotations")
     for i, entry in enumerate(records):
-        qid = _field(path, entry, i, "question_id")
-        answers = _field(path, entry, i, "answers")
+        qid = entry_key(path, entry, i, "question_id")
+        answers = entry_key(path, entry, i, "answers")
         if not isinstance(answers, list) or not answers:
             raise EntryError(f"{path}: question {qid}: 'answers' must be a non-empty list", reason="empty_text")
         if not all(isinstance(a, str) or (isinstance(a, dict) and isinstance(a.get("answer"), str))
