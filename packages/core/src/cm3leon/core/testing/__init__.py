@@ -9,8 +9,20 @@ pytest collects the inherited checks::
         registry = "metrics"
         name = "my-metric"
 
-Deeper, kind-specific suites build on these (``cm3leon.tasks.testing`` for tasks).
-The repository runs :class:`ComponentConformance` over every registered component.
+Behavioural, kind-specific suites (they need pytest; imported on first use):
+
+* :class:`TokenizerConformance` (``.tokenizers``): text round trip, ids/codes in range,
+  image round trip, ``save`` + ``loader`` restore;
+* :class:`DecodingConformance` (``.decoding``): processors ``(B, V) -> (B, V)``, finite,
+  banned tokens stay banned, row-wise; selectors return allowed ids;
+* :class:`MetricConformance` (``.metrics``): two ranks reduce to the one-process value;
+  every state has a ``dist_reduce_fx``;
+* :class:`SourceConformance` (``.sources``): yields lossless documents; a bad record
+  raises naming it; ``skip_bad`` lists it.
+
+SFT tasks have theirs in ``cm3leon.tasks.testing`` (``TaskConformance``).  The repository
+runs :class:`ComponentConformance` and every suite over every registered component
+(``tests/core/test_conformance.py``, ``tests/core/test_behaviour_conformance.py``).
 """
 
 from __future__ import annotations
@@ -20,7 +32,32 @@ from typing import Any, ClassVar
 from cm3leon.core.plugin_manager import get_registries
 from cm3leon.core.registry import ComponentSpec, Registration
 
-__all__ = ["CommandConformance", "ComponentConformance", "check_component"]
+__all__ = [
+    "CommandConformance",
+    "ComponentConformance",
+    "DecodingConformance",
+    "MetricConformance",
+    "SourceConformance",
+    "TokenizerConformance",
+    "check_component",
+]
+
+_SUITES = {
+    "DecodingConformance": "decoding",
+    "MetricConformance": "metrics",
+    "SourceConformance": "sources",
+    "TokenizerConformance": "tokenizers",
+}
+
+
+def __getattr__(name: str) -> Any:
+    # The behavioural suites import pytest: load them only when asked for.
+    module = _SUITES.get(name)
+    if module is None:
+        raise AttributeError(f"module 'cm3leon.core.testing' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(f"cm3leon.core.testing.{module}"), name)
 
 
 def check_component(registry: str, name: str) -> Registration[Any]:
