@@ -6,6 +6,7 @@ import re
 import types
 from pathlib import Path
 
+import pytest
 import torch
 from click.testing import CliRunner
 
@@ -48,3 +49,16 @@ def test_command_example() -> None:
     command = registries.commands.get("hello").load()
     result = CliRunner().invoke(command, ["world"])
     assert result.output == "hello world\n"
+
+
+# The page's conformance tests, run against its plugin modules (not installed here).
+class TestDocDecodingConformance(_module("my_decoding/test_plugin.py").TestNoRepeat):  # type: ignore[misc]
+    @pytest.fixture
+    def registries(self):
+        return registries_with(_module("my_decoding/plugin.py"))
+
+
+class TestDocMetricConformance(_module("my_metrics/test_plugin.py").TestExactMatch):  # type: ignore[misc]
+    @pytest.fixture
+    def registries(self):
+        return registries_with(_module("my_metrics/plugin.py"))

@@ -96,8 +96,13 @@ class DecodingConformance:
         return dict(self.options)
 
     @pytest.fixture
-    def spec(self, piece_name: str) -> DecodingSpec:
-        return get_registries().decoding.get(piece_name)
+    def registries(self) -> Any:
+        """The registries to look the component up in (override to test an uninstalled plugin)."""
+        return get_registries()
+
+    @pytest.fixture
+    def spec(self, registries: Any, piece_name: str) -> DecodingSpec:
+        return registries.decoding.get(piece_name)
 
     @pytest.fixture
     def piece(self, spec: DecodingSpec, piece_options: dict[str, Any]) -> Any:

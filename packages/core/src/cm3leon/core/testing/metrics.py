@@ -124,8 +124,13 @@ class MetricConformance:
         return dict(self.options)
 
     @pytest.fixture
-    def spec(self, metric_name: str) -> MetricSpec:
-        return get_registries().metrics.get(metric_name)
+    def registries(self) -> Any:
+        """The registries to look the component up in (override to test an uninstalled plugin)."""
+        return get_registries()
+
+    @pytest.fixture
+    def spec(self, registries: Any, metric_name: str) -> MetricSpec:
+        return registries.metrics.get(metric_name)
 
     @pytest.fixture
     def make(self, spec: MetricSpec, metric_options: dict[str, Any]) -> Callable[..., Any]:

@@ -70,8 +70,13 @@ class SourceConformance:
         return dict(self.options)
 
     @pytest.fixture
-    def spec(self, source_name: str) -> SourceSpec:
-        return get_registries().sources.get(source_name)
+    def registries(self) -> Any:
+        """The registries to look the component up in (override to test an uninstalled plugin)."""
+        return get_registries()
+
+    @pytest.fixture
+    def spec(self, registries: Any, source_name: str) -> SourceSpec:
+        return registries.sources.get(source_name)
 
     @pytest.fixture
     def good_input(self) -> Any:

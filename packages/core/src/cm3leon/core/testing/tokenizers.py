@@ -87,8 +87,13 @@ class TokenizerConformance:
         return dict(self.options)
 
     @pytest.fixture
-    def spec(self, tokenizer_name: str) -> TokenizerSpec:
-        return get_registries().tokenizers.get(tokenizer_name)
+    def registries(self) -> Any:
+        """The registries to look the component up in (override to test an uninstalled plugin)."""
+        return get_registries()
+
+    @pytest.fixture
+    def spec(self, registries: Any, tokenizer_name: str) -> TokenizerSpec:
+        return registries.tokenizers.get(tokenizer_name)
 
     @pytest.fixture
     def tokenizer(self, spec: TokenizerSpec, tokenizer_options: dict[str, Any]) -> Any:
