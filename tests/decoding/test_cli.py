@@ -140,6 +140,6 @@ def test_generate_runner_writes_a_manifest_eval_reads(assets, tmp_path: Path) ->
     assert summary["num_prompts"] == 2 and summary["num_images"] == 4 and summary["tokens_per_second"] > 0
     assert Path(summary["manifest"]) == tmp_path / "run" / "samples" / "manifest.json"
     assert not Path("ignored").exists()
-    eval_protocols = pytest.importorskip("cm3leon.eval.protocols")
-    read = eval_protocols.read_samples_manifest(summary["manifest"])
+    t2i = pytest.importorskip("cm3leon.eval.protocols.text_to_image")
+    read = t2i.read_samples_manifest(summary["manifest"])
     assert [(p["id"], p["text"], len(p["images"])) for p in read] == [("a", "a red cube", 2), ("b", "a blue ball", 2)]

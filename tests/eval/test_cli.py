@@ -18,7 +18,7 @@ def _invoke(*args: str):
     return CliRunner().invoke(cli, list(args), catch_exceptions=False)
 
 
-def test_eval_captions_vqa_and_fid_commands(tmp_path: Path) -> None:
+def test_eval_protocol_commands_score_prediction_files(tmp_path: Path) -> None:
     (tmp_path / "res.json").write_text(
         json.dumps(
             [{"image_id": 1, "caption": "a red cube"}, {"image_id": 2, "caption": "blue ball"}]
@@ -27,27 +27,20 @@ def test_eval_captions_vqa_and_fid_commands(tmp_path: Path) -> None:
     (tmp_path / "refs.json").write_text(
         json.dumps({"1": ["a red cube", "red cube"], "2": ["a blue ball"]})
     )
-    out = _invoke(
-        "eval",
-        "captions",
-        str(tmp_path / "res.json"),
-        str(tmp_path / "refs.json"),
-        "--tokenizer",
-        "whitespace",
-        "--out",
-        str(tmp_path / "c.json"),
-    )
+    out = _invoke("eval", "captioning", "--predictions", str(tmp_path / "res.json"),
+                  f"data.annotations={tmp_path / 'refs.json'}", "tokenizer=whitespace",
+                  "--out", str(tmp_path / "c"))  # fmt: skip
     assert out.exit_code == 0, out.output
-    assert (
-        "cider_d = " in out.output
-        and json.loads((tmp_path / "c.json").read_text())["num_images"] == 2
-    )
+    result = json.loads((tmp_path / "c" / "results.json").read_text())
+    assert "cider_d = " in out.output and result["num_images"] == 2
+    assert result["config"]["predictions"] == str(tmp_path / "res.json")
 
     (tmp_path / "vres.json").write_text(json.dumps([{"question_id": 5, "answer": "yes"}]))
     (tmp_path / "vann.json").write_text(
         json.dumps({"annotations": [{"question_id": 5, "answers": ["yes"] * 10}]})
     )
-    out = _invoke("eval", "vqa", str(tmp_path / "vres.json"), str(tmp_path / "vann.json"))
+    out = _invoke("eval", "vqa", "--predictions", str(tmp_path / "vres.json"),
+                  f"data.annotations={tmp_path / 'vann.json'}", "--out", str(tmp_path / "v"))  # fmt: skip
     assert out.exit_code == 0 and "accuracy = 100.0000" in out.output
 
     rng = np.random.default_rng(0)
@@ -72,17 +65,24 @@ def test_eval_vqa_version_option(tmp_path: Path) -> None:
     (tmp_path / "ann.json").write_text(
         json.dumps({"annotations": [{"question_id": 5, "answers": ["2"] * 10}]})
     )
-    args = ["eval", "vqa", str(tmp_path / "res.json"), str(tmp_path / "ann.json")]
-    out = _invoke(*args, "--out", str(tmp_path / "v.json"))
+    args = ["eval", "vqa", "--predictions", str(tmp_path / "res.json"),
+            f"data.annotations={tmp_path / 'ann.json'}", "--out", str(tmp_path / "v")]  # fmt: skip
+    out = _invoke(*args)
     assert out.exit_code == 0 and "accuracy = 100.0000" in out.output
-    assert json.loads((tmp_path / "v.json").read_text())["version"] == "2016"
-    out = _invoke(*args, "--vqa-version", "current", "--out", str(tmp_path / "v.json"))
+    assert json.loads((tmp_path / "v" / "results.json").read_text())["version"] == "2016"
+    out = _invoke(*args, "vqa_version=current")
     assert out.exit_code == 0 and "accuracy = 0.0000" in out.output
-    assert json.loads((tmp_path / "v.json").read_text())["version"] == "current"
-    out = CliRunner().invoke(cli, [*args, "--vqa-version", "2017"])
-    assert out.exit_code == 2
-    assert "Invalid value for --vqa-version" in out.output
-    assert "valid versions: '2016', 'current'" in out.output
+    assert json.loads((tmp_path / "v" / "results.json").read_text())["version"] == "current"
+    out = CliRunner().invoke(cli, [*args, "vqa_version=2017"])
+    assert out.exit_code == 1 and "Traceback" not in out.output
+    assert "vqa_version" in out.output and "valid versions: '2016', 'current'" in out.output
+
+
+def test_eval_without_a_model_or_predictions_is_a_clear_error(tmp_path: Path) -> None:
+    out = CliRunner().invoke(cli, ["eval", "vqa", "data.annotations=a.json", "--out", str(tmp_path)])
+    assert out.exit_code == 1 and "Traceback" not in out.output
+    assert "model.export: required to generate from a checkpoint" in out.output
+    assert "predictions" in out.output
 
 
 def test_user_errors_are_one_line(tmp_path: Path) -> None:

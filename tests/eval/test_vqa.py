@@ -244,26 +244,24 @@ def test_metric_two_ranks_equal_one_rank() -> None:
         VQAAccuracy().update(["a", "b"], [["a"]])
 
 
-def test_vqa_runner_and_protocol_config_select_the_version(tmp_path) -> None:
+def test_vqa_protocol_config_selects_the_version(tmp_path) -> None:
     import json
 
     from cm3leon.core.config import ConfigError, load_config
-    from cm3leon.eval.generative import VQAEvalConfig
-    from cm3leon.eval.runners import VQARunConfig, run_vqa
+    from cm3leon.eval.protocols.vqa import VQAConfig, run_vqa
 
-    # the config schemas default to the module's default version
-    assert VQARunConfig().vqa_version == DEFAULT_VQA_VERSION
-    assert VQAEvalConfig().vqa_version == DEFAULT_VQA_VERSION
+    # the config schema defaults to the module's default version
+    assert VQAConfig().vqa_version == DEFAULT_VQA_VERSION
     res, ann = tmp_path / "res.json", tmp_path / "ann.json"
     res.write_text(json.dumps([{"question_id": 1, "answer": "Yes"}]))
     ann.write_text(json.dumps({"annotations": [{"question_id": 1, "answers": ["yes"] * 10}]}))
 
     def run(version: str) -> dict:
-        data = {"predictions": str(res), "annotations": str(ann), "vqa_version": version}
-        return run_vqa(load_config(VQARunConfig, data=data), tmp_path)
+        data = {"predictions": str(res), "data": {"annotations": str(ann)}, "vqa_version": version}
+        return run_vqa(load_config(VQAConfig, data=data), tmp_path)
 
     assert run("2016")["accuracy"] == pytest.approx(100.0)
     assert run("current")["accuracy"] == pytest.approx(0.0)
-    assert json.loads((tmp_path / "vqa.json").read_text())["version"] == "current"
+    assert json.loads((tmp_path / "results.json").read_text())["version"] == "current"
     with pytest.raises(ConfigError, match=r"vqa_version: .*valid versions: '2016', 'current'"):
         run("newest")

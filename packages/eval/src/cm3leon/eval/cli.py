@@ -1,4 +1,4 @@
-"""``cm3leon eval ...`` (score files, FID, grids) and ``cm3leon ablate`` commands."""
+"""``cm3leon eval ...`` (the protocols, FID, feature stats, grids) and ``cm3leon ablate``."""
 
 from __future__ import annotations
 
@@ -46,7 +46,7 @@ def _options(pairs: Sequence[str], weights: str | None = None) -> dict[str, Any]
 
 
 def _emit(result: dict[str, Any], out: str | None) -> None:
-    from cm3leon.eval.protocols import write_result
+    from cm3leon.core.io import atomic_write_json
 
     metrics = result.get("metrics", {})
     click.echo(
@@ -55,7 +55,7 @@ def _emit(result: dict[str, Any], out: str | None) -> None:
         )
     )
     if out:
-        write_result(out, result)
+        atomic_write_json(out, result)
         click.echo(f"wrote {out}")
     else:
         click.echo(
@@ -87,14 +87,14 @@ def _with_features(fn: Any) -> Any:
 
 @click.group("eval")
 def eval_group() -> None:
-    """Score generated outputs (FID, CIDEr-D, VQA accuracy, text-to-image, grids), or
-    evaluate a checkpoint end to end (``cm3leon eval protocol ...``)."""
+    """Evaluate a checkpoint end to end or score prediction files (one command per
+    protocol: text-to-image, captioning, vqa, editing); FID, feature stats, grids."""
 
 
 def _add_protocols() -> None:
-    from cm3leon.eval.generative.cli import protocol_group
+    from cm3leon.eval.protocols.cli import add_protocol_commands
 
-    eval_group.add_command(protocol_group)
+    add_protocol_commands(eval_group)
 
 
 @eval_group.command("fid")
@@ -116,7 +116,7 @@ def fid_command(
     out: str | None,
 ) -> None:
     """FID between REAL and FAKE (image folders, document shards or .npz stats files)."""
-    from cm3leon.eval.protocols import fid_between
+    from cm3leon.eval.protocols.fid import fid_between
 
     with _user_errors():
         res = fid_between(
@@ -145,7 +145,7 @@ def stats_command(
 ) -> None:
     """Feature statistics of a reference FOLDER (images or document shards), for reuse."""
     from cm3leon.eval.fid import build_feature_extractor
-    from cm3leon.eval.protocols import feature_stats
+    from cm3leon.eval.protocols.fid import feature_stats
 
     with _user_errors():
         stats = feature_stats(
@@ -155,97 +155,6 @@ def stats_command(
         )
         stats.save(out)
     click.echo(f"wrote {out} ({stats.num_samples} images, {stats.dim} features)")
-
-
-@eval_group.command("captions")
-@click.argument("predictions", type=click.Path(exists=True, dir_okay=False))
-@click.argument("references", type=click.Path(exists=True, dir_okay=False))
-@click.option(
-    "--tokenizer", type=click.Choice(["ptb", "whitespace"]), default="ptb", show_default=True
-)
-@click.option("--partial", is_flag=True, help="Score only the images that have a prediction.")
-@click.option("--out", default=None, help="Write the JSON result here.")
-def captions_command(
-    predictions: str, references: str, tokenizer: str, partial: bool, out: str | None
-) -> None:
-    """CIDEr-D of COCO-format PREDICTIONS against REFERENCES."""
-    from cm3leon.eval.protocols import score_caption_files
-
-    with _user_errors():
-        res = score_caption_files(predictions, references, tokenizer=tokenizer, partial=partial)
-    _emit(res, out)
-
-
-@eval_group.command("vqa")
-@click.argument("predictions", type=click.Path(exists=True, dir_okay=False))
-@click.argument("annotations", type=click.Path(exists=True, dir_okay=False))
-@click.option("--partial", is_flag=True, help="Score only the questions that have a prediction.")
-@click.option(
-    "--vqa-version",
-    default=None,
-    metavar="2016|current",
-    help="vqaEval.py version [default: 2016]: 2016 normalises every machine answer; current "
-    "normalises nothing when the ten human answers agree (see cm3leon.eval.vqa).",
-)
-@click.option("--out", default=None, help="Write the JSON result here.")
-def vqa_command(
-    predictions: str, annotations: str, partial: bool, vqa_version: str | None, out: str | None
-) -> None:
-    """Official VQA accuracy of PREDICTIONS against ANNOTATIONS."""
-    from cm3leon.eval.protocols import score_vqa_files
-    from cm3leon.eval.vqa import DEFAULT_VQA_VERSION, check_vqa_version
-
-    try:
-        version = check_vqa_version(vqa_version or DEFAULT_VQA_VERSION)
-    except ValueError as err:
-        raise click.BadParameter(str(err), param_hint="--vqa-version") from None
-    with _user_errors():
-        res = score_vqa_files(predictions, annotations, partial=partial, version=version)
-    _emit(res, out)
-
-
-@eval_group.command("t2i")
-@click.argument("manifest", type=click.Path(exists=True, dir_okay=False))
-@click.argument("reference", type=click.Path(exists=True))
-@click.option(
-    "--encoder",
-    default="clip-image",
-    show_default=True,
-    help="DocumentEncoder name or module:factory.",
-)
-@click.option(
-    "--num-candidates", type=int, default=None, help="Re-rank the first N samples per prompt."
-)
-@_with_features
-@click.option("--grid", default=None, help="Write a prompts x candidates sample grid (PNG).")
-@click.option("--out", default=None, help="Write the JSON result here.")
-def t2i_command(
-    manifest: str,
-    reference: str,
-    encoder: str,
-    num_candidates: int | None,
-    features: str,
-    weights: str | None,
-    options: tuple[str, ...],
-    batch_size: int,
-    grid: str | None,
-    out: str | None,
-) -> None:
-    """Text-to-image: CLIP re-ranking of MANIFEST's samples, FID vs REFERENCE, CLIP score."""
-    from cm3leon.eval.protocols import text_to_image_protocol
-
-    with _user_errors():
-        res = text_to_image_protocol(
-            manifest,
-            reference,
-            encoder=encoder,
-            num_candidates=num_candidates,
-            features=features,
-            features_options=_options(options, weights),
-            batch_size=batch_size,
-            grid_path=grid,
-        )
-    _emit(res, out)
 
 
 @eval_group.command("grid")

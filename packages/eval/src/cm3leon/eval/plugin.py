@@ -87,21 +87,9 @@ def cm3leon_register_runners() -> list[RunnerSpec]:
         ),
         RunnerSpec(
             "fid",
-            "cm3leon.eval.runners:run_fid",
-            "FID between image folders or .npz stats.",
-            schema="cm3leon.eval.runners:FidRunConfig",
-        ),
-        RunnerSpec(
-            "text_to_image",
-            "cm3leon.eval.runners:run_text_to_image",
-            "CLIP re-ranking of generated candidates, FID and CLIP score.",
-            schema="cm3leon.eval.runners:TextToImageRunConfig",
-        ),
-        RunnerSpec(
-            "captioning",
-            "cm3leon.eval.runners:run_captioning",
-            "CIDEr-D of a COCO captions results file.",
-            schema="cm3leon.eval.runners:CaptioningRunConfig",
+            "cm3leon.eval.protocols.fid:run_fid",
+            "FID between image folders, document shards or .npz stats.",
+            schema="cm3leon.eval.protocols.fid:FidRunConfig",
         ),
         RunnerSpec(
             "chain",
@@ -110,34 +98,30 @@ def cm3leon_register_runners() -> list[RunnerSpec]:
             schema="cm3leon.eval.runners:ChainConfig",
         ),
         RunnerSpec(
+            "text_to_image",
+            "cm3leon.eval.protocols.text_to_image:run_text_to_image",
+            "Text-to-image: checkpoint (or a samples manifest) -> CLIP re-rank -> FID, CLIP score, "
+            "world accuracy.",
+            schema="cm3leon.eval.protocols.text_to_image:TextToImageConfig",
+        ),
+        RunnerSpec(
+            "captioning",
+            "cm3leon.eval.protocols.captioning:run_captioning",
+            "Captioning: checkpoint (or a COCO results file) -> CIDEr-D vs the nearest-caption "
+            "baseline.",
+            schema="cm3leon.eval.protocols.captioning:CaptioningConfig",
+        ),
+        RunnerSpec(
             "vqa",
-            "cm3leon.eval.runners:run_vqa",
-            "Official VQA accuracy of a results file.",
-            schema="cm3leon.eval.runners:VQARunConfig",
+            "cm3leon.eval.protocols.vqa:run_vqa",
+            "VQA: checkpoint (or a VQA results file) -> VQA accuracy vs majority baselines.",
+            schema="cm3leon.eval.protocols.vqa:VQAConfig",
         ),
         RunnerSpec(
-            "eval_text_to_image",
-            "cm3leon.eval.generative.text_to_image:run_text_to_image_eval",
-            "Checkpoint -> N samples per caption -> CLIP re-rank -> FID, CLIP score, world accuracy.",
-            schema="cm3leon.eval.generative.text_to_image:TextToImageEvalConfig",
-        ),
-        RunnerSpec(
-            "eval_captioning",
-            "cm3leon.eval.generative.captioning:run_captioning_eval",
-            "Checkpoint -> captions (SFT task prompt) -> CIDEr-D vs the nearest-caption baseline.",
-            schema="cm3leon.eval.generative.captioning:CaptioningEvalConfig",
-        ),
-        RunnerSpec(
-            "eval_vqa",
-            "cm3leon.eval.generative.vqa:run_vqa_eval",
-            "Checkpoint -> short answers (SFT task prompt) -> VQA accuracy vs majority baselines.",
-            schema="cm3leon.eval.generative.vqa:VQAEvalConfig",
-        ),
-        RunnerSpec(
-            "eval_editing",
-            "cm3leon.eval.generative.editing:run_editing_eval",
-            "Checkpoint -> dual-guidance edits -> world edit accuracy vs identity/target baselines.",
-            schema="cm3leon.eval.generative.editing:EditingEvalConfig",
+            "editing",
+            "cm3leon.eval.protocols.editing:run_editing",
+            "Editing: checkpoint (or edited images) -> world edit accuracy vs identity/target.",
+            schema="cm3leon.eval.protocols.editing:EditingConfig",
         ),
     ]
 
@@ -148,7 +132,7 @@ def cm3leon_register_commands() -> list[CommandSpec]:
         CommandSpec(
             "eval",
             "cm3leon.eval.cli:eval_group",
-            "Score generated outputs: FID, CIDEr-D, VQA accuracy, text-to-image; grids.",
+            "Evaluation protocols (text-to-image, captioning, VQA, editing), FID, grids.",
         ),
         CommandSpec(
             "ablate",

@@ -1,31 +1,29 @@
-"""Built-in ablation runners (registered through ``cm3leon_register_runners``).
+"""Ablation runners that are not evaluation protocols (registered through
+``cm3leon_register_runners``).
 
 A runner is ``run(cfg, run_dir) -> dict`` plus the dataclass ``cfg`` is validated against
 (see :class:`cm3leon.core.registry.RunnerSpec`).  Each returns small summary results (the
-ablation table's columns) and writes its full protocol output into ``run_dir``.
+ablation table's columns) and writes its full output into ``run_dir``.  The protocols'
+runners (``text_to_image``, ``captioning``, ``vqa``, ``editing``, ``fid``) live in their
+modules under :mod:`cm3leon.eval.protocols`.
 
 =================  ========================================================================
 runner             one run
 =================  ========================================================================
 ``fid_gaussian``   FID of two sampled Gaussians vs the exact distance (estimator bias)
-``fid``            FID between image folders / ``.npz`` stats
-``text_to_image``  CLIP re-ranking of pre-generated candidates, FID + CLIP score
-``captioning``     CIDEr-D of a COCO results file
-``vqa``            official VQA accuracy of a results file
 ``chain``          several registered runners in sequence (e.g. generate, then score)
 =================  ========================================================================
 
-Generation-driven runners belong to the packages that generate (cm3leon-decoding registers
-``generate``); ``chain`` composes them with the scoring runners here, so one matrix cell can
-generate and score::
+``chain`` composes registered runners, e.g. a generator with a protocol scoring its
+output, so one matrix cell can generate and score::
 
     base:
       runner: chain
       config:
         steps:
           - {name: gen, runner: generate, config: {...}}
-          - {name: score, runner: text_to_image, config: {reference: ref.npz},
-             inputs: {manifest: gen.manifest}}     # config key <- earlier step's result
+          - {name: score, runner: text_to_image, config: {data: {reference: ref.npz}},
+             inputs: {predictions: gen.manifest}}   # config key <- earlier step's result
     matrix:
       k: {key: steps.0.config.retrieval.k, values: [0, 1, 2]}
 """
@@ -39,23 +37,7 @@ from typing import Any
 import numpy as np
 from omegaconf import MISSING
 
-from cm3leon.core.io import atomic_write_json
-
-__all__ = [
-    "CaptioningRunConfig",
-    "ChainConfig",
-    "ChainStep",
-    "FidGaussianConfig",
-    "FidRunConfig",
-    "TextToImageRunConfig",
-    "VQARunConfig",
-    "run_captioning",
-    "run_chain",
-    "run_fid",
-    "run_fid_gaussian",
-    "run_text_to_image",
-    "run_vqa",
-]
+__all__ = ["ChainConfig", "ChainStep", "FidGaussianConfig", "run_chain", "run_fid_gaussian"]
 
 
 @dataclass
@@ -89,113 +71,6 @@ def run_fid_gaussian(cfg: FidGaussianConfig, run_dir: Path) -> dict[str, Any]:
         method=cfg.method,  # type: ignore[arg-type]
     )
     return {"fid": sample, "fid_exact": exact, "bias": sample - exact}
-
-
-@dataclass
-class FidRunConfig:
-    real: str = MISSING
-    fake: str = MISSING
-    features: str = "inception"
-    features_options: dict[str, Any] = field(default_factory=dict)
-    batch_size: int = 32
-    method: str = "eigh"
-
-
-def run_fid(cfg: FidRunConfig, run_dir: Path) -> dict[str, Any]:
-    from cm3leon.eval.protocols import fid_between
-
-    res = fid_between(
-        cfg.real, cfg.fake, features=cfg.features, features_options=cfg.features_options,
-        batch_size=cfg.batch_size, method=cfg.method,
-    )  # fmt: skip
-    atomic_write_json(run_dir / "fid.json", res)
-    return {"fid": res["metrics"]["fid"], "num_real": res["num_real"], "num_fake": res["num_fake"]}
-
-
-@dataclass
-class TextToImageRunConfig:
-    manifest: str = MISSING
-    reference: str = MISSING
-    encoder: str = "clip-image"
-    encoder_options: dict[str, Any] = field(default_factory=dict)
-    num_candidates: int | None = None
-    features: str = "clip"
-    features_options: dict[str, Any] = field(default_factory=dict)
-    batch_size: int = 32
-    grid_prompts: int = 8
-
-
-def run_text_to_image(cfg: TextToImageRunConfig, run_dir: Path) -> dict[str, Any]:
-    from cm3leon.eval.protocols import text_to_image_protocol
-
-    res = text_to_image_protocol(
-        cfg.manifest, cfg.reference, encoder=cfg.encoder, encoder_options=cfg.encoder_options,
-        num_candidates=cfg.num_candidates, features=cfg.features,
-        features_options=cfg.features_options, batch_size=cfg.batch_size,
-        grid_path=run_dir / "samples.png", grid_prompts=cfg.grid_prompts,
-    )  # fmt: skip
-    atomic_write_json(run_dir / "text_to_image.json", res)
-    return {
-        **res["metrics"],
-        "num_prompts": res["num_prompts"],
-        "num_candidates": res["num_candidates"],
-    }
-
-
-@dataclass
-class CaptioningRunConfig:
-    predictions: str = MISSING
-    references: str = MISSING
-    tokenizer: str = "ptb"
-    partial: bool = False
-
-
-def run_captioning(cfg: CaptioningRunConfig, run_dir: Path) -> dict[str, Any]:
-    from cm3leon.eval.protocols import score_caption_files
-
-    res = score_caption_files(
-        cfg.predictions, cfg.references, tokenizer=cfg.tokenizer, partial=cfg.partial
-    )
-    atomic_write_json(run_dir / "captioning.json", res)
-    return {**res["metrics"], "num_images": res["num_images"]}
-
-
-@dataclass
-class VQARunConfig:
-    """Schema of the ``vqa`` runner.
-
-    Attributes:
-        predictions: VQA results file.
-        annotations: official-layout annotations file.
-        partial: score only the questions that have a prediction.
-        vqa_version: ``vqaEval.py`` version, ``"2016"`` or ``"current"``
-            (:mod:`cm3leon.eval.vqa`).
-    """
-
-    predictions: str = MISSING
-    annotations: str = MISSING
-    partial: bool = False
-    vqa_version: str = "2016"
-
-
-def run_vqa(cfg: VQARunConfig, run_dir: Path) -> dict[str, Any]:
-    from cm3leon.core.config import ConfigError
-    from cm3leon.eval.protocols import score_vqa_files
-    from cm3leon.eval.vqa import check_vqa_version
-
-    try:
-        check_vqa_version(cfg.vqa_version)
-    except ValueError as err:
-        raise ConfigError(f"vqa_version: {err}") from None
-    res = score_vqa_files(
-        cfg.predictions, cfg.annotations, partial=cfg.partial, version=cfg.vqa_version
-    )
-    atomic_write_json(run_dir / "vqa.json", res)
-    return {
-        **res["metrics"],
-        "per_answer_type": res["per_answer_type"],
-        "num_questions": res["num_questions"],
-    }
 
 
 @dataclass

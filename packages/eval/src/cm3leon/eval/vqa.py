@@ -39,8 +39,8 @@ it scores what a generative model answers rather than how it capitalises or punc
 under ``current``, ``"Yes"`` earns 0 on every unanimous question, a large share of yes/no
 questions.  It also keeps earlier results of this package comparable.  Use ``current`` to
 compare with validation numbers from OpenFlamingo or lmms-eval-style code.  Select it with
-``version=`` here, ``score_vqa_files(version=)``, ``cm3leon eval vqa --vqa-version``, or
-``vqa_version:`` in the ``vqa`` / ``eval_vqa`` runner configs.
+``version=`` here, ``score_vqa_files(version=)``, or ``vqa_version:`` in the ``vqa``
+runner's config (``cm3leon eval vqa ... vqa_version=current``).
 
 The two normalisation steps (:func:`normalize_answer` applies both):
 

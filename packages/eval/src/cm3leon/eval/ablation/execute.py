@@ -213,15 +213,7 @@ def run_ablation(
         ConfigError: the ablation file or a run config is invalid (before anything runs).
         AblationRunError: a run failed (without ``keep_going``); finished runs are kept.
     """
-    path = None if isinstance(source, AblationConfig) else Path(source)
-    cfg = source if isinstance(source, AblationConfig) else load_ablation(source, overrides)
-    where = str(path) if path is not None else cfg.name
-    runs = expand_runs(cfg, source=path)
-    unknown = sorted(set(only) - {r.name for r in runs})
-    if unknown:
-        raise ConfigError(
-            f"{where}: --only names unknown runs {unknown}; runs: {[r.name for r in runs][:20]}"
-        )
+    cfg, where, runs = _load(source, overrides, only)
     if registries is None:
         from cm3leon.core.plugin_manager import get_registries
 
@@ -229,29 +221,12 @@ def run_ablation(
     spec = registries.runners.get(cfg.base.runner, where=f"{where}: base.runner")
     schema = resolve_object(spec.schema) if spec.schema is not None else None
     typed = _typed_configs(runs, schema, where)
-
     out = Path(out_dir or cfg.output_dir or Path("runs") / "ablations" / cfg.name)
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / "ablation.yaml", config_to_yaml(cfg))
-    plan = [
-        {
-            "run": r.name,
-            "labels": r.labels,
-            "overrides": r.overrides,
-            "fingerprint": _fingerprint(spec.name, c),
-        }
-        for r, c in zip(runs, typed, strict=True)
-    ]
-    atomic_write_json(out / "plan.json", {"name": cfg.name, "runner": spec.name, "runs": plan})
+    _write_plan(out, cfg, spec.name, runs, typed)
     handlers = _attach_log(out / "ablate.log")
     try:
-        log.info(
-            "ablation %s: %d runs with runner %s%s",
-            cfg.name,
-            len(runs),
-            spec.name,
-            " (dry run)" if dry_run else "",
-        )
+        log.info("ablation %s: %d runs with runner %s%s", cfg.name, len(runs), spec.name,
+                 " (dry run)" if dry_run else "")  # fmt: skip
         token = _ACTIVE_REGISTRIES.set(registries)
         try:
             outcomes = _run_all(
@@ -261,13 +236,9 @@ def run_ablation(
             _ACTIVE_REGISTRIES.reset(token)
         report = write_report(cfg.name, parse_axes(cfg.matrix), _rows(outcomes), cfg.report, out)
         failed = [o for o in outcomes if o.status == "failed"]
-        log.info(
-            "done: %d ran, %d skipped, %d failed; report in %s",
-            sum(o.status == "done" for o in outcomes),
-            sum(o.status == "skipped" for o in outcomes),
-            len(failed),
-            out,
-        )
+        log.info("done: %d ran, %d skipped, %d failed; report in %s",
+                 sum(o.status == "done" for o in outcomes),
+                 sum(o.status == "skipped" for o in outcomes), len(failed), out)  # fmt: skip
     finally:
         for handler in handlers:
             log.removeHandler(handler)
@@ -278,6 +249,40 @@ def run_ablation(
             f"run {failed[0].run.name} failed: {failed[0].error} (see {out / 'runs' / failed[0].run.name / 'error.json'})"
         )
     return AblationOutcome(cfg, out, outcomes, report)
+
+
+def _load(
+    source: str | Path | AblationConfig, overrides: Sequence[str], only: Sequence[str]
+) -> tuple[AblationConfig, str, list[Run]]:
+    """The ablation, how errors name it, and its runs (``only`` checked against them)."""
+    path = None if isinstance(source, AblationConfig) else Path(source)
+    cfg = source if isinstance(source, AblationConfig) else load_ablation(source, overrides)
+    where = str(path) if path is not None else cfg.name
+    runs = expand_runs(cfg, source=path)
+    unknown = sorted(set(only) - {r.name for r in runs})
+    if unknown:
+        raise ConfigError(
+            f"{where}: --only names unknown runs {unknown}; runs: {[r.name for r in runs][:20]}"
+        )
+    return cfg, where, runs
+
+
+def _write_plan(
+    out: Path, cfg: AblationConfig, runner: str, runs: Sequence[Run], typed: Sequence[Any]
+) -> None:
+    """Write ``ablation.yaml`` (resolved) and ``plan.json`` (every run and its fingerprint)."""
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "ablation.yaml", config_to_yaml(cfg))
+    plan = [
+        {
+            "run": r.name,
+            "labels": r.labels,
+            "overrides": r.overrides,
+            "fingerprint": _fingerprint(runner, c),
+        }
+        for r, c in zip(runs, typed, strict=True)
+    ]
+    atomic_write_json(out / "plan.json", {"name": cfg.name, "runner": runner, "runs": plan})
 
 
 def _run_all(

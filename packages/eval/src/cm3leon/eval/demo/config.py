@@ -53,12 +53,12 @@ class WorldSection:
 
 @dataclass
 class EvalSection:
-    """One generation-driven evaluation (``cm3leon eval protocol NAME`` / ``cm3leon ablate``).
+    """One evaluation protocol run (``cm3leon eval NAME`` / ``cm3leon ablate``).
 
     Attributes:
         enabled: run it.
         model: which export is evaluated: ``pretrain`` (zero-shot, as Table 1) or ``sft``.
-        protocol: the protocol's config (``cm3leon.eval.generative`` schemas) minus the
+        protocol: the protocol's config (``cm3leon.eval.protocols`` schemas) minus the
             model and data paths the demo fills in.
         matrix / exclude / run_name / report: an ablation over the protocol config
             (``cm3leon ablate``, :class:`cm3leon.eval.ablation.spec.AblationConfig`);

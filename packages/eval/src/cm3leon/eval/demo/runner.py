@@ -51,7 +51,7 @@ __all__ = [
 log = logging.getLogger("cm3leon.eval.demo")
 
 #: Bump when the meaning of a stage changes without its configs or commands changing.
-PLAN_VERSION = 4  # 3: world splits drawn from scene content; 4: relevance rule, whole-segment masks, fitted rows
+PLAN_VERSION = 5  # 3: world splits drawn from scene content; 4: relevance rule, whole-segment masks, fitted rows; 5: one runner/command per protocol
 
 
 class DemoError(RuntimeError):

@@ -21,10 +21,10 @@ pretrain           ``cm3leon train``, ``cm3leon train export``, ``cm3leon train 
 mixture            ``cm3leon tasks mixture``
 sft                ``cm3leon train`` (``model.init_from`` = the pretrained export), export, plot
 vq_ceiling         ``cm3leon tokenizers reconstruct``, ``cm3leon world score`` (x2)
-text_to_image      ``cm3leon ablate`` over ``eval_text_to_image`` (k x decoding strategy)
-captioning         ``cm3leon eval protocol captioning``
-vqa                ``cm3leon eval protocol vqa``
-editing            ``cm3leon eval protocol editing``
+text_to_image      ``cm3leon ablate`` over the ``text_to_image`` runner (k x decoding strategy)
+captioning         ``cm3leon eval captioning``
+vqa                ``cm3leon eval vqa``
+editing            ``cm3leon eval editing``
 =================  ===========================================================================
 """
 
@@ -279,7 +279,7 @@ def _evaluation(cfg: DemoConfig, lay: Layout, name: str) -> Stage:
     if section.matrix:
         ablation = {
             "name": f"demo_{name}", "description": _PROTOCOL_TITLES[name],
-            "base": {"runner": f"eval_{name}", "config": protocol},
+            "base": {"runner": name, "config": protocol},
             "matrix": copy.deepcopy(section.matrix), "exclude": copy.deepcopy(section.exclude),
             "run_name": section.run_name, "output_dir": str(out), "report": copy.deepcopy(section.report),
         }  # fmt: skip
@@ -288,10 +288,10 @@ def _evaluation(cfg: DemoConfig, lay: Layout, name: str) -> Stage:
         configs = {path: ("ablation", ablation)}
     else:
         command = name.replace("_", "-")
-        step = Step("protocol", ("eval", "protocol", command, str(path), "--out", str(out)),
+        step = Step("protocol", ("eval", command, str(path), "--out", str(out)),
                     (out / "results.json",))  # fmt: skip
         artefacts = {"results": out / "results.json", "samples": out / "samples.png"}
-        configs = {path: (f"runner:eval_{name}", protocol)}
+        configs = {path: (f"runner:{name}", protocol)}
     return Stage(name, _PROTOCOL_TITLES[name], (step,), configs=configs, artefacts=artefacts,
                  owns=(out,), depends=depends)  # fmt: skip
 

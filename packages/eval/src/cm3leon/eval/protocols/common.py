@@ -1,4 +1,4 @@
-"""Pieces shared by the generation-driven protocols: registries, FID features, outputs."""
+"""Pieces shared by the protocol modules: registries, FID features, inputs and outputs."""
 
 from __future__ import annotations
 
@@ -9,22 +9,27 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from cm3leon.core.io import atomic_write_json
-from cm3leon.eval.generative.config import FidChoice
-from cm3leon.eval.generative.generation import Generation
+from cm3leon.core.config import ConfigError
+from cm3leon.core.io import atomic_write_json, sha256_file
+from cm3leon.eval.formats import FormatError
+from cm3leon.eval.protocols.config import FidChoice, ModelSource
+from cm3leon.eval.protocols.generation import Generation
 
 __all__ = [
     "RESULT_FILE",
+    "file_info",
     "finish",
     "fid_features",
     "generation_info",
     "load_rgb",
+    "match_ids",
     "registries_or_active",
+    "require_model",
     "save_captioned_grid",
     "summary",
 ]
 
-log = logging.getLogger("cm3leon.eval.generative")
+log = logging.getLogger("cm3leon.eval.protocols")
 
 #: Every protocol writes its full result here (atomically) inside its run directory.
 RESULT_FILE = "results.json"
@@ -37,6 +42,54 @@ def registries_or_active(registries: Any) -> Any:
     from cm3leon.eval.ablation.execute import active_registries
 
     return active_registries()
+
+
+def require_model(model: ModelSource, *, image_prompts: str | None = None) -> None:
+    """Check the model section before generating (scoring ``predictions`` needs none).
+
+    Args:
+        model: the protocol's ``model`` section.
+        image_prompts: why the VQ image tokenizer is needed, if it is (the message's end).
+
+    Raises:
+        ConfigError: naming the missing key.
+    """
+    for key in ("export", "text_tokenizer"):
+        if getattr(model, key) is None:
+            raise ConfigError(
+                f"model.{key}: required to generate from a checkpoint "
+                "(or give predictions=PATH to score existing predictions)"
+            )
+    if image_prompts is not None and model.image_tokenizer is None:
+        raise ConfigError(f"model.image_tokenizer: {image_prompts}")
+
+
+def file_info(path: str | Path) -> dict[str, Any]:
+    """``{"path", "sha256"}`` of an input file (``{"path"}`` for a folder)."""
+    path = Path(path)
+    return (
+        {"path": str(path), "sha256": sha256_file(path)} if path.is_file() else {"path": str(path)}
+    )
+
+
+def match_ids(
+    preds: Mapping[str, Any], truth: Mapping[str, Any], what: str, partial: bool
+) -> list[str]:
+    """The ids of ``truth`` that have a prediction, in ``truth``'s order.
+
+    Raises:
+        FormatError: a prediction without truth, or (unless ``partial``) truth without one.
+    """
+    unknown = sorted(set(preds) - set(truth))
+    if unknown:
+        raise FormatError(f"{len(unknown)} predicted {what} ids have no reference: {unknown[:10]}")
+    missing = sorted(set(truth) - set(preds))
+    if missing and not partial:
+        raise FormatError(
+            f"{len(missing)} {what} ids have no prediction: {missing[:10]} (use partial=True to "
+            "score the predicted subset)"
+        )
+    return [k for k in truth if k in preds]
 
 
 def fid_features(fid: FidChoice) -> tuple[str, dict[str, Any]]:

@@ -24,7 +24,7 @@ def test_two_axis_text_to_image_ablation(tiny, world: Path, tmp_path: Path) -> N
         "name": "tiny_t2i",
         "vars": {"world": str(world)},
         "base": {
-            "runner": "eval_text_to_image",
+            "runner": "text_to_image",
             "config": {
                 "model": tiny["model"],
                 "data": {

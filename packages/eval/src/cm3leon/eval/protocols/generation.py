@@ -1,8 +1,9 @@
 """Generation through a registered generator runner, skipped when already done.
 
-The protocols never import cm3leon-decoding: they write a JSONL prompt file, build the
-config of the generator runner registered under ``runner`` (default ``generate``) and call
-it through the runner registry.  The contract of a generator runner is the one of
+The protocols write a JSONL prompt file, build the typed config of the generator runner
+(:func:`cm3leon.eval.protocols.config.generate_config`) and call the runner registered
+under ``runner`` (default: cm3leon-decoding's ``generate``) through the runner registry, so
+a plugin can swap the generator.  The contract of a generator runner is the one of
 cm3leon-decoding's ``generate``: ``run(cfg, run_dir)`` reads the prompt file named by
 ``cfg.prompts`` and writes ``<run_dir>/samples/`` atomically (``COMPLETE`` marker), holding
 
@@ -149,9 +150,18 @@ def _read_rows(samples: Path, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
     return rows
 
 
+def _as_mapping(config: Any) -> dict[str, Any]:
+    """A typed generator config (dataclass) or a mapping, as a plain dict."""
+    if dataclasses.is_dataclass(config):
+        from omegaconf import OmegaConf
+
+        return OmegaConf.to_container(OmegaConf.structured(config), resolve=True)  # type: ignore[return-value]
+    return dict(config)
+
+
 def run_generator(
     entries: Sequence[Mapping[str, Any]],
-    config: Mapping[str, Any],
+    config: Any,
     directory: str | Path,
     *,
     runner: str = DEFAULT_GENERATOR,
@@ -163,7 +173,8 @@ def run_generator(
 
     Args:
         entries: JSON objects of the generator's prompt file, each with a unique ``id``.
-        config: the generator runner's config without ``prompts``/``output`` (filled in).
+        config: the generator runner's config (a typed ``GenerateConfig`` or a mapping);
+            its ``prompts`` and ``output`` are filled in.
         directory: the generation directory (see the module docstring).
         runner: registered generator runner name.
         registries: where ``runner`` is looked up (default: the process-wide ones).
@@ -174,7 +185,7 @@ def run_generator(
         ConfigError: an unknown runner or an invalid generator config (before generating).
         FormatError: duplicate prompt ids, or a generator output without a result per prompt.
     """
-    directory = Path(directory)
+    directory, config = Path(directory), _as_mapping(config)
     ids = [str(e["id"]) for e in entries]
     if not ids:
         raise FormatError("no prompts to generate for")
@@ -188,14 +199,14 @@ def run_generator(
         registries = active_registries()
     spec = registries.runners.get(runner, where="generator")
     prompts = directory / "prompts.jsonl"
-    data = {**dict(config), "prompts": str(prompts), "output": str(directory / "samples")}
+    data = {**config, "prompts": str(prompts), "output": str(directory / "samples")}
     try:
         typed = load_config(resolve_object(spec.schema), data=data) if spec.schema else data
     except ConfigError as err:
         raise ConfigError(str(err).replace("<config>", f"generator {runner!r} config", 1)) from None
     text = "".join(json.dumps(dict(e), sort_keys=True) + "\n" for e in entries)
     named = [
-        *_candidate_paths(dict(config)),
+        *_candidate_paths(config),
         *_candidate_paths([dict(e) for e in entries]),
         *map(Path, inputs),
     ]

@@ -1,4 +1,5 @@
-"""Visual question answering from a checkpoint (paper §4.2, Table 2: VQA2 accuracy).
+"""Visual question answering (paper §4.2, Table 2: VQA2 accuracy): the ``vqa`` runner and
+``cm3leon eval vqa``.
 
 checkpoint + VQA v2 questions/annotations -> generated answer spans -> short answers
 (:func:`cm3leon.eval.answers.extract_short_answer`, the Table 5 answer layouts) -> VQA
@@ -10,6 +11,10 @@ The prompt is the fine-tuning layout of the registered SFT task ``task`` (defaul
 ``vqa2``) with exactly the answer field masked, e.g. ``Question: What colour is the
 circle? The answer is<mask:0>. <break> [image] <break> <infill:0>`` -- what SFT trains
 with ``CM3Config.target_prob`` -- so the generated infill is the bare answer (``" red"``).
+
+With ``predictions`` (a VQA results file) nothing is generated: the file is scored
+(:func:`score_vqa_files`, against ``data.annotations``; ``data.questions`` is not needed)
+and written to ``results.json``.
 
 Outputs in ``run_dir``: ``generation/``, ``answers.json`` (VQA results),
 ``baseline_answers.json``, ``samples.png``, ``results.json``.
@@ -25,25 +30,24 @@ from omegaconf import MISSING
 
 from cm3leon.core.config import ConfigError
 from cm3leon.core.io import atomic_write_json
+from cm3leon.decoding.presets import DecodingPreset
 from cm3leon.eval.answers import extract_short_answer
 from cm3leon.eval.datasets import read_vqa_questions, sibling_split_file
-from cm3leon.eval.generative.common import (
+from cm3leon.eval.formats import read_vqa_annotations, read_vqa_results
+from cm3leon.eval.protocols.common import (
+    file_info,
     finish,
     generation_info,
     load_rgb,
     registries_or_active,
+    require_model,
     save_captioned_grid,
     summary,
 )
-from cm3leon.eval.generative.config import (
-    DecodingChoice,
-    ModelSource,
-    RetrievalChoice,
-    generate_config,
-)
-from cm3leon.eval.generative.generation import DEFAULT_GENERATOR, run_generator
+from cm3leon.eval.protocols.config import ModelSource, RetrievalChoice, generate_config
+from cm3leon.eval.protocols.generation import DEFAULT_GENERATOR, run_generator
 
-__all__ = ["VQAData", "VQAEvalConfig", "run_vqa_eval"]
+__all__ = ["VQAConfig", "VQAData", "run_vqa", "score_vqa_files"]
 
 
 @dataclass
@@ -51,7 +55,8 @@ class VQAData:
     """Questions, annotations and images.
 
     Attributes:
-        questions: VQA questions file (``v2_OpenEnded_mscoco_val2014_questions.json``).
+        questions: VQA questions file (``v2_OpenEnded_mscoco_val2014_questions.json``);
+            required to generate.
         annotations: its annotations (``v2_mscoco_val2014_annotations.json``).
         images: image folder (default: ``<data_subtype>/`` next to the questions file).
         image_pattern: image file name, formatted with ``subtype`` and ``image_id``.
@@ -61,7 +66,7 @@ class VQAData:
         limit: first ``limit`` questions (by id).
     """
 
-    questions: str = MISSING
+    questions: str | None = None
     annotations: str = MISSING
     images: str | None = None
     image_pattern: str = "COCO_{subtype}_{image_id:012d}.jpg"
@@ -70,18 +75,20 @@ class VQAData:
 
 
 @dataclass
-class VQAEvalConfig:
-    """Schema of the ``eval_vqa`` runner and ``cm3leon eval protocol vqa``.
+class VQAConfig:
+    """Schema of the ``vqa`` runner and ``cm3leon eval vqa``.
 
     ``vqa_version`` picks the ``vqaEval.py`` normalisation the answers and the majority
     baselines are scored with: ``"2016"`` (default) or ``"current"``
-    (:mod:`cm3leon.eval.vqa` says how they differ).
+    (:mod:`cm3leon.eval.vqa` says how they differ).  ``predictions``: a VQA results file
+    to score instead of generating; ``partial``: then score only the questions it answers
+    (a generated run always scores the questions it generated for).
     """
 
     model: ModelSource = field(default_factory=ModelSource)
     data: VQAData = field(default_factory=VQAData)
-    decoding: DecodingChoice = field(
-        default_factory=lambda: DecodingChoice(strategy="greedy", max_new_tokens=8)
+    decoding: DecodingPreset = field(
+        default_factory=lambda: DecodingPreset(strategy="greedy", max_new_tokens=8)
     )
     retrieval: RetrievalChoice = field(default_factory=RetrievalChoice)
     task: str = "vqa2"
@@ -91,12 +98,51 @@ class VQAEvalConfig:
     grid_images: int = 16
     generator: str = DEFAULT_GENERATOR
     vqa_version: str = "2016"
+    predictions: str | None = None
+    partial: bool = False
+
+    def __post_init__(self) -> None:
+        from cm3leon.eval.vqa import check_vqa_version
+
+        try:
+            check_vqa_version(self.vqa_version)  # before generating anything
+        except ValueError as err:
+            raise ConfigError(f"vqa_version: {err}") from None
 
 
-def _baselines(cfg: VQAEvalConfig, questions: list[Any], run_dir: Path) -> dict[str, Any]:
+def score_vqa_files(
+    predictions: str | Path,
+    annotations: str | Path,
+    *,
+    partial: bool = False,
+    version: str = "2016",
+) -> dict[str, Any]:
+    """Official VQA accuracy of a results file against an annotations file.
+
+    ``partial`` scores only the questions that have a prediction.
+
+    ``version`` picks the ``vqaEval.py`` normalisation, ``"2016"`` or ``"current"``
+    (:mod:`cm3leon.eval.vqa`); the result records it under ``version``.
+    """
+    from cm3leon.eval.vqa import vqa_evaluate
+
+    res = vqa_evaluate(
+        read_vqa_results(predictions),
+        read_vqa_annotations(annotations),
+        partial=partial,
+        version=version,
+    )
+    out = res.to_dict(per_question=True)
+    return {
+        "protocol": "vqa",
+        "metrics": {"accuracy": out.pop("accuracy")},
+        **out,
+        "inputs": {"predictions": file_info(predictions), "annotations": file_info(annotations)},
+    }
+
+
+def _baselines(cfg: VQAConfig, questions: list[Any], run_dir: Path) -> dict[str, Any]:
     from cm3leon.eval.baselines import majority_answer, majority_answers_by_type
-    from cm3leon.eval.formats import read_vqa_annotations
-    from cm3leon.eval.protocols import score_vqa_files
 
     source = (
         cfg.data.train_annotations
@@ -133,25 +179,31 @@ def _baselines(cfg: VQAEvalConfig, questions: list[Any], run_dir: Path) -> dict[
     return out
 
 
-def run_vqa_eval(
-    cfg: VQAEvalConfig, run_dir: str | Path, *, registries: Any = None, force: bool = False
+def _score_predictions(cfg: VQAConfig, run_dir: Path) -> dict[str, Any]:
+    """Score ``cfg.predictions`` (no generation, no baselines); write ``results.json``."""
+    scored = score_vqa_files(
+        cfg.predictions, cfg.data.annotations, partial=cfg.partial, version=cfg.vqa_version  # type: ignore[arg-type]
+    )
+    return summary(finish(run_dir, scored, cfg), "per_answer_type", "num_questions")
+
+
+def run_vqa(
+    cfg: VQAConfig, run_dir: str | Path, *, registries: Any = None, force: bool = False
 ) -> dict[str, Any]:
-    """Generate answers, score VQA accuracy and the baselines; write ``run_dir/results.json``.
+    """Generate answers (or take ``cfg.predictions``), score VQA accuracy and the baselines;
+    write ``run_dir/results.json``.
 
     The summary holds ``accuracy``, ``per_answer_type`` and ``baselines.majority.accuracy``,
-    ``baselines.majority_per_question_type.accuracy``, ``num_questions``.
+    ``baselines.majority_per_question_type.accuracy``, ``num_questions`` (scoring
+    ``predictions``: ``accuracy``, ``per_answer_type``, ``num_questions``).
     """
-    from cm3leon.eval.protocols import score_vqa_files
-    from cm3leon.eval.vqa import check_vqa_version
-
     run_dir = Path(run_dir)
+    if cfg.predictions is not None:
+        return _score_predictions(cfg, run_dir)
     registries = registries_or_active(registries)
-    if cfg.model.image_tokenizer is None:
-        raise ConfigError("model.image_tokenizer: VQA prompts hold images (VQ tokenizer needed)")
-    try:
-        check_vqa_version(cfg.vqa_version)  # before generating anything
-    except ValueError as err:
-        raise ConfigError(f"vqa_version: {err}") from None
+    require_model(cfg.model, image_prompts="VQA prompts hold images (VQ tokenizer needed)")
+    if cfg.data.questions is None:
+        raise ConfigError("data.questions: required to generate answers")
     questions = read_vqa_questions(
         cfg.data.questions, cfg.data.images, pattern=cfg.data.image_pattern, limit=cfg.data.limit
     )

@@ -17,15 +17,15 @@ from PIL import Image
 
 from cm3leon.core.cli import cli
 from cm3leon.core.config import load_config
-from cm3leon.eval.generative import (
-    CaptioningEvalConfig,
-    EditingEvalConfig,
-    TextToImageEvalConfig,
-    VQAEvalConfig,
-    run_captioning_eval,
-    run_editing_eval,
-    run_text_to_image_eval,
-    run_vqa_eval,
+from cm3leon.eval.protocols import (
+    CaptioningConfig,
+    EditingConfig,
+    TextToImageConfig,
+    VQAConfig,
+    run_captioning,
+    run_editing,
+    run_text_to_image,
+    run_vqa,
 )
 
 pytestmark = [
@@ -34,8 +34,8 @@ pytestmark = [
 ]
 
 
-def _t2i(tiny, world: Path, **extra) -> TextToImageEvalConfig:
-    return load_config(TextToImageEvalConfig, data={
+def _t2i(tiny, world: Path, **extra) -> TextToImageConfig:
+    return load_config(TextToImageConfig, data={
         "model": tiny["model"], "num_samples": 2, "batch_size": 2, "seed": 5,
         "data": {"captions": str(world / "coco" / "annotations" / "captions_val2017.json"),
                  "ground_truth": str(world / "ground_truth" / "scenes.jsonl"), "limit": 3},
@@ -48,7 +48,7 @@ def _t2i(tiny, world: Path, **extra) -> TextToImageEvalConfig:
 
 def test_text_to_image(tiny, world: Path, tmp_path: Path) -> None:
     cfg = _t2i(tiny, world)
-    out = run_text_to_image_eval(cfg, tmp_path / "a")
+    out = run_text_to_image(cfg, tmp_path / "a")
     result = json.loads((tmp_path / "a" / "results.json").read_text())
     assert result["protocol"] == "text_to_image" and result["retrieval_k"] == 1
     assert set(result["metrics"]) >= {"fid", "clip_score", "colour_acc", "shape_acc", "colour_shape_acc",
@@ -72,10 +72,10 @@ def test_text_to_image(tiny, world: Path, tmp_path: Path) -> None:
     assert chosen.size == (32, 32)
     assert Image.open(tmp_path / "a" / "samples.png").size[0] == 2 * (96 + 4) + 4
     assert not result["generation"]["reused"]
-    again = run_text_to_image_eval(cfg, tmp_path / "a")
+    again = run_text_to_image(cfg, tmp_path / "a")
     assert json.loads((tmp_path / "a" / "results.json").read_text())["generation"]["reused"]
     assert again["fid"] == pytest.approx(out["fid"])
-    run_text_to_image_eval(cfg, tmp_path / "b")  # same seed, another directory: same images
+    run_text_to_image(cfg, tmp_path / "b")  # same seed, another directory: same images
     for r in rows:
         for c in r["candidates"]:
             assert (tmp_path / "a" / "generation" / "samples" / c["image"]).read_bytes() == (
@@ -84,23 +84,23 @@ def test_text_to_image(tiny, world: Path, tmp_path: Path) -> None:
 
 def test_captioning_vqa_editing(tiny, world: Path, tmp_path: Path) -> None:
     model = tiny["model"]
-    cap = load_config(CaptioningEvalConfig, data={
+    cap = load_config(CaptioningConfig, data={
         "model": model, "tokenizer": "whitespace", "decoding": {"max_new_tokens": 6},
         "data": {"annotations": str(world / "coco" / "annotations" / "captions_val2017.json"), "limit": 3},
     })  # fmt: skip
-    out = run_captioning_eval(cap, tmp_path / "cap")
+    out = run_captioning(cap, tmp_path / "cap")
     preds = json.loads((tmp_path / "cap" / "captions.json").read_text())
     assert len(preds) == 3 and all(isinstance(p["caption"], str) for p in preds)
     assert out["cider_d"] >= 0.0 and out["baselines"]["nearest_caption"]["cider_d"] > 0.0
-    run_captioning_eval(cap, tmp_path / "cap2")
+    run_captioning(cap, tmp_path / "cap2")
     assert (
         json.loads((tmp_path / "cap2" / "captions.json").read_text()) == preds
     )  # greedy: deterministic
 
-    vqa = load_config(VQAEvalConfig, data={"model": model, "data": {
+    vqa = load_config(VQAConfig, data={"model": model, "data": {
         "questions": str(world / "vqa2" / "v2_OpenEnded_mscoco_val2014_questions.json"),
         "annotations": str(world / "vqa2" / "v2_mscoco_val2014_annotations.json"), "limit": 4}})  # fmt: skip
-    out = run_vqa_eval(vqa, tmp_path / "vqa")
+    out = run_vqa(vqa, tmp_path / "vqa")
     assert 0.0 <= out["accuracy"] <= 100.0 and out["num_questions"] == 4
     assert set(out["baselines"]) >= {"majority", "majority_per_question_type"}
     rows = [
@@ -111,10 +111,10 @@ def test_captioning_vqa_editing(tiny, world: Path, tmp_path: Path) -> None:
     ]
     assert all(len(r["candidates"][0]["tokens"]) <= 8 for r in rows)  # decoding.max_new_tokens
 
-    edit = load_config(EditingEvalConfig, data={"model": model, "data": {
+    edit = load_config(EditingConfig, data={"model": model, "data": {
         "root": str(world / "instruct_pix2pix"), "ground_truth": str(world / "ground_truth" / "edits.jsonl"),
         "limit": 2}})  # fmt: skip
-    out = run_editing_eval(edit, tmp_path / "edit")
+    out = run_editing(edit, tmp_path / "edit")
     assert set(out) >= {
         "edit_acc",
         "preserve_acc",
@@ -132,7 +132,7 @@ def test_captioning_vqa_editing(tiny, world: Path, tmp_path: Path) -> None:
 
 def test_protocol_command(tiny, world: Path, tmp_path: Path) -> None:
     m = tiny["model"]
-    args = ["eval", "protocol", "vqa", f"model.export={m['export']}", "model.text_tokenizer=bytes",
+    args = ["eval", "vqa", f"model.export={m['export']}", "model.text_tokenizer=bytes",
             f"model.image_tokenizer={m['image_tokenizer']}",
             f"data.questions={world / 'vqa2' / 'v2_OpenEnded_mscoco_val2014_questions.json'}",
             f"data.annotations={world / 'vqa2' / 'v2_mscoco_val2014_annotations.json'}", "data.limit=2",
@@ -140,17 +140,26 @@ def test_protocol_command(tiny, world: Path, tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, args, catch_exceptions=False)
     assert result.exit_code == 0, result.output
     assert "accuracy = " in result.output and "majority" in result.output
-    assert json.loads((tmp_path / "run" / "results.json").read_text())["protocol"] == "vqa"
-    bad = CliRunner().invoke(cli, [*args[:4], "model.text_tokenizer=nope", *args[5:]])
+    generated = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert generated["protocol"] == "vqa"
+    # the same command scores the answers it wrote, without a model
+    scored = CliRunner().invoke(cli, [
+        "eval", "vqa", "--predictions", str(tmp_path / "run" / "answers.json"), "partial=true",
+        f"data.annotations={world / 'vqa2' / 'v2_mscoco_val2014_annotations.json'}",
+        "--out", str(tmp_path / "score")], catch_exceptions=False)  # fmt: skip
+    assert scored.exit_code == 0, scored.output
+    rescored = json.loads((tmp_path / "score" / "results.json").read_text())
+    assert rescored["metrics"] == generated["metrics"] and rescored["num_questions"] == 2
+    bad = CliRunner().invoke(cli, [*args[:3], "model.text_tokenizer=nope", *args[4:]])
     assert (
         bad.exit_code != 0
         and "text tokenizer 'nope'" in bad.output
         and "Traceback" not in bad.output
     )
-    bad = CliRunner().invoke(cli, [*args[:5], *args[6:]])
+    bad = CliRunner().invoke(cli, [*args[:4], *args[5:]])
     assert bad.exit_code != 0 and "model.image_tokenizer: VQA prompts hold images" in bad.output
-    missing = CliRunner().invoke(cli, ["eval", "protocol", "captioning", "model.export=x"])
+    missing = CliRunner().invoke(cli, ["eval", "captioning", "model.export=x"])
     assert (
         missing.exit_code != 0
-        and "eval protocol captioning: missing required value(s)" in missing.output
+        and "eval captioning: missing required value(s)" in missing.output
     )

@@ -1,4 +1,5 @@
-"""Image captioning from a checkpoint (paper §4.2, Table 2: MS-COCO CIDEr).
+"""Image captioning (paper §4.2, Table 2: MS-COCO CIDEr): the ``captioning`` runner and
+``cm3leon eval captioning``.
 
 checkpoint + COCO-captions dataset -> one caption per image -> COCO results JSON ->
 CIDEr-D against every reference; next to it the retrieval-free nearest-caption baseline
@@ -12,6 +13,10 @@ model infills the caption after seeing the image, exactly as the CM3 objective's
 task-aware option (``CM3Config.target_prob``) trained it on the task's documents, whose
 target is the caption (the generator turns ``{"task", "record", "output"}`` prompt lines
 into such prompts).
+
+With ``predictions`` (a COCO results file) nothing is generated: the file is scored
+(:func:`score_caption_files`, CIDEr-D against ``data.annotations``) and written to
+``results.json``.
 
 Outputs in ``run_dir``: ``generation/``, ``captions.json`` and
 ``baseline_captions.json`` (COCO results), ``samples.png``, ``results.json``.
@@ -27,30 +32,35 @@ from omegaconf import MISSING
 
 from cm3leon.core.config import ConfigError
 from cm3leon.core.io import atomic_write_json
+from cm3leon.decoding.presets import DecodingPreset
 from cm3leon.eval.datasets import read_caption_dataset, sibling_split_file
-from cm3leon.eval.generative.common import (
+from cm3leon.eval.formats import read_caption_references, read_caption_results
+from cm3leon.eval.protocols.common import (
+    file_info,
     finish,
     generation_info,
     load_rgb,
+    match_ids,
     registries_or_active,
+    require_model,
     save_captioned_grid,
     summary,
 )
-from cm3leon.eval.generative.config import (
+from cm3leon.eval.protocols.config import (
     ClipChoice,
-    DecodingChoice,
     ModelSource,
     RetrievalChoice,
     generate_config,
 )
-from cm3leon.eval.generative.generation import DEFAULT_GENERATOR, run_generator
+from cm3leon.eval.protocols.generation import DEFAULT_GENERATOR, run_generator
 
 __all__ = [
     "BaselineChoice",
+    "CaptioningConfig",
     "CaptioningData",
-    "CaptioningEvalConfig",
     "clean_caption",
-    "run_captioning_eval",
+    "run_captioning",
+    "score_caption_files",
 ]
 
 
@@ -83,17 +93,19 @@ class BaselineChoice:
 
 
 @dataclass
-class CaptioningEvalConfig:
-    """Schema of the ``eval_captioning`` runner and ``cm3leon eval protocol captioning``.
+class CaptioningConfig:
+    """Schema of the ``captioning`` runner and ``cm3leon eval captioning``.
 
     ``tokenizer`` is the CIDEr tokenisation (``ptb``: coco-caption's Stanford tokenizer,
     needs Java; ``whitespace``).  ``num_samples > 1`` with ``rerank: true`` keeps the
-    caption CLIP prefers (the ``clip`` encoder).
+    caption CLIP prefers (the ``clip`` encoder).  ``predictions``: a COCO results file to
+    score instead of generating; ``partial``: then score only the images it captions (a
+    generated run always scores the images it generated for).
     """
 
     model: ModelSource = field(default_factory=ModelSource)
     data: CaptioningData = field(default_factory=CaptioningData)
-    decoding: DecodingChoice = field(default_factory=lambda: DecodingChoice(strategy="greedy"))
+    decoding: DecodingPreset = field(default_factory=lambda: DecodingPreset(strategy="greedy"))
     retrieval: RetrievalChoice = field(default_factory=RetrievalChoice)
     clip: ClipChoice = field(default_factory=ClipChoice)
     baseline: BaselineChoice = field(default_factory=BaselineChoice)
@@ -106,12 +118,45 @@ class CaptioningEvalConfig:
     batch_size: int = 8
     grid_images: int = 16
     generator: str = DEFAULT_GENERATOR
+    predictions: str | None = None
+    partial: bool = False
 
     def __post_init__(self) -> None:
         if self.tokenizer not in ("ptb", "whitespace"):
             raise ConfigError(f"tokenizer must be 'ptb' or 'whitespace', got {self.tokenizer!r}")
         if self.num_samples < 1:
             raise ConfigError(f"num_samples must be >= 1, got {self.num_samples}")
+
+
+def score_caption_files(
+    predictions: str | Path,
+    references: str | Path,
+    *,
+    tokenizer: str = "ptb",
+    partial: bool = False,
+) -> dict[str, Any]:
+    """CIDEr-D of a COCO-format results file against a references file.
+
+    ``references``: COCO captions annotations, ``{id: [refs]}`` or ``[{image_id,
+    captions}]``.  ``partial`` scores only the images that have a prediction.
+
+    Raises:
+        FormatError: malformed files, predictions without references, or (unless
+            ``partial``) references without a prediction.
+    """
+    from cm3leon.eval.cider import score_captions
+
+    preds, refs = read_caption_results(predictions), read_caption_references(references)
+    ids = match_ids(preds, refs, "image", partial)
+    result = score_captions([preds[i] for i in ids], [refs[i] for i in ids], tokenizer=tokenizer)
+    return {
+        "protocol": "captioning",
+        "metrics": {"cider_d": result.score},
+        "num_images": len(ids),
+        "tokenizer": tokenizer,
+        "per_image": {i: float(s) for i, s in zip(ids, result.per_item, strict=True)},
+        "inputs": {"predictions": file_info(predictions), "references": file_info(references)},
+    }
 
 
 def clean_caption(text: str | None) -> str:
@@ -124,10 +169,9 @@ def _coco_results(captions: dict[str, str]) -> list[dict[str, Any]]:
     return [{"image_id": int(i) if i.isdigit() else i, "caption": c} for i, c in captions.items()]
 
 
-def _baseline(cfg: CaptioningEvalConfig, items: list[Any], run_dir: Path) -> dict[str, Any]:
+def _baseline(cfg: CaptioningConfig, items: list[Any], run_dir: Path) -> dict[str, Any]:
     """Score the nearest-caption baseline (or say why it was skipped)."""
     from cm3leon.eval.baselines import nearest_captions
-    from cm3leon.eval.protocols import score_caption_files
 
     if not cfg.baseline.enabled:
         return {"skipped": "baseline.enabled is false"}
@@ -158,21 +202,30 @@ def _baseline(cfg: CaptioningEvalConfig, items: list[Any], run_dir: Path) -> dic
     }
 
 
-def run_captioning_eval(
-    cfg: CaptioningEvalConfig, run_dir: str | Path, *, registries: Any = None, force: bool = False
+def _score_predictions(cfg: CaptioningConfig, run_dir: Path) -> dict[str, Any]:
+    """Score ``cfg.predictions`` (no generation, no baseline); write ``results.json``."""
+    scored = score_caption_files(
+        cfg.predictions, cfg.data.annotations, tokenizer=cfg.tokenizer, partial=cfg.partial  # type: ignore[arg-type]
+    )
+    return summary(finish(run_dir, scored, cfg), "num_images")
+
+
+def run_captioning(
+    cfg: CaptioningConfig, run_dir: str | Path, *, registries: Any = None, force: bool = False
 ) -> dict[str, Any]:
-    """Generate captions, score CIDEr-D and the baseline; write ``run_dir/results.json``.
+    """Generate captions (or take ``cfg.predictions``), score CIDEr-D and the baseline; write
+    ``run_dir/results.json``.
 
-    The summary holds ``cider_d``, ``baselines.nearest_caption.cider_d``, ``num_images``.
+    The summary holds ``cider_d``, ``baselines.nearest_caption.cider_d``, ``num_images``
+    (scoring ``predictions``: ``cider_d``, ``num_images``).
     """
-    from cm3leon.eval.protocols import score_caption_files
-
     run_dir = Path(run_dir)
+    if cfg.predictions is not None:
+        return _score_predictions(cfg, run_dir)
     registries = registries_or_active(registries)
-    if cfg.model.image_tokenizer is None:
-        raise ConfigError(
-            "model.image_tokenizer: captioning prompts hold images (VQ tokenizer needed)"
-        )
+    require_model(
+        cfg.model, image_prompts="captioning prompts hold images (VQ tokenizer needed)"
+    )
     items = read_caption_dataset(cfg.data.annotations, cfg.data.images, limit=cfg.data.limit)
     entries = [
         {"id": it.image_id, "task": cfg.task, "record": {"image": str(it.image.resolve())},

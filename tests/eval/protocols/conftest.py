@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import torch
 
-from tests.eval.generative._oracle import ORACLE, SEEN, OraclePlugin
+from tests.eval.protocols._oracle import ORACLE, SEEN, OraclePlugin
 
 CLIP_CFG = {
     "embed_dim": 16,
@@ -50,8 +50,8 @@ def world(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny(tmp_path_factory, world: Path) -> dict[str, Any]:
-    from cm3leon.core.exported import save_exported
     from cm3leon.core.documents import Document, ImageSegment, TextSegment
+    from cm3leon.core.exported import save_exported
     from cm3leon.core.plugin_manager import get_registries
     from cm3leon.core.vocab import Vocabulary
     from cm3leon.eval.datasets import read_caption_dataset

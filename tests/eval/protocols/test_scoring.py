@@ -1,4 +1,5 @@
-"""File protocols: COCO/VQA result files, FID between folders/stats, text-to-image re-ranking."""
+"""The protocols' scoring over files: COCO/VQA result files, FID between folders/stats,
+text-to-image re-ranking of a samples manifest."""
 
 from __future__ import annotations
 
@@ -13,13 +14,10 @@ import torch
 from cm3leon.eval.cider import score_captions
 from cm3leon.eval.formats import FormatError
 from cm3leon.eval.frechet import GaussianStats, frechet_distance
-from cm3leon.eval.protocols import (
-    fid_between,
-    read_samples_manifest,
-    score_caption_files,
-    score_vqa_files,
-    text_to_image_protocol,
-)
+from cm3leon.eval.protocols.captioning import score_caption_files
+from cm3leon.eval.protocols.fid import fid_between
+from cm3leon.eval.protocols.text_to_image import read_samples_manifest, score_text_to_image
+from cm3leon.eval.protocols.vqa import score_vqa_files
 from tests.eval._helpers import StandInEncoder, solid
 
 
@@ -200,18 +198,18 @@ def test_text_to_image_reranks_with_clip_and_scores(tmp_path: Path) -> None:
     for i, rgb in enumerate([(240, 10, 10), (10, 240, 10), (10, 10, 240), (200, 30, 30)]):
         solid(rgb).save(ref / f"{i}.png")
     enc = StandInEncoder()
-    res = text_to_image_protocol(manifest, ref, encoder=enc, grid_path=tmp_path / "grid.png")
+    res = score_text_to_image(manifest, ref, encoder=enc, grid_path=tmp_path / "grid.png")
     assert [Path(c["image"]).name for c in res["chosen"]] == ["2.png", "2.png", "2.png"]
     assert res["num_candidates"] == 3 and res["metrics"]["clip_score"] > 90.0
     assert (tmp_path / "grid.png").is_file()
-    first_only = text_to_image_protocol(manifest, ref, encoder=enc, num_candidates=1)
+    first_only = score_text_to_image(manifest, ref, encoder=enc, num_candidates=1)
     assert [Path(c["image"]).name for c in first_only["chosen"]] == ["0.png", "0.png", "0.png"]
     assert first_only["metrics"]["clip_score"] < res["metrics"]["clip_score"]
     assert (
         first_only["metrics"]["fid"] > res["metrics"]["fid"]
     )  # re-ranking moves towards the reference
     with pytest.raises(ValueError, match="num_candidates=4"):
-        text_to_image_protocol(manifest, ref, encoder=enc, num_candidates=4)
+        score_text_to_image(manifest, ref, encoder=enc, num_candidates=4)
 
 
 def test_manifest_errors(tmp_path: Path) -> None:

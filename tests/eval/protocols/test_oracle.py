@@ -9,6 +9,7 @@ worked out by hand from the official leave-one-out rule.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -17,6 +18,21 @@ import pytest
 from PIL import Image
 
 from cm3leon.core.config import ConfigError, load_config
+from cm3leon.eval.cider import score_captions
+from cm3leon.eval.datasets import read_caption_dataset, read_edit_samples, read_world_scenes
+from cm3leon.eval.features import resolve_document_encoder
+from cm3leon.eval.formats import FormatError
+from cm3leon.eval.protocols import (
+    CaptioningConfig,
+    EditingConfig,
+    TextToImageConfig,
+    VQAConfig,
+    run_captioning,
+    run_editing,
+    run_text_to_image,
+    run_vqa,
+)
+from cm3leon.eval.vqa import vqa_evaluate
 from cm3leon.world import (
     CHANCE,
     COLOURS,
@@ -27,21 +43,7 @@ from cm3leon.world import (
     render_scene,
 )
 from cm3leon.world.scene import CELL_NAMES, SIZE_RADIUS, cell_center
-from cm3leon.eval.cider import score_captions
-from cm3leon.eval.datasets import read_caption_dataset, read_edit_samples, read_world_scenes
-from cm3leon.eval.features import resolve_document_encoder
-from cm3leon.eval.generative import (
-    CaptioningEvalConfig,
-    EditingEvalConfig,
-    TextToImageEvalConfig,
-    VQAEvalConfig,
-    run_captioning_eval,
-    run_editing_eval,
-    run_text_to_image_eval,
-    run_vqa_eval,
-)
-from cm3leon.eval.vqa import vqa_evaluate
-from tests.eval.generative._oracle import ORACLE, SEEN
+from tests.eval.protocols._oracle import ORACLE, SEEN
 
 MODEL = {"export": "unused", "text_tokenizer": "bytes", "image_tokenizer": "unused"}
 
@@ -56,12 +58,12 @@ def test_text_to_image_real_images_score_perfectly(
         path.parent.mkdir(exist_ok=True)
         Image.fromarray(render_scene(Scene.from_dict(scenes[i]["scene"])).image).save(path)
         ORACLE[i] = path
-    cfg = load_config(TextToImageEvalConfig, data={
+    cfg = load_config(TextToImageConfig, data={
         "model": MODEL, "generator": "oracle", "num_samples": 2,
         "data": {"ground_truth": str(world / "ground_truth" / "scenes.jsonl"), "limit": 4},
         "clip": {"options": {"path": tiny["clip"]}},
     })  # fmt: skip
-    out = run_text_to_image_eval(cfg, tmp_path / "run", registries=oracle)
+    out = run_text_to_image(cfg, tmp_path / "run", registries=oracle)
     assert [e["text"] for e in SEEN] == [scenes[i]["captions"][0] for i in ids]
     assert all(e["task"] == "text_to_image" for e in SEEN)
     for key in (
@@ -96,6 +98,13 @@ def test_text_to_image_real_images_score_perfectly(
     assert sorted(p.name for p in (tmp_path / "run" / "reference").glob("*.png")) == sorted(
         f"{i}.png" for i in ids
     )
+    # The same protocol scores the written samples without generating: the same numbers.
+    SEEN.clear()
+    manifest = tmp_path / "run" / "generation" / "samples" / "manifest.json"
+    rescored = run_text_to_image(
+        dataclasses.replace(cfg, predictions=str(manifest)), tmp_path / "rescored", registries=oracle
+    )
+    assert SEEN == [] and rescored == out
 
 
 def _clutter(path: Path) -> Path:
@@ -117,13 +126,13 @@ def test_text_to_image_one_image_for_every_prompt_scores_its_own_floor(
     ids = sorted(scenes, key=int)[:16]
     clutter = _clutter(tmp_path / "clutter.png")
     ORACLE.update({i: clutter for i in ids})
-    cfg = load_config(TextToImageEvalConfig, data={
+    cfg = load_config(TextToImageConfig, data={
         "model": MODEL, "generator": "oracle", "num_samples": 1,
         "data": {"ground_truth": str(world / "ground_truth" / "scenes.jsonl"), "split": "train",
                  "limit": 16},
         "clip": {"options": {"path": tiny["clip"]}},
     })  # fmt: skip
-    out = run_text_to_image_eval(cfg, tmp_path / "run", registries=oracle)
+    out = run_text_to_image(cfg, tmp_path / "run", registries=oracle)
     # An image that ignores its prompt scores, on every measure, exactly what it scores
     # against the other prompts: it can never clear a floor set above that baseline.
     for key, value in out["baselines"]["shuffled"].items():
@@ -141,11 +150,11 @@ def test_captioning_reference_captions_and_the_nearest_caption_baseline(
     items = read_caption_dataset(ann, limit=5)
     for it in items:
         ORACLE[it.image_id] = " " + it.references[1] + "\nsecond line"
-    cfg = load_config(CaptioningEvalConfig, data={
+    cfg = load_config(CaptioningConfig, data={
         "model": MODEL, "generator": "oracle", "tokenizer": "whitespace",
         "data": {"annotations": str(ann), "limit": 5},
     })  # fmt: skip
-    out = run_captioning_eval(cfg, tmp_path / "run", registries=oracle)
+    out = run_captioning(cfg, tmp_path / "run", registries=oracle)
     assert {e["task"] for e in SEEN} == {"coco_captioning"} and {e["output"] for e in SEEN} == {
         "caption"
     }
@@ -177,6 +186,10 @@ def test_captioning_reference_captions_and_the_nearest_caption_baseline(
     ]
     preds = json.loads((tmp_path / "run" / "captions.json").read_text())
     assert preds == [{"image_id": int(it.image_id), "caption": it.references[1]} for it in items]
+    # Scoring the written captions (the predicted subset) gives the same CIDEr-D.
+    scored = dataclasses.replace(cfg, predictions=str(tmp_path / "run" / "captions.json"), partial=True)
+    again = run_captioning(scored, tmp_path / "scored", registries=oracle)
+    assert again == {"cider_d": out["cider_d"], "num_images": 5}
 
 
 def _vqa_files(tmp_path: Path) -> tuple[Path, Path]:
@@ -213,10 +226,10 @@ def _vqa_files(tmp_path: Path) -> tuple[Path, Path]:
 def test_vqa_short_answers_accuracy_and_majority_baselines(oracle, tmp_path: Path) -> None:
     qfile, afile = _vqa_files(tmp_path)
     ORACLE.update({"10": "yes. Question: what?", "11": "The answer is yes.", "20": " Red \nmore"})
-    cfg = load_config(VQAEvalConfig, data={
+    cfg = load_config(VQAConfig, data={
         "model": MODEL, "generator": "oracle", "data": {"questions": str(qfile), "annotations": str(afile)},
     })  # fmt: skip
-    out = run_vqa_eval(cfg, tmp_path / "run", registries=oracle)
+    out = run_vqa(cfg, tmp_path / "run", registries=oracle)
     assert [e["record"]["question"] for e in SEEN] == ["Is there a circle?", "Is there a square?",
                                                        "What color is the shape?"]  # fmt: skip
     assert {e["task"] for e in SEEN} == {"vqa2"} and SEEN[0]["max_new_tokens"] == 8
@@ -244,11 +257,11 @@ def test_vqa_version_selects_the_normalisation(
 ) -> None:
     qfile, afile = _vqa_files(tmp_path)
     ORACLE.update({"10": "Yes", "11": "no", "20": "Red"})
-    cfg = load_config(VQAEvalConfig, data={
+    cfg = load_config(VQAConfig, data={
         "model": MODEL, "generator": "oracle", "vqa_version": version,
         "data": {"questions": str(qfile), "annotations": str(afile)},
     })  # fmt: skip
-    out = run_vqa_eval(cfg, tmp_path / "run", registries=oracle)
+    out = run_vqa(cfg, tmp_path / "run", registries=oracle)
     # 2016: "Yes" -> "yes" against ten "yes" (100), "no" (100), "Red" -> "red" (8 of 10: 100).
     # current: ten "yes" are unanimous, so "Yes" is compared as is (0); the other two agree.
     assert out["accuracy"] == pytest.approx(expected)
@@ -260,12 +273,11 @@ def test_vqa_version_selects_the_normalisation(
 
 def test_vqa_unknown_version_fails_before_generating(oracle, tmp_path: Path) -> None:
     qfile, afile = _vqa_files(tmp_path)
-    cfg = load_config(VQAEvalConfig, data={
-        "model": MODEL, "generator": "oracle", "vqa_version": "latest",
-        "data": {"questions": str(qfile), "annotations": str(afile)},
-    })  # fmt: skip
     with pytest.raises(ConfigError, match=r"vqa_version: .*valid versions: '2016', 'current'"):
-        run_vqa_eval(cfg, tmp_path / "run", registries=oracle)
+        load_config(VQAConfig, data={
+            "model": MODEL, "generator": "oracle", "vqa_version": "latest",
+            "data": {"questions": str(qfile), "annotations": str(afile)},
+        })  # fmt: skip
     assert SEEN == []
 
 
@@ -276,11 +288,11 @@ def test_editing_target_scores_like_the_target_baseline(
     items = read_edit_samples(root, "val", limit=4)
     for it in items:
         ORACLE[it.sample_id] = it.target
-    cfg = load_config(EditingEvalConfig, data={
+    cfg = load_config(EditingConfig, data={
         "model": MODEL, "generator": "oracle",
         "data": {"root": str(root), "ground_truth": str(world / "ground_truth" / "edits.jsonl"), "limit": 4},
     })  # fmt: skip
-    out = run_editing_eval(cfg, tmp_path / "run", registries=oracle)
+    out = run_editing(cfg, tmp_path / "run", registries=oracle)
     assert [e["record"]["instruction"] for e in SEEN] == [it.instruction for it in items]
     assert {e["task"] for e in SEEN} == {"instructpix2pix"} and {e["output"] for e in SEEN} == {
         "edited_image"
@@ -291,6 +303,17 @@ def test_editing_target_scores_like_the_target_baseline(
         assert out[key] == target[key] == 1.0
     assert out["baselines"]["identity"]["edit_acc"] == 0.0  # every world edit changes something
     assert out["num_edits"] == 4
+    # A folder of edited images (<sample id>.png) is scored the same way, without generating.
+    folder = tmp_path / "edited"
+    folder.mkdir()
+    for it in items:
+        Image.open(it.target).convert("RGB").save(folder / f"{it.sample_id}.png")
+    SEEN.clear()
+    scored = dataclasses.replace(cfg, predictions=str(folder))
+    assert run_editing(scored, tmp_path / "scored", registries=oracle) == out and SEEN == []
+    (folder / f"{items[0].sample_id}.png").unlink()
+    with pytest.raises(FormatError, match="no edited image for sample"):
+        run_editing(scored, tmp_path / "scored", registries=oracle)
 
 
 @pytest.mark.slow  # Inception-v3 at 299 px on one CPU thread: ~40 s
@@ -308,12 +331,12 @@ def test_text_to_image_inception_features_when_weights_are_configured(
     items = read_caption_dataset(ann, limit=3)
     for it in items:
         ORACLE[it.image_id] = it.image  # the real JPEG: generated == reference
-    cfg = load_config(TextToImageEvalConfig, data={
+    cfg = load_config(TextToImageConfig, data={
         "model": MODEL, "generator": "oracle", "num_samples": 1,
         "data": {"captions": str(ann), "limit": 3, "caption_index": 2},
         "clip": {"options": {"path": tiny["clip"]}}, "fid": {"weights_path": str(weights)},
     })  # fmt: skip
-    out = run_text_to_image_eval(cfg, tmp_path / "run", registries=oracle)
+    out = run_text_to_image(cfg, tmp_path / "run", registries=oracle)
     assert [e["text"] for e in SEEN] == [it.references[2] for it in items]
     assert out["fid_features"] == "inception" and out["fid"] == pytest.approx(0.0, abs=1e-3)
     assert "colour_acc" not in out and out["baselines"] == {}  # no ground truth given

@@ -13,8 +13,8 @@ from cm3leon.core.hookspecs import hookimpl
 from cm3leon.core.plugin_manager import registries_with
 from cm3leon.core.registry import RunnerSpec
 from cm3leon.eval.formats import FormatError
-from cm3leon.eval.generative.generation import run_generator
-from tests.eval.generative._oracle import ORACLE, OraclePlugin, oracle_generate
+from cm3leon.eval.protocols.generation import run_generator
+from tests.eval.protocols._oracle import ORACLE, OraclePlugin, oracle_generate
 
 CALLS: list[str] = []
 
