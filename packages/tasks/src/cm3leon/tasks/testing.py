@@ -47,7 +47,6 @@ from cm3leon.core.documents import Document, ImageSegment, TextSegment
 from cm3leon.core.interfaces import Task
 from cm3leon.core.plugin_manager import get_registries
 from cm3leon.core.registry import TaskSpec, resolve_object
-from cm3leon.core.vocab import Vocabulary
 
 __all__ = ["MODALITIES", "ProbeImageTokenizer", "TaskConformance", "probe_tokenizer", "segment_layout"]
 
@@ -105,12 +104,9 @@ class ProbeImageTokenizer:
 
 def probe_tokenizer(num_sentinels: int = 2) -> Any:
     """A :class:`DocumentTokenizer` with byte-level text and :class:`ProbeImageTokenizer` images."""
-    from cm3leon.core.serialize import DocumentTokenizer
-    from cm3leon.core.tokenization import ByteTokenizer
+    from cm3leon.core.tokenization import ByteTokenizer, build_document_tokenizer
 
-    text, image = ByteTokenizer(), ProbeImageTokenizer()
-    vocab = Vocabulary(text_size=text.vocab_size, image_size=image.codebook_size, num_sentinels=num_sentinels)
-    return DocumentTokenizer(vocab, text, image)
+    return build_document_tokenizer(ByteTokenizer(), ProbeImageTokenizer(), num_sentinels=num_sentinels)
 
 
 def segment_layout(doc: Document) -> list[str]:
@@ -138,8 +134,13 @@ class TaskConformance:
         return self.name
 
     @pytest.fixture
-    def spec(self, task_name: str) -> TaskSpec:
-        return get_registries().tasks.get(task_name)
+    def registries(self) -> Any:
+        """The registries to look the task up in (override to test an uninstalled plugin)."""
+        return get_registries()
+
+    @pytest.fixture
+    def spec(self, registries: Any, task_name: str) -> TaskSpec:
+        return registries.tasks.get(task_name)
 
     @pytest.fixture
     def task(self, spec: TaskSpec) -> Any:
