@@ -177,7 +177,10 @@ with TokenShardWriter({str(tmp_path / 'tok')!r}, v, size_limit=200) as w:
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=300)
     assert proc.returncode == -signal.SIGKILL, proc.stderr.decode()
     assert not (tmp_path / "tok").exists()
-    (partial,) = tmp_path.iterdir()  # the temporary sibling the writer was filling
+    # The temporary sibling the writer was filling, and the dead writer's lock file (which
+    # the next writer reports as stale and takes over; tests/core/test_locks.py).
+    partial, lock = sorted(tmp_path.iterdir(), key=lambda p: p.name.endswith(".lock"))
+    assert lock.name == ".tok.lock" and json.loads(lock.read_text())["pid"] not in (None, os.getpid())
     assert partial.name.startswith(".tok.") and shard_files(partial)
     with pytest.raises(ShardIntegrityError, match="no COMPLETE marker"):
         verify_dataset(partial)

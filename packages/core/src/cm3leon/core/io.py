@@ -133,26 +133,45 @@ def atomic_directory(path: str | Path, *, overwrite: bool = False) -> Iterator[P
     directory is renamed to ``path``; on error the temporary directory is removed and
     ``path`` is untouched.  Readers should check :func:`is_complete`.
 
+    The directory is locked (:class:`cm3leon.core.locks.DirectoryLock`) for the whole
+    fill, and the final rename re-checks that ``path`` did not appear meanwhile, so two
+    writers can never silently replace each other's finished output.
+
     Raises:
-        FileExistsError: ``path`` exists and ``overwrite`` is false.
+        FileExistsError: ``path`` exists (at the start, or appeared by the end) and
+            ``overwrite`` is false.
+        cm3leon.core.locks.DirectoryLockedError: another process is writing ``path``.
     """
+    from cm3leon.core.locks import DirectoryLock
+
     path = Path(path)
-    if path.exists() and not overwrite:
-        raise FileExistsError(f"{path}: already exists (pass overwrite=True to replace it)")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent))
-    try:
-        yield tmp
-        if not is_complete(tmp):
-            mark_complete(tmp)
-        if path.exists():
-            trash = path.with_name(f".{path.name}.old-{os.getpid()}")
-            os.replace(path, trash)
-            os.replace(tmp, path)
-            shutil.rmtree(trash, ignore_errors=True)
-        else:
-            os.replace(tmp, path)
-        _fsync_dir(path.parent)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    with DirectoryLock(path):
+        if path.exists() and not overwrite:
+            raise FileExistsError(f"{path}: already exists (pass overwrite=True to replace it)")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent))
+        try:
+            yield tmp
+            if not is_complete(tmp):
+                mark_complete(tmp)
+            _move_into_place(tmp, path, overwrite)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+
+
+def _move_into_place(tmp: Path, path: Path, overwrite: bool) -> None:
+    """Rename the finished ``tmp`` to ``path``, re-checking that nobody created ``path`` meanwhile."""
+    if path.exists():
+        if not overwrite:
+            raise FileExistsError(
+                f"{path}: appeared while this output was being written (a writer that does not take "
+                "cm3leon's directory lock?); refusing to replace it"
+            )
+        trash = path.with_name(f".{path.name}.old-{os.getpid()}")
+        os.replace(path, trash)
+        os.replace(tmp, path)
+        shutil.rmtree(trash, ignore_errors=True)
+    else:
+        os.replace(tmp, path)
+    _fsync_dir(path.parent)

@@ -48,6 +48,7 @@ def run_command(config: str, overrides: tuple[str, ...]) -> None:
 
 def _run(config: str, overrides: list[str]) -> None:
     from cm3leon.core.config import ConfigError, load_config
+    from cm3leon.core.locks import DirectoryLockedError
     from cm3leon.core.shards import ShardIntegrityError
     from cm3leon.core.train.composer_checkpoints import UnsafeCheckpointError
     from cm3leon.core.train.config import TrainConfig, validate_train_config
@@ -61,7 +62,7 @@ def _run(config: str, overrides: list[str]) -> None:
 
     try:
         result = train(cfg)
-    except (ConfigError, ShardIntegrityError, UnsafeCheckpointError) as err:
+    except (ConfigError, ShardIntegrityError, UnsafeCheckpointError, DirectoryLockedError) as err:
         raise click.ClickException(str(err)) from None
     click.echo(f"trained {result.batches} batches; last loss {result.last_loss}; "
                f"checkpoint {result.latest_checkpoint}; metrics {result.metrics}")

@@ -8,6 +8,7 @@ FSDP (``fsdp.enabled``), and ``StreamingDataset`` splits the sample space over r
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from composer import Trainer
 from composer.core import Algorithm, Callback, Evaluator
 from composer.utils import dist, reproducibility
 
+from cm3leon.core.locks import DirectoryLock
 from cm3leon.core.train.builders import (
     RunPaths,
     build_algorithms,
@@ -221,7 +223,16 @@ def train(cfg: TrainConfig, *, extra_callbacks: Sequence[Callback | Algorithm] =
         cm3leon.core.shards.ShardIntegrityError: a dataset that fails verification.
         cm3leon.core.train.composer_checkpoints.UnsafeCheckpointError: a checkpoint that could run code.
         cm3leon.core.train.callbacks.NonFiniteLossError: NaN/inf with ``nonfinite.policy=stop``.
+        cm3leon.core.locks.DirectoryLockedError: another command is training into ``run_dir``.
     """
+    # One command per run directory: a second ``train run`` into the same directory fails
+    # at once naming this process (rank 0 holds the lock; the other ranks are its own).
+    lock = DirectoryLock(cfg.run_dir) if dist.get_global_rank() == 0 else contextlib.nullcontext()
+    with lock:
+        return _train(cfg, extra_callbacks)
+
+
+def _train(cfg: TrainConfig, extra_callbacks: Sequence[Callback | Algorithm]) -> TrainResult:
     try:
         trainer, paths, _ = build_trainer(cfg, extra_callbacks=extra_callbacks)
     except BaseException:
