@@ -14,6 +14,11 @@ Loading is deliberately strict and inert:
 * Required keys are ``MISSING`` (``???``) in the schema; any left unset fails.
 * Only OmegaConf's built-in resolvers exist; cm3leon registers none, and never an
   ``eval`` resolver.
+* Values taken from the environment (``${oc.env:NAME}``, e.g. a token) are used but
+  never written out: :func:`config_to_yaml` (so ``config validate --print``, every saved
+  ``config.yaml``) and :func:`redact` (what training stores in checkpoints) put the
+  interpolation ``${oc.env:NAME}`` back wherever the value appears, so a saved config
+  still loads and resolves from the environment.
 
 Example::
 
@@ -24,6 +29,8 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import os
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,6 +57,7 @@ __all__ = [
     "load_yaml_file",
     "merge_config",
     "parse_yaml",
+    "redact",
     "save_config",
     "schema_for",
 ]
@@ -62,6 +70,13 @@ MAX_CONFIG_NODES = 1_000_000
 """Most YAML nodes a document may expand to, counting every alias as a full copy."""
 
 _SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+_ENV_INTERPOLATION = re.compile(r"\$\{oc\.env:\s*([^,}\s]+)")
+# Environment values a loaded config used, longest first when redacting: value -> "${oc.env:NAME}".
+_ENV_VALUES: dict[str, str] = {}
+# Shorter values are not redacted: they are not secrets, and replacing them would corrupt
+# unrelated text (a "1" in every number).
+_MIN_REDACTED_LENGTH = 4
 
 
 class ConfigError(ValueError):
@@ -264,6 +279,7 @@ def load_config(
         raise ConfigError(f"{source}: {_describe(err)}") from None
     if missing:
         raise ConfigError(f"{source}: missing required value(s) for key(s): {', '.join(missing)}")
+    _remember_env_values(OmegaConf.to_container(cfg, resolve=False))
     try:
         OmegaConf.resolve(cfg)
         obj = OmegaConf.to_object(cfg)
@@ -272,9 +288,32 @@ def load_config(
     return obj  # type: ignore[return-value]
 
 
+def _remember_env_values(node: Any) -> None:
+    """Record the value of every ``${oc.env:NAME}`` the unresolved config ``node`` uses."""
+    if isinstance(node, Mapping):
+        for value in node.values():
+            _remember_env_values(value)
+    elif isinstance(node, (list, tuple)):
+        for value in node:
+            _remember_env_values(value)
+    elif isinstance(node, str):
+        for name in _ENV_INTERPOLATION.findall(node):
+            value = os.environ.get(name)
+            if value is not None and len(value) >= _MIN_REDACTED_LENGTH:
+                _ENV_VALUES[value] = "${oc.env:" + name + "}"
+
+
+def redact(text: str) -> str:
+    """``text`` with every environment value a loaded config used put back as ``${oc.env:NAME}``."""
+    for value in sorted(_ENV_VALUES, key=len, reverse=True):
+        if value in text:
+            text = text.replace(value, _ENV_VALUES[value])
+    return text
+
+
 def config_to_yaml(cfg: Any) -> str:
-    """Serialise a config (dataclass instance or DictConfig) to YAML."""
-    return OmegaConf.to_yaml(OmegaConf.structured(cfg) if dataclasses.is_dataclass(cfg) else cfg)
+    """Serialise a config (dataclass instance or DictConfig) to YAML, environment values redacted."""
+    return redact(OmegaConf.to_yaml(OmegaConf.structured(cfg) if dataclasses.is_dataclass(cfg) else cfg))
 
 
 def save_config(cfg: Any, path: str | Path) -> Path:

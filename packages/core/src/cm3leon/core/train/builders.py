@@ -17,7 +17,7 @@ import torch
 from composer.core import Algorithm, Callback
 from composer.loggers import LoggerDestination
 
-from cm3leon.core.config import ConfigError, build_component, save_config
+from cm3leon.core.config import ConfigError, build_component, redact, save_config
 from cm3leon.core.model import CM3LeonTransformer
 from cm3leon.core.plugin_manager import get_registries
 from cm3leon.core.train.callbacks import DataCounters, LossCurvePlot, NonFiniteGuard, RunInfo
@@ -177,7 +177,7 @@ def build_callbacks(
     :func:`build_configured_components`.
     """
     callbacks: list[Callback] = [
-        RunInfo(model.config.to_dict(), vocab.to_dict(), cfg.run_name),
+        RunInfo(model.config.to_dict(), vocab.to_dict(), redact(cfg.run_name)),
         NonFiniteGuard(
             cfg.nonfinite.policy,
             max_consecutive_skips=cfg.nonfinite.max_consecutive_skips,

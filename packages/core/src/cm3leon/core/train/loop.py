@@ -20,6 +20,7 @@ from composer import Trainer
 from composer.core import Algorithm, Callback, Evaluator
 from composer.utils import dist, reproducibility
 
+from cm3leon.core.config import redact
 from cm3leon.core.locks import DirectoryLock
 from cm3leon.core.train.builders import (
     RunPaths,
@@ -184,7 +185,7 @@ def build_trainer(
         parallelism_config=build_parallelism(cfg),
         device_train_microbatch_size=cfg.device_train_microbatch_size,
         accumulate_train_batch_on_tokens=True,
-        run_name=cfg.run_name,
+        run_name=redact(cfg.run_name),  # Composer stores it in every checkpoint
         seed=cfg.seed,
         autoresume=cfg.checkpoint.autoresume,
         load_path=cfg.checkpoint.load_path,
