@@ -5,6 +5,8 @@ Every reader has the signature documented in :mod:`cm3leon.tasks.readers.common`
     reader(path, *, split=None, skip_bad=False, stats=None, **options) -> Iterator[record]
 
 and yields the records of :mod:`cm3leon.tasks.records` (images loaded as RGB PIL).
+The files are parsed by :mod:`cm3leon.core.formats` (one module per format, beside its
+writer); these modules locate the files and images and map the rows to records.
 
 =======================  ===================================================  ==========================
 task(s)                  reader                                               format
