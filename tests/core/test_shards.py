@@ -319,11 +319,29 @@ def test_remote_with_local_cache_and_corrupt_shards(tmp_path: Path) -> None:
     flip_byte(cached)
     with pytest.raises(ShardIntegrityError, match=rf"{cached}: SHA-256 mismatch"):
         CM3StreamingDataset(remote=str(remote), local=str(tmp_path / "cache"), batch_size=4)
-    # A flipped byte at the remote is caught when the shard is downloaded, naming it.
-    flip_byte(shard_files(remote)[3])
+    # A shard that goes bad at the remote after opening is caught when it is downloaded,
+    # naming the cached file and where it came from (an object store is checked only then).
     ds2 = CM3StreamingDataset(remote=str(remote), local=str(tmp_path / "cache2"), batch_size=4)
-    with pytest.raises(ShardIntegrityError, match=r"Checksum failure: .*shard\.00003\.mds"):
+    flip_byte(shard_files(remote)[3])
+    cached = tmp_path / "cache2" / "shard.00003.mds"
+    with pytest.raises(ShardIntegrityError, match=rf"{cached}: SHA-256 mismatch \(downloaded from "
+                                                  rf"{remote / 'shard.00003.mds'}\)"):
         list(ds2)
+
+
+def test_corrupt_shard_in_a_directory_remote_is_named_when_opening(tmp_path: Path) -> None:
+    """A remote readable in place (a directory) is checked before any sample is read."""
+    from cm3leon.core.shard_datasets import CM3StreamingDataset
+
+    remote = write_tokens(tmp_path / "remote")
+    shard = shard_files(remote)[3]
+    flip_byte(shard)
+    with pytest.raises(ShardIntegrityError, match=rf"{shard}: SHA-256 mismatch"):
+        CM3StreamingDataset(remote=str(remote), local=str(tmp_path / "cache"), batch_size=4)
+    shard.write_bytes(shard.read_bytes()[:-10])
+    with pytest.raises(ShardIntegrityError, match=rf"{shard}: truncated"):
+        CM3StreamingDataset(remote=str(remote), local=str(tmp_path / "cache"), batch_size=4,
+                            check_hashes=False)
 
 
 def test_document_streaming_dataset(tmp_path: Path) -> None:

@@ -117,15 +117,18 @@ def test_unwritable_save_folder_fails_before_step_one(tmp_path: Path, token_data
     assert not (tmp_path / "run" / "metrics.jsonl").exists()
 
 
-def test_flipped_byte_in_a_shard_is_caught_before_training(tmp_path: Path, token_data: Path) -> None:
+@pytest.mark.parametrize("where", ["local", "remote"])
+def test_flipped_byte_in_a_shard_is_caught_before_training(tmp_path: Path, token_data: Path, where: str) -> None:
+    """A local dataset, or a remote directory (standing in for a shared file system): the
+    shard is named before step 1 (a remote one used to fail after a step, with a traceback)."""
     data = tmp_path / "data"
     shutil.copytree(token_data, data)
-    shard = sorted(data.glob("shard.*.mds"))[1]
+    shard = sorted(data.glob("shard.*.mds"))[-1]
     blob = bytearray(shard.read_bytes())
     blob[len(blob) // 2] ^= 0x01
     shard.write_bytes(bytes(blob))
-    cfg = load_config(TrainConfig, data=tiny_config(tmp_path / "run", {"ra": {"local": str(data)}}))
-    with pytest.raises(ShardIntegrityError, match=rf"{shard.name}: SHA-256 mismatch"):
+    cfg = load_config(TrainConfig, data=tiny_config(tmp_path / "run", {"ra": {where: str(data)}}))
+    with pytest.raises(ShardIntegrityError, match=rf"{shard}: SHA-256 mismatch"):
         train(cfg)
     assert not (tmp_path / "run" / "metrics.jsonl").exists()
 

@@ -22,8 +22,11 @@ resumed run sees exactly the same transformed examples.
 
 **Integrity.** Before ``StreamingDataset`` opens anything, the ``COMPLETE`` marker,
 ``manifest.json`` and ``index.json`` are fetched from ``remote`` (or read from ``local``)
-and verified, every shard already in the local cache is hash-checked, and shards
-downloaded later are checked by streaming's ``validate_hash="sha256"``.
+and verified, every shard already in the local cache is hash-checked, and a ``remote``
+that is a directory (a shared file system) has every shard checked where it lies (size and
+SHA-256), so a corrupt shard there is named before step 1.  Shards of an object store are
+checked by streaming's ``validate_hash="sha256"`` when downloaded; a failure is raised as
+:class:`ShardIntegrityError` naming the shard, its remote and its cache file.
 """
 
 from __future__ import annotations
@@ -72,6 +75,11 @@ def _join(remote: str, name: str) -> str:
     return f"{remote.rstrip('/')}/{name}" if "://" in remote else os.path.join(remote, name)
 
 
+def _remote_directory(remote: str) -> Path | None:
+    """The directory of a ``remote`` given as a path (``None``: an object-store URL)."""
+    return None if "://" in remote else Path(remote)
+
+
 def _fetch(remote: str, name: str, local_dir: Path, timeout: float) -> None:
     """Copy ``remote/name`` to ``local_dir/name`` atomically (per-process temporary name)."""
     from streaming.base.storage import CloudDownloader
@@ -117,6 +125,10 @@ def stage_dataset(remote: str | None, local: str | Path, *, check_hashes: bool =
     shards = parse_index(local / INDEX_FILE, manifest)
     present = [s["raw_data"]["basename"] for s in shards if (local / s["raw_data"]["basename"]).exists()]
     verify_files(local, manifest["files"], present, check_hashes=check_hashes)
+    source = _remote_directory(remote)
+    if source is not None:  # readable in place: check every shard before any is downloaded
+        verify_files(source, manifest["files"], [s["raw_data"]["basename"] for s in shards],
+                     check_hashes=check_hashes)
     vocab = Vocabulary.from_dict(manifest["vocab"], source=str(local / MANIFEST_FILE)) if manifest.get("vocab") else None
     return DatasetInfo(local, manifest["kind"], int(manifest["num_samples"]), dict(manifest["columns"]),
                        vocab, dict(manifest.get("stats") or {}), dict(manifest.get("meta") or {}), shards)
@@ -141,8 +153,9 @@ class _VerifiedStreamingDataset(StreamingDataset):
 
     ``StreamingDataset`` downloads shards in a background thread; when that thread fails
     (e.g. ``Checksum failure`` of a tampered remote shard) the stock iterator just stops
-    early.  Here the failure is re-raised as :class:`ShardIntegrityError` at the end of the
-    iteration (and by ``get_item``), so a corrupt shard never silently shortens an epoch.
+    early (and the thread pool logs a traceback).  Here the failure is kept, without the
+    traceback, and re-raised as :class:`ShardIntegrityError` naming the shard at the end of
+    the iteration (and by ``get_item``), so a corrupt shard never silently shortens an epoch.
     """
 
     kind = ""
@@ -157,14 +170,21 @@ class _VerifiedStreamingDataset(StreamingDataset):
 
     def on_exception(self, future: Any) -> None:
         error = future.exception()
-        if error is not None:
+        if error is not None:  # as streaming's, but kept for the reader instead of re-raised
             self._background_error = error
-        super().on_exception(future)
+            self._event.set()  # stops the other download threads
 
     def _raise_background_error(self) -> None:
         error = getattr(self, "_background_error", None)
-        if error is not None:
-            raise ShardIntegrityError(f"preparing a shard failed: {error}") from error
+        if error is None:
+            return
+        message = str(error)
+        if message.startswith("Checksum failure: "):
+            cached = Path(message.removeprefix("Checksum failure: "))
+            remote = next((s.remote for s in self.streams if s.remote and cached.parent.resolve() == Path(s.local).resolve()), None)
+            origin = f" (downloaded from {_join(remote, cached.name)})" if remote else ""
+            raise ShardIntegrityError(f"{cached}: SHA-256 mismatch{origin}: the shard is corrupt") from error
+        raise ShardIntegrityError(f"preparing a shard failed: {error}") from error
 
     def __iter__(self) -> Any:
         yield from super().__iter__()
