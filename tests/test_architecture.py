@@ -182,7 +182,7 @@ def test_every_module_the_architecture_doc_names_exists() -> None:
 def test_resolver_rejects_what_does_not_exist() -> None:
     assert _resolves("cm3leon.core.serialize.fit_example")
     assert _resolves("core.objective")
-    assert not _resolves("eval.metrics")
+    assert not _resolves("eval.ablate")
     assert not _resolves("core.serialize.no_such_function")
 
 

@@ -9,7 +9,7 @@ import numpy as np
 from click.testing import CliRunner
 
 from cm3leon.core.cli import cli
-from cm3leon.eval.frechet import GaussianStats, frechet_distance
+from cm3leon.eval.metrics.frechet import GaussianStats, frechet_distance
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from cm3leon.eval.grid import image_grid, save_grid
-from cm3leon.eval.records import decode_records, dedupe_records, encode_records
+from cm3leon.eval.metrics.records import decode_records, dedupe_records, encode_records
 from tests.eval._helpers import solid
 
 

@@ -24,9 +24,9 @@ def encoder_dir(tmp_path_factory):
 
 
 def test_clip_score_and_fid_with_the_registered_encoder(encoder_dir) -> None:
-    from cm3leon.eval.clip_score import CLIPScore
-    from cm3leon.eval.features import resolve_document_encoder, tensor_to_pil
-    from cm3leon.eval.fid import FrechetDistance
+    from cm3leon.eval.metrics.clip_score import CLIPScore
+    from cm3leon.eval.metrics.features import resolve_document_encoder, tensor_to_pil
+    from cm3leon.eval.metrics.fid import FrechetDistance
 
     options = {"path": str(encoder_dir)}
     enc = resolve_document_encoder("clip-image", options)

@@ -15,7 +15,7 @@ from cm3leon.eval.ablation.execute import run_ablation
 
 pytestmark = [
     pytest.mark.integration,
-    pytest.mark.filterwarnings("ignore::cm3leon.eval.frechet.RankDeficientWarning"),
+    pytest.mark.filterwarnings("ignore::cm3leon.eval.metrics.frechet.RankDeficientWarning"),
 ]
 
 

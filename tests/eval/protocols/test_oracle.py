@@ -18,10 +18,11 @@ import pytest
 from PIL import Image
 
 from cm3leon.core.config import ConfigError, load_config
-from cm3leon.eval.cider import score_captions
 from cm3leon.eval.datasets import read_caption_dataset, read_edit_samples, read_world_scenes
-from cm3leon.eval.features import resolve_document_encoder
 from cm3leon.eval.formats import FormatError
+from cm3leon.eval.metrics.cider import score_captions
+from cm3leon.eval.metrics.features import resolve_document_encoder
+from cm3leon.eval.metrics.vqa import vqa_evaluate
 from cm3leon.eval.protocols import (
     CaptioningConfig,
     EditingConfig,
@@ -32,7 +33,6 @@ from cm3leon.eval.protocols import (
     run_text_to_image,
     run_vqa,
 )
-from cm3leon.eval.vqa import vqa_evaluate
 from cm3leon.world import (
     CHANCE,
     COLOURS,
@@ -317,13 +317,13 @@ def test_editing_target_scores_like_the_target_baseline(
 
 
 @pytest.mark.slow  # Inception-v3 at 299 px on one CPU thread: ~40 s
-@pytest.mark.filterwarnings("ignore::cm3leon.eval.frechet.RankDeficientWarning")
+@pytest.mark.filterwarnings("ignore::cm3leon.eval.metrics.frechet.RankDeficientWarning")
 def test_text_to_image_inception_features_when_weights_are_configured(
     world: Path, tiny, oracle, tmp_path: Path
 ) -> None:
     import torch
 
-    from tests.eval.test_inception import _reference_layout
+    from tests.eval.metrics.test_inception import _reference_layout
 
     weights = tmp_path / "pt_inception-2015-12-05-6726825d.pth"
     torch.save(_reference_layout(), weights)

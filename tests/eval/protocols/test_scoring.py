@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import torch
 
-from cm3leon.eval.cider import score_captions
 from cm3leon.eval.formats import FormatError
-from cm3leon.eval.frechet import GaussianStats, frechet_distance
+from cm3leon.eval.metrics.cider import score_captions
+from cm3leon.eval.metrics.frechet import GaussianStats, frechet_distance
 from cm3leon.eval.protocols.captioning import score_caption_files
 from cm3leon.eval.protocols.fid import fid_between
 from cm3leon.eval.protocols.text_to_image import read_samples_manifest, score_text_to_image
@@ -190,7 +190,7 @@ def _manifest(tmp_path: Path) -> Path:
     return _json(tmp_path / "manifest.json", {"prompts": prompts})
 
 
-@pytest.mark.filterwarnings("ignore::cm3leon.eval.frechet.RankDeficientWarning")
+@pytest.mark.filterwarnings("ignore::cm3leon.eval.metrics.frechet.RankDeficientWarning")
 def test_text_to_image_reranks_with_clip_and_scores(tmp_path: Path) -> None:
     manifest = _manifest(tmp_path / "gen")
     ref = tmp_path / "ref"

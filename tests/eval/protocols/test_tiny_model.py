@@ -30,7 +30,7 @@ from cm3leon.eval.protocols import (
 
 pytestmark = [
     pytest.mark.integration,
-    pytest.mark.filterwarnings("ignore::cm3leon.eval.frechet.RankDeficientWarning"),
+    pytest.mark.filterwarnings("ignore::cm3leon.eval.metrics.frechet.RankDeficientWarning"),
 ]
 
 

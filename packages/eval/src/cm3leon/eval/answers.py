@@ -22,7 +22,7 @@ so :func:`extract_short_answer` keeps the answer only:
 3. up to the first period that is not a decimal point (``2.5`` stays);
 4. whitespace collapsed, surrounding quotes and ``, ; : ! ?`` stripped.
 
-The official VQA normalisation (:mod:`cm3leon.eval.vqa`) then applies when scoring.
+The official VQA normalisation (:mod:`cm3leon.eval.metrics.vqa`) then applies when scoring.
 """
 
 from __future__ import annotations

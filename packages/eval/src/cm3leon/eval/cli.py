@@ -18,11 +18,11 @@ def _user_errors() -> Iterator[None]:
     """Turn input errors into one-line click errors (tracebacks are for bugs)."""
     from cm3leon.core.config import ConfigError
     from cm3leon.core.registry import UnknownComponentError
-    from cm3leon.eval.features import EncoderNotFoundError
     from cm3leon.eval.formats import FormatError
-    from cm3leon.eval.frechet import FrechetError
-    from cm3leon.eval.inception import InceptionWeightsError
-    from cm3leon.eval.ptb import PTBTokenizerError
+    from cm3leon.eval.metrics.features import EncoderNotFoundError
+    from cm3leon.eval.metrics.frechet import FrechetError
+    from cm3leon.eval.metrics.inception import InceptionWeightsError
+    from cm3leon.eval.metrics.ptb import PTBTokenizerError
 
     try:
         yield
@@ -144,7 +144,7 @@ def stats_command(
     out: str,
 ) -> None:
     """Feature statistics of a reference FOLDER (images or document shards), for reuse."""
-    from cm3leon.eval.fid import build_feature_extractor
+    from cm3leon.eval.metrics.fid import build_feature_extractor
     from cm3leon.eval.protocols.fid import feature_stats
 
     with _user_errors():

@@ -21,22 +21,22 @@ def cm3leon_register_metrics() -> list[MetricSpec]:
     return [
         MetricSpec(
             "fid",
-            "cm3leon.eval.fid:FrechetDistance",
+            "cm3leon.eval.metrics.fid:FrechetDistance",
             "Fréchet distance of image features (FID), exact across ranks.",
         ),
         MetricSpec(
             "clip_score",
-            "cm3leon.eval.clip_score:CLIPScore",
+            "cm3leon.eval.metrics.clip_score:CLIPScore",
             "CLIP score: 100 * max(cos(image, text), 0), averaged.",
         ),
         MetricSpec(
             "cider_d",
-            "cm3leon.eval.cider:CiderD",
+            "cm3leon.eval.metrics.cider:CiderD",
             "CIDEr-D as coco-caption computes it (PTB tokens), gathered then scored.",
         ),
         MetricSpec(
             "vqa_accuracy",
-            "cm3leon.eval.vqa:VQAAccuracy",
+            "cm3leon.eval.metrics.vqa:VQAAccuracy",
             "Official VQA accuracy with per question/answer type means.",
         ),
     ]
@@ -47,12 +47,12 @@ def cm3leon_register_feature_extractors() -> list[FeatureExtractorSpec]:
     return [
         FeatureExtractorSpec(
             "inception",
-            "cm3leon.eval.features:inception_extractor",
+            "cm3leon.eval.metrics.features:inception_extractor",
             "FID Inception-v3 pool3 (2048-d) from a local pt_inception weights file.",
         ),
         FeatureExtractorSpec(
             "clip",
-            "cm3leon.eval.features:clip_extractor",
+            "cm3leon.eval.metrics.features:clip_extractor",
             "CLIP image embeddings of a registered DocumentEncoder.",
         ),
     ]

@@ -54,7 +54,7 @@ class FidGaussianConfig:
 
 def run_fid_gaussian(cfg: FidGaussianConfig, run_dir: Path) -> dict[str, Any]:
     """Sample FID vs the exact ``D·shift² + (1 − scale)²·tr Σ``: the small-sample bias."""
-    from cm3leon.eval.frechet import GaussianStats, frechet_distance
+    from cm3leon.eval.metrics.frechet import GaussianStats, frechet_distance
 
     if cfg.dim < 1 or cfg.num_samples < 2:
         raise ValueError(f"need dim >= 1 and num_samples >= 2, got {cfg.dim}, {cfg.num_samples}")

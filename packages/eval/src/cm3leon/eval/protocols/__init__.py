@@ -20,8 +20,8 @@ generates from the checkpoint first (through the registered generator runner,
 cm3leon-decoding's ``generate``: :mod:`cm3leon.eval.protocols.generation`; finished
 generations are reused), with ``predictions`` it scores that file or folder instead.  Every
 run writes ``results.json``; generated runs also a ``samples.png`` grid.  The metrics are
-their own modules (:mod:`cm3leon.eval.cider`, :mod:`cm3leon.eval.vqa`,
-:mod:`cm3leon.eval.fid`, :mod:`cm3leon.eval.clip_score`); :mod:`~cm3leon.eval.protocols.fid`
+their own modules (:mod:`cm3leon.eval.metrics.cider`, :mod:`cm3leon.eval.metrics.vqa`,
+:mod:`cm3leon.eval.metrics.fid`, :mod:`cm3leon.eval.metrics.clip_score`); :mod:`~cm3leon.eval.protocols.fid`
 is the file-only FID between two image sets (``cm3leon eval fid``, runner ``fid``).
 """
 

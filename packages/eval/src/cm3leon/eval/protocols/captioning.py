@@ -144,7 +144,7 @@ def score_caption_files(
         FormatError: malformed files, predictions without references, or (unless
             ``partial``) references without a prediction.
     """
-    from cm3leon.eval.cider import score_captions
+    from cm3leon.eval.metrics.cider import score_captions
 
     preds, refs = read_caption_results(predictions), read_caption_references(references)
     ids = match_ids(preds, refs, "image", partial)

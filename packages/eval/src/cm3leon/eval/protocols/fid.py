@@ -2,7 +2,7 @@
 
 The file-only protocol behind ``cm3leon eval fid`` / ``cm3leon eval stats`` and the ``fid``
 runner; the text-to-image protocol computes its FID with :func:`feature_stats` too.  The
-metric itself is :class:`cm3leon.eval.fid.FrechetDistance`.
+metric itself is :class:`cm3leon.eval.metrics.fid.FrechetDistance`.
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ from omegaconf import MISSING
 from tqdm.auto import tqdm
 
 from cm3leon.core.io import atomic_write_json
-from cm3leon.eval.fid import FrechetDistance, build_feature_extractor
 from cm3leon.eval.formats import iter_image_batches, iter_images
-from cm3leon.eval.frechet import GaussianStats, frechet_distance
+from cm3leon.eval.metrics.fid import FrechetDistance, build_feature_extractor
+from cm3leon.eval.metrics.frechet import GaussianStats, frechet_distance
 from cm3leon.eval.protocols.common import file_info
 
 __all__ = ["FidRunConfig", "feature_stats", "fid_between", "run_fid"]

@@ -298,10 +298,14 @@ def score_text_to_image(
     """
     import torch
 
-    from cm3leon.eval.clip_score import clip_scores
-    from cm3leon.eval.features import ClipFeatureExtractor, resolve_document_encoder, tensor_to_pil
-    from cm3leon.eval.fid import FrechetDistance, build_feature_extractor
     from cm3leon.eval.formats import load_image_tensor
+    from cm3leon.eval.metrics.clip_score import clip_scores
+    from cm3leon.eval.metrics.features import (
+        ClipFeatureExtractor,
+        resolve_document_encoder,
+        tensor_to_pil,
+    )
+    from cm3leon.eval.metrics.fid import FrechetDistance, build_feature_extractor
     from cm3leon.eval.protocols.fid import feature_stats
 
     prompts = read_samples_manifest(manifest)

@@ -80,7 +80,7 @@ class VQAConfig:
 
     ``vqa_version`` picks the ``vqaEval.py`` normalisation the answers and the majority
     baselines are scored with: ``"2016"`` (default) or ``"current"``
-    (:mod:`cm3leon.eval.vqa` says how they differ).  ``predictions``: a VQA results file
+    (:mod:`cm3leon.eval.metrics.vqa` says how they differ).  ``predictions``: a VQA results file
     to score instead of generating; ``partial``: then score only the questions it answers
     (a generated run always scores the questions it generated for).
     """
@@ -102,7 +102,7 @@ class VQAConfig:
     partial: bool = False
 
     def __post_init__(self) -> None:
-        from cm3leon.eval.vqa import check_vqa_version
+        from cm3leon.eval.metrics.vqa import check_vqa_version
 
         try:
             check_vqa_version(self.vqa_version)  # before generating anything
@@ -122,9 +122,9 @@ def score_vqa_files(
     ``partial`` scores only the questions that have a prediction.
 
     ``version`` picks the ``vqaEval.py`` normalisation, ``"2016"`` or ``"current"``
-    (:mod:`cm3leon.eval.vqa`); the result records it under ``version``.
+    (:mod:`cm3leon.eval.metrics.vqa`); the result records it under ``version``.
     """
-    from cm3leon.eval.vqa import vqa_evaluate
+    from cm3leon.eval.metrics.vqa import vqa_evaluate
 
     res = vqa_evaluate(
         read_vqa_results(predictions),

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from cm3leon.eval.fid import FrechetDistance
-from cm3leon.eval.frechet import FrechetError, GaussianStats, frechet_distance
+from cm3leon.eval.metrics.fid import FrechetDistance
+from cm3leon.eval.metrics.frechet import FrechetError, GaussianStats, frechet_distance
 from tests.eval._helpers import two_rank_compute
 
 

@@ -6,8 +6,8 @@ import shutil
 
 import pytest
 
-from cm3leon.eval.cider import CiderD, cider_d, score_captions
-from cm3leon.eval.ptb import PTBTokenizerError, ptb_tokenize
+from cm3leon.eval.metrics.cider import CiderD, cider_d, score_captions
+from cm3leon.eval.metrics.ptb import PTBTokenizerError, ptb_tokenize
 from tests.eval._helpers import two_rank_compute
 
 needs_java = pytest.mark.skipif(shutil.which("java") is None, reason="PTB tokenisation needs Java")
@@ -123,7 +123,7 @@ def test_hand_worked_idf_and_clipping() -> None:
 
 
 def test_missing_java_is_a_clear_error(monkeypatch) -> None:
-    monkeypatch.setattr("cm3leon.eval.ptb.shutil.which", lambda name: None)
+    monkeypatch.setattr("cm3leon.eval.metrics.ptb.shutil.which", lambda name: None)
     with pytest.raises(PTBTokenizerError, match="needs Java: 'java' was not found on PATH"):
         score_captions(CANDIDATES, REFERENCES)
 

@@ -69,7 +69,7 @@ from typing import Any
 import torch
 from torchmetrics import Metric
 
-from cm3leon.eval.records import decode_records, dedupe_records, encode_records, jsonable_id
+from cm3leon.eval.metrics.records import decode_records, dedupe_records, encode_records, jsonable_id
 
 __all__ = [
     "ARTICLES",

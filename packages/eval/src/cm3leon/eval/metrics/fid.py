@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torchmetrics import Metric
 
-from cm3leon.eval.frechet import FrechetError, GaussianStats, SqrtMethod, frechet_distance
+from cm3leon.eval.metrics.frechet import FrechetError, GaussianStats, SqrtMethod, frechet_distance
 
 __all__ = ["FrechetDistance", "build_feature_extractor"]
 
@@ -62,7 +62,7 @@ class FrechetDistance(Metric):
         num_features: feature dimension ``D``; required unless the extractor exposes
             ``num_features`` (or ``dim``).
         features_options: keyword options for a registered extractor (e.g. ``weights_path``).
-        method: ``"eigh"`` or ``"sqrtm"`` (see :mod:`cm3leon.eval.frechet`).
+        method: ``"eigh"`` or ``"sqrtm"`` (see :mod:`cm3leon.eval.metrics.frechet`).
         reference: fixed real-set statistics (e.g. a reference ``.npz``); then only generated
             samples are accumulated and ``update(..., real=True)`` is an error.
         reset_real_features: keep accumulated real statistics across :meth:`reset` when false.

@@ -24,8 +24,8 @@ import numpy as np
 import torch
 from torchmetrics import Metric
 
-from cm3leon.eval.ptb import ptb_tokenize, whitespace_tokenize
-from cm3leon.eval.records import decode_records, dedupe_records, encode_records, jsonable_id
+from cm3leon.eval.metrics.ptb import ptb_tokenize, whitespace_tokenize
+from cm3leon.eval.metrics.records import decode_records, dedupe_records, encode_records, jsonable_id
 
 __all__ = ["CiderD", "CiderResult", "TOKENIZERS", "cider_d", "score_captions"]
 

@@ -7,15 +7,15 @@ import pytest
 import torch
 
 from cm3leon.core.registry import FeatureExtractorSpec
-from cm3leon.eval.features import (
+from cm3leon.eval.metrics.features import (
     ClipFeatureExtractor,
     EncoderNotFoundError,
     clip_extractor,
     resolve_document_encoder,
     tensor_to_pil,
 )
-from cm3leon.eval.fid import FrechetDistance
-from cm3leon.eval.frechet import GaussianStats, frechet_distance
+from cm3leon.eval.metrics.fid import FrechetDistance
+from cm3leon.eval.metrics.frechet import GaussianStats, frechet_distance
 from tests.eval._helpers import StandInEncoder
 
 
@@ -42,7 +42,7 @@ def test_resolve_by_object_name_and_factory_string() -> None:
 
 def test_resolve_errors_say_what_was_tried() -> None:
     registries = _registries(
-        clip="cm3leon.eval.features:clip_extractor", broken=lambda **kw: object()
+        clip="cm3leon.eval.metrics.features:clip_extractor", broken=lambda **kw: object()
     )
     with pytest.raises(
         EncoderNotFoundError,

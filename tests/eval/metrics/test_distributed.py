@@ -23,9 +23,9 @@ PREDS = ["yes", "two", "blue", "no", "Blue."]
 
 
 def _metrics():
-    from cm3leon.eval.cider import CiderD
-    from cm3leon.eval.fid import FrechetDistance
-    from cm3leon.eval.vqa import VQAAccuracy
+    from cm3leon.eval.metrics.cider import CiderD
+    from cm3leon.eval.metrics.fid import FrechetDistance
+    from cm3leon.eval.metrics.vqa import VQAAccuracy
 
     return FrechetDistance(num_features=3), CiderD(tokenizer="whitespace"), VQAAccuracy()
 

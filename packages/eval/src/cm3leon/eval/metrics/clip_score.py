@@ -2,7 +2,7 @@
 
 The encoder is the retrieval package's CLIP bi-encoder, reached through the
 :class:`cm3leon.core.interfaces.DocumentEncoder` protocol (an object or a registered name,
-see :func:`cm3leon.eval.features.resolve_document_encoder`).
+see :func:`cm3leon.eval.metrics.features.resolve_document_encoder`).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import torch
 from torchmetrics import Metric
 
 from cm3leon.core.interfaces import DocumentEncoder
-from cm3leon.eval.features import resolve_document_encoder
+from cm3leon.eval.metrics.features import resolve_document_encoder
 
 __all__ = ["CLIPScore", "clip_scores"]
 

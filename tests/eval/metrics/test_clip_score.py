@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cm3leon.eval.clip_score import CLIPScore, clip_scores
+from cm3leon.eval.metrics.clip_score import CLIPScore, clip_scores
 from tests.eval._helpers import StandInEncoder, solid, two_rank_compute
 
 IMAGES = [solid((255, 0, 0)), solid((255, 128, 128)), solid((0, 255, 255)), solid((0, 0, 255))]

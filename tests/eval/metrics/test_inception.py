@@ -7,7 +7,7 @@ import collections
 import pytest
 import torch
 
-from cm3leon.eval.inception import (
+from cm3leon.eval.metrics.inception import (
     INCEPTION_WEIGHTS_FILE,
     FIDInceptionV3,
     InceptionWeightsError,

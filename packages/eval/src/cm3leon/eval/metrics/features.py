@@ -198,7 +198,7 @@ def inception_extractor(
     """
     import os
 
-    from cm3leon.eval.inception import INCEPTION_WEIGHTS_FILE, load_fid_inception
+    from cm3leon.eval.metrics.inception import INCEPTION_WEIGHTS_FILE, load_fid_inception
 
     path = weights_path or os.environ.get("CM3LEON_FID_INCEPTION")
     if not path:

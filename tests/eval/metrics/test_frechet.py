@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from cm3leon.eval.frechet import (
+from cm3leon.eval.metrics.frechet import (
     FrechetError,
     GaussianStats,
     RankDeficientWarning,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from cm3leon.eval.vqa import (
+from cm3leon.eval.metrics.vqa import (
     DEFAULT_VQA_VERSION,
     VQA_VERSIONS,
     VQAAccuracy,
