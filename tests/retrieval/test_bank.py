@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import struct
 from pathlib import Path
 
 import numpy as np
@@ -152,6 +153,70 @@ def test_tampered_documents_are_refused(tmp_path: Path) -> None:
         fh.write(b"{}\n")
     with pytest.raises(IndexIntegrityError, match="documents.jsonl: size or SHA-256"):
         MemoryBank.load(path)
+
+
+def _rerecord(path: Path, *names: str) -> None:
+    """Make the manifest agree with the files as they now are (a careless edit or an attacker)."""
+    from cm3leon.core.io import sha256_file
+
+    manifest = json.loads((path / "manifest.json").read_text())
+    for name in names:
+        manifest["files"][name] = {"bytes": (path / name).stat().st_size, "sha256": sha256_file(path / name)}
+    (path / "manifest.json").write_text(json.dumps(manifest))
+
+
+def test_index_ntotal_must_equal_the_id_count(tmp_path: Path) -> None:
+    _, path = saved_bank(tmp_path)
+    ids = json.loads((path / "ids.json").read_text())
+    (path / "ids.json").write_text(json.dumps(ids[:-1]))
+    _rerecord(path, "ids.json")
+    with pytest.raises(IndexIntegrityError, match=rf"{path / 'index.faiss'}: holds 300 vectors but "
+                                                  rf"{path / 'ids.json'} has 299 ids"):
+        MemoryBank.load(path)
+    (path / "ids.json").write_text(json.dumps([*ids[:-1], 7]))
+    _rerecord(path, "ids.json")
+    with pytest.raises(BankError, match=rf"{path / 'ids.json'}: must hold a JSON list of document ids"):
+        MemoryBank.load(path)
+
+
+def test_index_over_the_byte_limit_is_refused_before_it_is_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, faiss_never_reads
+) -> None:
+    _, path = saved_bank(tmp_path)
+    size = (path / "index.faiss").stat().st_size
+    read_bytes, hashed = Path.read_bytes, []
+
+    def spy(self: Path) -> bytes:
+        hashed.append(self.name)
+        return read_bytes(self)
+
+    monkeypatch.setattr(Path, "read_bytes", spy)
+    with pytest.raises(IndexIntegrityError, match=rf"index.faiss: index file of {size} bytes exceeds the "
+                                                  rf"limit of {size - 1} bytes"):
+        MemoryBank.load(path, max_index_bytes=size - 1)
+    monkeypatch.setenv("CM3LEON_MAX_INDEX_BYTES", "1000")
+    with pytest.raises(IndexIntegrityError, match="exceeds the limit of 1000 bytes; .*CM3LEON_MAX_INDEX_BYTES"):
+        MemoryBank.load(path)
+    assert "index.faiss" not in hashed  # refused on its size alone: not a byte was read
+
+
+def test_faiss_vector_limit_is_the_file_size_while_deserialising(tmp_path: Path) -> None:
+    """A length field claiming more than the file holds (hash re-recorded) is refused by
+    FAISS's deserialisation limit, not read, and the error names the file."""
+    import faiss
+
+    _, path = saved_bank(tmp_path)
+    index = path / "index.faiss"
+    data = bytearray(index.read_bytes())
+    assert data[:4] == b"IxFI" and struct.unpack("<Q", data[37:45]) == (300 * 16,)  # flat IP codes
+    data[37:45] = struct.pack("<Q", 300 * 16 + 1000)  # 4000 bytes more than the file has
+    index.write_bytes(bytes(data))
+    _rerecord(path, "index.faiss")
+    default = faiss.get_deserialization_vector_byte_limit()
+    with pytest.raises(IndexIntegrityError, match=rf"{index}: FAISS cannot deserialise the index: "
+                                                  r".*deserialization_vector_byte_limit"):
+        MemoryBank.load(path)
+    assert faiss.get_deserialization_vector_byte_limit() == default  # restored
 
 
 # ---------------------------------------------------------- sharded build

@@ -12,7 +12,10 @@ On disk (written atomically as one directory, ``COMPLETE`` marker last)::
       COMPLETE
 
 :meth:`MemoryBank.load` checks the marker, the manifest, every file's size and
-hash and the index header's dimension before FAISS reads the index.
+hash, the index file's size against a byte limit
+(:func:`cm3leon.retrieval.index.max_index_bytes`) and the index header's dimension
+before FAISS reads the index; after reading, ``index.ntotal`` must equal the manifest's
+size, the number of ids and the number of documents (errors name the files).
 """
 
 from __future__ import annotations
@@ -264,6 +267,7 @@ class MemoryBank:
         expected_dim: int | None = None,
         encoder_fingerprint: str | None = None,
         search_params: str | None = None,
+        max_index_bytes: int | None = None,
     ) -> MemoryBank:
         """Load a bank, verifying it before FAISS reads anything.
 
@@ -272,10 +276,14 @@ class MemoryBank:
             expected_dim: refuse a bank whose dimension differs (the encoder's ``dim``).
             encoder_fingerprint: refuse a bank built with a different encoder.
             search_params: override the manifest's FAISS search parameters.
+            max_index_bytes: refuse a larger ``index.faiss`` before reading it (default:
+                :func:`cm3leon.retrieval.index.max_index_bytes`).
 
         Raises:
             BankError / IndexIntegrityError: incomplete directory, dimension or encoder
-                mismatch, or any file whose size or SHA-256 differs from the manifest.
+                mismatch, an index over the byte limit, any file whose size or SHA-256
+                differs from the manifest, or row counts that disagree (index ``ntotal``,
+                ids, documents).
         """
         directory = Path(directory)
         manifest = read_manifest(directory, kind="faiss")
@@ -291,16 +299,17 @@ class MemoryBank:
         if rec is None:
             raise BankError(f"{directory / MANIFEST_FILE}: no record for {INDEX_FILE}")
         index = read_index_verified(
-            directory / INDEX_FILE, size=rec["bytes"], sha256=rec["sha256"], dim=manifest.dim
+            directory / INDEX_FILE, size=rec["bytes"], sha256=rec["sha256"], dim=manifest.dim,
+            max_bytes=max_index_bytes,
         )
         verify_files(directory, manifest, (IDS_FILE, DOCUMENTS_FILE, OFFSETS_FILE))
-        ids = json.loads((directory / IDS_FILE).read_text(encoding="utf-8"))
-        if index.ntotal != manifest.size:
-            raise BankError(f"{directory}: index holds {index.ntotal} vectors, manifest says {manifest.size}")
+        ids = _read_ids(directory / IDS_FILE)
+        store = JsonlDocumentStore(directory)
+        _check_rows(directory, int(index.ntotal), manifest.size, len(ids), len(store))
         params = manifest.search_params if search_params is None else search_params
         configure_search(index, params)
         return cls(
-            index, ids, JsonlDocumentStore(directory), factory=manifest.factory, search_params=params,
+            index, ids, store, factory=manifest.factory, search_params=params,
             encoder=manifest.encoder, extra=manifest.extra, manifest=manifest,
         )
 
@@ -308,6 +317,29 @@ class MemoryBank:
     def _iter_documents(self, chunk: int = 1024):
         for start in range(0, self.size, chunk):
             yield from self.store.get(range(start, min(start + chunk, self.size)))
+
+
+def _read_ids(path: Path) -> list[str]:
+    try:
+        ids = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise BankError(f"{path}: not valid JSON: {err}") from None
+    if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
+        raise BankError(f"{path}: must hold a JSON list of document ids (strings)")
+    return ids
+
+
+def _check_rows(directory: Path, ntotal: int, size: int, n_ids: int, n_docs: int) -> None:
+    """The index, the manifest, ``ids.json`` and the document store must agree on the row count."""
+    index = directory / INDEX_FILE
+    if ntotal != size:
+        raise IndexIntegrityError(f"{index}: holds {ntotal} vectors, {directory / MANIFEST_FILE} says {size}")
+    if ntotal != n_ids:
+        raise IndexIntegrityError(f"{index}: holds {ntotal} vectors but {directory / IDS_FILE} has {n_ids} ids")
+    if ntotal != n_docs:
+        raise IndexIntegrityError(
+            f"{index}: holds {ntotal} vectors but {directory / OFFSETS_FILE} indexes {n_docs} documents"
+        )
 
 
 def training_sample(vectors: np.ndarray, size: int, seed: int) -> np.ndarray:

@@ -12,23 +12,33 @@ Search-time knobs are FAISS ``ParameterSpace`` strings (``"nprobe=32"``,
 ``"efSearch=128"``).  An index file is only ever handed to FAISS after its size,
 SHA-256 and header dimension were checked against the manifest that describes it
 (:func:`read_index_verified`), so a truncated or tampered file is refused before
-FAISS parses a byte of it.
+FAISS parses a byte of it.  Deserialisation is also bounded: a file larger than
+:func:`max_index_bytes` (``CM3LEON_MAX_INDEX_BYTES``, default 64 GiB, or the caller's
+``max_bytes``) is refused before it is read, and while FAISS parses it its per-vector
+byte limit (``faiss.set_deserialization_vector_byte_limit``) is lowered to the file's size,
+so no length field, even in a file whose hash was re-recorded, can make it allocate more
+than the file holds.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 import struct
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 __all__ = [
+    "DEFAULT_MAX_INDEX_BYTES",
+    "MAX_INDEX_BYTES_ENV",
     "IndexIntegrityError",
     "add_vectors",
     "configure_search",
     "make_index",
+    "max_index_bytes",
     "merge_indexes",
     "read_index_verified",
     "reconstruct",
@@ -39,6 +49,9 @@ __all__ = [
 # Above this size the verified bytes are not kept in memory: the file is hashed in a
 # streaming pass and then read by FAISS from disk.
 _IN_MEMORY_LIMIT = 512 * 1024 * 1024
+
+MAX_INDEX_BYTES_ENV = "CM3LEON_MAX_INDEX_BYTES"
+DEFAULT_MAX_INDEX_BYTES = 64 << 30  # 64 GiB: a billion 16-byte PQ codes with room to spare
 
 
 class IndexIntegrityError(ValueError):
@@ -140,6 +153,33 @@ def write_index(index: Any, path: str | Path) -> Path:
     return atomic_write_bytes(path, faiss.serialize_index(index).tobytes())
 
 
+def max_index_bytes(value: int | None = None) -> int:
+    """The largest index file that will be deserialised: ``value``, else the
+    ``CM3LEON_MAX_INDEX_BYTES`` environment variable, else :data:`DEFAULT_MAX_INDEX_BYTES`."""
+    if value is None:
+        raw = os.environ.get(MAX_INDEX_BYTES_ENV, "").strip()
+        try:
+            value = int(raw) if raw else DEFAULT_MAX_INDEX_BYTES
+        except ValueError:
+            raise ValueError(f"{MAX_INDEX_BYTES_ENV}={raw!r} is not a whole number of bytes") from None
+    if value < 1:
+        raise ValueError(f"the index byte limit must be >= 1, got {value}")
+    return int(value)
+
+
+@contextlib.contextmanager
+def _vector_byte_limit(file_bytes: int) -> Iterator[None]:
+    """While active, FAISS refuses a serialised vector claiming more bytes than ``file_bytes``
+    (no vector of a genuine index is as large as the whole file)."""
+    faiss = _faiss()
+    previous = faiss.get_deserialization_vector_byte_limit()
+    faiss.set_deserialization_vector_byte_limit(min(file_bytes, previous))
+    try:
+        yield
+    finally:
+        faiss.set_deserialization_vector_byte_limit(previous)
+
+
 def header_dimension(head: bytes, path: Path) -> int:
     """The vector dimension stored in a FAISS index header (bytes 4..8, int32)."""
     if len(head) < 8:
@@ -147,15 +187,16 @@ def header_dimension(head: bytes, path: Path) -> int:
     return int(struct.unpack("<i", head[4:8])[0])
 
 
-def read_index_verified(path: str | Path, *, size: int, sha256: str, dim: int) -> Any:
+def read_index_verified(path: str | Path, *, size: int, sha256: str, dim: int, max_bytes: int | None = None) -> Any:
     """Read a FAISS index only if it matches ``size`` bytes, ``sha256`` and ``dim``.
 
-    Every check happens before FAISS sees the file.
+    Every check happens before FAISS sees the file; a file (or a recorded size) above
+    ``max_bytes`` (:func:`max_index_bytes`) is refused before a byte of it is read.
 
     Raises:
         FileNotFoundError: the file is missing.
-        IndexIntegrityError: truncated/extended file, hash mismatch, or a header
-            dimension different from ``dim``.
+        IndexIntegrityError: truncated/extended file, hash mismatch, a file over the
+            byte limit, or a header dimension different from ``dim``.
     """
     import hashlib
 
@@ -166,6 +207,12 @@ def read_index_verified(path: str | Path, *, size: int, sha256: str, dim: int) -
     if not path.is_file():
         raise FileNotFoundError(f"{path}: index file not found")
     actual = path.stat().st_size
+    limit = max_index_bytes(max_bytes)
+    if max(actual, size) > limit:
+        raise IndexIntegrityError(
+            f"{path}: index file of {max(actual, size)} bytes exceeds the limit of {limit} bytes; "
+            f"raise it with max_index_bytes or {MAX_INDEX_BYTES_ENV} if the index is trusted"
+        )
     if actual != size:
         raise IndexIntegrityError(
             f"{path}: index file has {actual} bytes, manifest records {size} (truncated or replaced)"
@@ -184,10 +231,15 @@ def read_index_verified(path: str | Path, *, size: int, sha256: str, dim: int) -
     header_dim = header_dimension(head, path)
     if header_dim != dim:
         raise IndexIntegrityError(f"{path}: index dimension {header_dim} does not match manifest dim {dim}")
-    if data is not None:
-        index = faiss.deserialize_index(np.frombuffer(data, dtype=np.uint8))
-    else:
-        index = faiss.read_index(str(path))
+    try:
+        with _vector_byte_limit(actual):
+            if data is not None:
+                index = faiss.deserialize_index(np.frombuffer(data, dtype=np.uint8))
+            else:
+                index = faiss.read_index(str(path))
+    except RuntimeError as err:  # FAISS's own checks (vector limit, read errors) do not name the file
+        last = str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__
+        raise IndexIntegrityError(f"{path}: FAISS cannot deserialise the index: {last}") from None
     if index.d != dim:
         raise IndexIntegrityError(f"{path}: FAISS reports dimension {index.d}, manifest says {dim}")
     return index
