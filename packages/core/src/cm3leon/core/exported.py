@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -120,6 +121,18 @@ def _header(config: TransformerConfig, vocab: Vocabulary, meta: dict[str, Any]) 
     }
 
 
+def _write_weights(save_file: Any, tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str],
+                   *, final: Path) -> None:
+    """``safetensors.torch.save_file``, its I/O errors (a full disk) as ``OSError`` naming ``final``."""
+    try:
+        save_file(tensors, str(path), metadata=metadata)
+    except Exception as err:  # SafetensorError("... I/O error: No space left on device (os error 28)")
+        code = re.search(r"os error (\d+)", str(err))
+        if code is None:
+            raise
+        raise OSError(int(code.group(1)), f"{final}: cannot write the safetensors weights: {err}") from err
+
+
 def save_exported(
     model: CM3LeonTransformer | dict[str, torch.Tensor],
     out: str | Path,
@@ -163,9 +176,10 @@ def save_exported(
     metadata = {"cm3leon": json.dumps(header, sort_keys=True)}
     with atomic_directory(out, overwrite=overwrite) as tmp:
         weights = tmp / EXPORT_WEIGHTS
-        save_file(tensors, str(weights), metadata=metadata)
+        _write_weights(save_file, tensors, weights, metadata, final=out / EXPORT_WEIGHTS)
         # The digest covers the tensors only, so writing it into the metadata leaves it valid.
-        save_file(tensors, str(weights), metadata={**metadata, TENSORS_SHA256_KEY: tensors_sha256(weights)})
+        metadata[TENSORS_SHA256_KEY] = tensors_sha256(weights)
+        _write_weights(save_file, tensors, weights, metadata, final=out / EXPORT_WEIGHTS)
         header["weights_sha256"] = sha256_file(weights)
         (tmp / EXPORT_CONFIG).write_text(json.dumps(header, indent=2, sort_keys=True) + "\n")
     return out
