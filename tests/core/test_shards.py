@@ -263,6 +263,50 @@ def _loader(path: Path, num_workers: int = 0):
     return ds, build_packed_dataloader(ds, seq_len=48, num_workers=num_workers)
 
 
+def _write_raw_mds(path: Path, columns: dict[str, str]) -> Path:
+    """An MDS dataset with cm3leon's manifest and marker but ``columns`` of the writer's choosing
+    (a third-party tool), every hash recorded correctly."""
+    from streaming.base.format.mds.writer import MDSWriter
+
+    with MDSWriter(columns=columns, out=str(path), hashes=["sha256"]) as w:
+        for i in range(4):
+            w.write({"id": f"s{i}", "tokens": example(i).astype(np.int32), "modality_counts": np.zeros(3, np.int32)})
+    files = {p.name: {"sha256": sha256_file(p), "bytes": p.stat().st_size} for p in sorted(path.iterdir())}
+    atomic_write_json(path / MANIFEST_FILE, {"format": "cm3leon-mds", "version": 1, "kind": "tokens",
+                                             "num_samples": 4, "columns": columns, "vocab": VOCAB.to_dict(),
+                                             "stats": {}, "meta": {}, "files": files})
+    atomic_write_json(path / COMPLETE_MARKER, {"manifest_sha256": sha256_file(path / MANIFEST_FILE)})
+    return path
+
+
+def test_pkl_column_is_refused_before_any_sample_is_decoded(tmp_path: Path) -> None:
+    """MDS's ``pkl`` encoding unpickles on read; no cm3leon schema has it, whoever wrote the data."""
+    from cm3leon.core.shard_datasets import CM3StreamingDataset
+
+    path = _write_raw_mds(tmp_path / "pkl", {"id": "str", "tokens": "pkl", "modality_counts": "ndarray:int32:3"})
+    manifest = path / MANIFEST_FILE
+    with pytest.raises(ShardIntegrityError, match=rf"{manifest}: columns .* \(unsafe pkl encoding in \['tokens'\]"):
+        verify_dataset(path)
+    with pytest.raises(ShardIntegrityError, match="unsafe pkl encoding"):
+        CM3StreamingDataset(local=str(path), batch_size=2)
+    good = write_tokens(tmp_path / "good")
+    with pytest.raises(ValueError, match="allow_unsafe_types=True is refused"):
+        CM3StreamingDataset(local=str(good), batch_size=2, allow_unsafe_types=True)
+
+
+def test_index_columns_must_match_the_manifest(tmp_path: Path) -> None:
+    path = write_tokens(tmp_path / "tok")
+    index = json.loads((path / INDEX_FILE).read_text())
+    index["shards"][1]["column_encodings"][index["shards"][1]["column_names"].index("tokens")] = "pkl"
+    (path / INDEX_FILE).write_text(json.dumps(index))
+    manifest = json.loads((path / MANIFEST_FILE).read_text())
+    manifest["files"][INDEX_FILE] = {"sha256": sha256_file(path / INDEX_FILE), "bytes": (path / INDEX_FILE).stat().st_size}
+    atomic_write_json(path / MANIFEST_FILE, manifest)
+    atomic_write_json(path / COMPLETE_MARKER, {"manifest_sha256": sha256_file(path / MANIFEST_FILE)})
+    with pytest.raises(ShardIntegrityError, match=rf"{path / INDEX_FILE}: shard 'shard.00001.mds' has columns"):
+        verify_dataset(path)
+
+
 def test_streaming_reader_transforms_packs_and_resumes_exactly(tmp_path: Path) -> None:
     path = write_tokens(tmp_path / "tok")
     ds, loader = _loader(path)

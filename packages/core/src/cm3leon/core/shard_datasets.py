@@ -162,6 +162,8 @@ class _VerifiedStreamingDataset(StreamingDataset):
 
     def __init__(self, *, remote: str | None = None, local: str | None = None,
                  streams: Sequence[Stream] | None = None, check_hashes: bool = True, **kwargs: Any) -> None:
+        if kwargs.get("allow_unsafe_types"):
+            raise ValueError("allow_unsafe_types=True is refused: cm3leon datasets never hold pkl columns")
         self.infos = _stage_all(remote, local, streams, self.kind, check_hashes)
         self._background_error: BaseException | None = None
         if any(s.remote is not None for s in streams or []) or remote is not None:

@@ -18,7 +18,8 @@ readable by ``streaming.StreamingDataset``:
   transform runs on the fly in the reader.
 
 Next to ``index.json`` the writer puts ``manifest.json`` (kind, sample count, vocabulary,
-columns, statistics, and the SHA-256 and size of every file) and, last, the ``COMPLETE``
+columns -- exactly one of the schemas above, so never MDS's unsafe ``pkl`` encoding --,
+statistics, and the SHA-256 and size of every file) and, last, the ``COMPLETE``
 marker holding the manifest's own SHA-256.  Everything is written in a temporary sibling
 directory renamed into place (:func:`cm3leon.core.io.atomic_directory`), so a conversion
 that fails midway leaves nothing a reader accepts.  MDS's own ``hashes=["sha256"]`` are
@@ -388,7 +389,24 @@ def read_manifest(directory: str | Path) -> dict[str, Any]:
             raise _fail(manifest_path, f"manifest lacks {key!r}")
     if manifest["kind"] not in ("documents", "tokens"):
         raise _fail(manifest_path, f"unknown dataset kind {manifest['kind']!r}")
+    _check_columns(manifest_path, manifest["kind"], manifest["columns"])
     return manifest
+
+
+def _allowed_columns(kind: str) -> list[dict[str, str]]:
+    if kind == "documents":
+        return [DOCUMENT_COLUMNS]
+    flags = [(w, t, p) for w in (False, True) for t in (False, True) for p in (False, True)]
+    return [token_columns(*f) for f in flags]
+
+
+def _check_columns(path: Path, kind: str, columns: Any) -> None:
+    """The columns must be exactly one of cm3leon's schemas: no ``pkl`` (or any other
+    encoding that could run code when decoded) can reach MDS, whoever wrote the dataset."""
+    if not isinstance(columns, dict) or columns not in _allowed_columns(kind):
+        unsafe = sorted(k for k, v in columns.items() if "pkl" in str(v)) if isinstance(columns, dict) else []
+        why = f" (unsafe pkl encoding in {unsafe})" if unsafe else ""
+        raise _fail(path, f"columns {columns!r} are not a cm3leon {kind} schema{why}")
 
 
 def verify_files(directory: Path, files: Mapping[str, Any], names: list[str] | None = None,
@@ -425,6 +443,9 @@ def parse_index(path: Path, manifest: Mapping[str, Any]) -> list[dict[str, Any]]
             raise _fail(path, f"shard {name!r} is not listed in {MANIFEST_FILE}")
         if shard.get("compression"):
             raise _fail(path, f"shard {name!r} is compressed; cm3leon datasets are uncompressed")
+        encodings = dict(zip(shard.get("column_names") or [], shard.get("column_encodings") or [], strict=False))
+        if encodings != manifest["columns"]:
+            raise _fail(path, f"shard {name!r} has columns {encodings}, {MANIFEST_FILE} says {manifest['columns']}")
         total += samples
     if total != manifest["num_samples"]:
         raise _fail(path, f"holds {total} samples, {MANIFEST_FILE} says {manifest['num_samples']}")
