@@ -25,6 +25,7 @@ from cm3leon.core.testing import (
     SourceConformance,
     TokenizerConformance,
 )
+from tests.core import _corpora
 
 REGISTRIES = get_registries()
 
@@ -208,11 +209,29 @@ def _jsonl(tmp_path: Path, bad: bool) -> Any:
     return (path, f"{path}:2") if bad else path
 
 
+def _corpus_inputs(writer: Any, named: Any) -> Any:
+    """Inputs of a corpus source from tests/core/_corpora.py (fixtures written by the real libraries)."""
+
+    def inputs(tmp_path: Path, bad: bool) -> Any:
+        path = writer(tmp_path, _corpora.corpus(bad="image" if bad else None))
+        return (path, named(path)) if bad else path
+
+    return inputs
+
+
+_CORPUS_SOURCES = {
+    "webdataset": (lambda t, s: _corpora.write_tars(t / "wds", s) and t / "wds", lambda p: f"{p / '00000.tar'}:000001"),
+    "parquet": (lambda t, s: _corpora.write_parquet(t / "a.parquet", s), lambda p: f"{p} row 1"),
+    "hf": (lambda t, s: _corpora.write_hf(t / "hf", s), lambda p: f"{p} row 1"),
+    "tsv": (lambda t, s: _corpora.write_tsv(t / "cc3m.tsv", s, None), lambda p: f"{p}:2"),
+}
+
 # name -> (factory options, inputs(tmp_path, bad) -> good path | (bad path, text naming the bad record))
 SOURCE_INPUTS: dict[str, tuple[dict[str, Any], Any]] = {
     "folder": ({}, _folder),
     "jsonl": ({}, _jsonl),
     "world": ({"n": 3, "image_size": 32}, lambda tmp_path, bad: "-"),
+    **{name: ({}, _corpus_inputs(*fns)) for name, fns in _CORPUS_SOURCES.items()},
 }
 
 

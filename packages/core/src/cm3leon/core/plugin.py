@@ -57,6 +57,26 @@ def cm3leon_register_sources() -> list[SourceSpec]:
             "cm3leon.core.sources:jsonl_source",
             "JSONL of {image, caption[, codes]} records or full document JSON.",
         ),
+        SourceSpec(
+            "webdataset",
+            "cm3leon.core.corpora.tars:webdataset_source",
+            "Webdataset tar shards, img2dataset layout (<key>.jpg|png|webp, .txt, .json); cm3leon-core[corpora].",
+        ),
+        SourceSpec(
+            "parquet",
+            "cm3leon.core.corpora.tables:parquet_source",
+            "Parquet rows: image bytes (img2dataset jpg) or a path column + image_root; cm3leon-core[corpora].",
+        ),
+        SourceSpec(
+            "hf",
+            "cm3leon.core.corpora.tables:hf_source",
+            "Hugging Face datasets save_to_disk folder or HF parquet files; cm3leon-core[corpora].",
+        ),
+        SourceSpec(
+            "tsv",
+            "cm3leon.core.corpora.tsv:tsv_source",
+            "caption<TAB>url lines (CC3M layout; columns configurable) with local images under image_root.",
+        ),
     ]
 
 

@@ -60,6 +60,8 @@ class FolderSource(_SkippingSource):
         self.images = sorted(
             p for p in self.path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
         )
+        if not self.images:
+            _hint_other_source(self.path)
 
     def __len__(self) -> int:
         return len(self.images)
@@ -85,6 +87,28 @@ class FolderSource(_SkippingSource):
         rel = image_path.relative_to(self.path).with_suffix("").as_posix()
         segments = (TextSegment(caption), image) if self.caption_first else (image, TextSegment(caption))
         return Document(segments, id=rel, meta={"source": "folder", "image": image_path.relative_to(self.path).as_posix()})
+
+
+#: Files that mean a folder holds a corpus for another source: suffix -> source name.
+_CORPUS_SUFFIXES = {".tar": "webdataset", ".tar.gz": "webdataset", ".tgz": "webdataset",
+                    ".parquet": "parquet", ".arrow": "hf", ".tsv": "tsv"}  # fmt: skip
+
+
+def _hint_other_source(folder: Path) -> None:
+    """Raise, naming the right ``--source``, when an image-less folder holds another corpus format."""
+    found: dict[str, int] = {}
+    for p in folder.rglob("*"):
+        suffix = next((s for s in _CORPUS_SUFFIXES if p.name.lower().endswith(s)), None)
+        if suffix is not None and p.is_file():
+            found[suffix] = found.get(suffix, 0) + 1
+    if not found:
+        return
+    # img2dataset's webdataset output has a metadata .parquet next to every .tar: the tars win.
+    suffix = max(found, key=lambda s: (_CORPUS_SUFFIXES[s] == "webdataset", found[s]))
+    name = _CORPUS_SUFFIXES[suffix]
+    raise ValueError(f"{folder}: no image files, but {found[suffix]} {suffix} file(s): "
+                     f"use `cm3leon data prepare --source {name} {folder}` (the folder source reads "
+                     f"image files with same-stem .txt captions)")  # fmt: skip
 
 
 class JsonlSource(_SkippingSource):
