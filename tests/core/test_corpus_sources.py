@@ -7,6 +7,7 @@ documents, read back from the prepared shards, equal the fixture's captions and 
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -26,6 +27,7 @@ from cm3leon.core.corpora import (
 )
 from cm3leon.core.documents import Document
 from cm3leon.core.shards import iter_documents
+from cm3leon.core.sources import FolderSource
 from tests.core._corpora import Sample, corpus, write_hf, write_parquet, write_tars, write_tsv
 
 
@@ -116,6 +118,22 @@ def test_folder_of_tars_points_to_the_webdataset_source(tmp_path: Path) -> None:
     result = prepare("folder", tmp_path / "shards", tmp_path / "out")
     assert result.exit_code != 0
     assert "--source webdataset" in result.output and "2 .tar file(s)" in result.output
+
+
+@pytest.mark.parametrize(("writer", "expected"), [
+    (lambda root: write_hf(root, corpus()), "--source hf"),
+    (lambda root: write_tsv(root / "a.tsv", corpus(), root / "mirror"), None),  # images present: no hint
+    (lambda root: write_tsv(root / "a.tsv", corpus(), None) and shutil.rmtree(root / "images"), "--source tsv"),
+])  # fmt: skip
+def test_folder_source_names_the_source_of_other_corpora(writer: Any, expected: str | None, tmp_path: Path) -> None:
+    root = tmp_path / "corpus"
+    root.mkdir()
+    writer(root)
+    if expected is None:
+        FolderSource(root)  # image files: read as pairs (bad ones named later), no hint
+        return
+    with pytest.raises(ValueError, match=expected):
+        FolderSource(root)
 
 
 def test_webdataset_patterns_jpg_and_urls(tmp_path: Path) -> None:

@@ -7,6 +7,8 @@ A source is ``factory(path, **options) -> iterable of Document`` registered with
     Image files (``.png .jpg .jpeg .bmp .gif .webp .tif .tiff``, searched recursively,
     sorted) each with a same-stem ``.txt`` caption next to it -> ``caption, image``
     documents (Figure 8 order) with id = the image path relative to ``PATH`` without suffix.
+    A folder with no images but ``.tar`` / ``.parquet`` / ``.tsv`` / ``.arrow`` files is
+    refused, naming the source that reads it (:mod:`cm3leon.core.corpora`).
 ``jsonl``
     One JSON object per line: ``{"image": "rel/or/abs.png", "caption": "...", "id": ...,
     "codes": [...]}`` (``image`` and/or precomputed VQ ``codes``) or a full document in
