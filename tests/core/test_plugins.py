@@ -13,16 +13,22 @@ import pytest
 
 from cm3leon.core.config import ComponentConfig, ConfigError, build_component, load_config
 from cm3leon.core.plugin_manager import (
+    FIRST_PARTY as FIRST_PARTY_DISTRIBUTIONS,
+)
+from cm3leon.core.plugin_manager import (
     PluginError,
+    PluginWarning,
     get_plugin_manager,
     get_registries,
     plugin_infos,
+    plugin_warnings,
     registries_with,
 )
 from cm3leon.core.registry import (
     REGISTRY_KINDS,
     CommandSpec,
     DuplicateComponentError,
+    FactoryImportError,
     MetricSpec,
     UnknownComponentError,
 )
@@ -35,6 +41,7 @@ class EvalCfg:
 
 FIRST_PARTY = {
     "cm3leon-core",
+    "cm3leon-world",
     "cm3leon-tokenizers",
     "cm3leon-retrieval",
     "cm3leon-decoding",
@@ -210,14 +217,125 @@ def test_broken_plugin_import_names_distribution(tmp_path, monkeypatch, fresh_pl
         get_plugin_manager()
 
 
-def test_allowlist_restricts_distributions(tmp_path, monkeypatch, fresh_plugins) -> None:
+def test_allowlist_restricts_third_party_distributions_only(tmp_path, monkeypatch, fresh_plugins) -> None:
     make_distribution(tmp_path, "acme-metrics", "acme_metrics", METRIC_PLUGIN.replace("{name}", "acme-count"))
+    make_distribution(tmp_path, "acme-other", "acme_other", METRIC_PLUGIN.replace("{name}", "acme-other"))
     monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.setenv("CM3LEON_LOAD_PLUGINS", "cm3leon-core, cm3leon_tasks")
+
+    def loaded(value: str) -> set[str]:
+        monkeypatch.setenv("CM3LEON_LOAD_PLUGINS", value)
+        fresh_plugins()
+        return {info.distribution for info in plugin_infos().values()}
+
+    # The allowlist names third parties; the seven built-ins stay (core's commands too).
+    assert loaded("acme_metrics") == FIRST_PARTY | {"acme-metrics"}
+    assert "plugins" in get_registries().commands and "acme-count" in get_registries().metrics
+    assert "acme-other" not in get_registries().metrics
+    assert loaded("") == FIRST_PARTY  # empty: the built-ins only
+    assert loaded("*") == FIRST_PARTY | {"acme-metrics", "acme-other"}
+    # "-name" excludes, built-in or third party, and wins over "*".
+    assert loaded("acme-metrics, -cm3leon-eval,-cm3leon_world") == FIRST_PARTY - {
+        "cm3leon-eval", "cm3leon-world"} | {"acme-metrics"}  # fmt: skip
+    assert loaded("*,-acme-other") == FIRST_PARTY | {"acme-metrics"}
+    assert FIRST_PARTY_DISTRIBUTIONS == FIRST_PARTY
+
+
+def test_allowlist_keeps_core_commands_in_the_cli(tmp_path) -> None:
+    result = _run_cli("plugins", "list", "--json", env={"CM3LEON_LOAD_PLUGINS": "mydist"})
+    assert result.returncode == 0, result.stderr
+    assert {p["distribution"] for p in json.loads(result.stdout)["plugins"]} == FIRST_PARTY
+    assert "mydist" in result.stderr  # an entry naming no installed plugin is reported
+    dropped = _run_cli("world", "--help", env={"CM3LEON_LOAD_PLUGINS": "mydist,-cm3leon-world"})
+    assert dropped.returncode != 0 and "No such command 'world'" in dropped.stderr
+
+
+UNMARKED_PLUGIN = """
+from cm3leon.core.hookspecs import hookimpl
+from cm3leon.core.registry import MetricSpec
+
+
+def cm3leon_register_metrics():
+    return [MetricSpec("acme-unmarked", dict, "never registered")]
+
+
+@hookimpl
+def cm3leon_register_commands():
+    return []
+"""
+
+
+def test_hook_function_without_hookimpl_warns(tmp_path, monkeypatch, fresh_plugins) -> None:
+    make_distribution(tmp_path, "acme-unmarked", "acme_unmarked", UNMARKED_PLUGIN)
+    monkeypatch.syspath_prepend(str(tmp_path))
     fresh_plugins()
-    dists = {info.distribution for info in plugin_infos().values()}
-    assert dists == {"cm3leon-core", "cm3leon-tasks"}
-    assert "acme-count" not in get_registries().metrics
+    with pytest.warns(PluginWarning) as caught:
+        registries = get_registries()
+    assert "acme-unmarked" not in registries.metrics  # pluggy ignores it: hence the warning
+    (message,) = [str(w.message) for w in caught]
+    assert "'acme_unmarked'" in message and "'cm3leon_register_metrics'" in message and "@hookimpl" in message
+    assert "cm3leon_register_commands" not in message  # the decorated one is fine
+    assert plugin_warnings() == [message]
+    env = {"PYTHONPATH": os.pathsep.join([str(tmp_path), *sys.path])}
+    listed = _run_cli("plugins", "list", env=env)
+    assert listed.returncode == 0, listed.stderr
+    assert "warning: cm3leon plugin module 'acme_unmarked'" in listed.stdout
+    assert "cm3leon_register_metrics" in listed.stdout
+    as_json = json.loads(_run_cli("plugins", "list", "--json", env=env).stdout)
+    assert as_json["warnings"] == [message]
+
+
+def test_unmarked_method_of_a_plugin_object_warns(fresh_plugins) -> None:
+    class Half:
+        def cm3leon_register_metrics(self):
+            return [MetricSpec("half", dict)]
+
+    with pytest.warns(PluginWarning, match=r"'Half'.*'cm3leon_register_metrics'.*not decorated with @hookimpl"):
+        registries = registries_with(Half())
+    assert "half" not in registries.metrics
+
+
+TYPO_FACTORY_PLUGIN = """
+from cm3leon.core.hookspecs import hookimpl
+from cm3leon.core.registry import TaskSpec
+
+
+@hookimpl
+def cm3leon_register_tasks():
+    return [TaskSpec("acme_task", "acme_typo_pkg.tsk:AcmeTask", "typo in the module", reader="acme_typo_pkg.task:read")]
+"""
+
+
+def test_typo_in_lazy_factory_names_plugin_string_and_error(tmp_path, monkeypatch, fresh_plugins) -> None:
+    from click.testing import CliRunner
+
+    from cm3leon.core.cli import cli
+
+    make_distribution(tmp_path, "acme-typo-factory", "acme_typo_factory", TYPO_FACTORY_PLUGIN)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    fresh_plugins()
+    spec = get_registries().tasks.get("acme_task")
+    with pytest.raises(FactoryImportError) as info:
+        spec.build()
+    message = str(info.value)
+    assert "\n" not in message
+    assert message.startswith("plugin distribution 'acme-typo-factory', task 'acme_task', factory: ")
+    assert "'acme_typo_pkg.tsk:AcmeTask'" in message and "No module named 'acme_typo_pkg'" in message
+    with pytest.raises(FactoryImportError, match=r"'acme-typo-factory', task 'acme_task', reader: .*acme_typo_pkg"):
+        spec.resolve("reader")
+    shown = CliRunner().invoke(cli, ["tasks", "show", "acme_task"])
+    assert shown.exit_code == 1
+    assert shown.output.splitlines() == [f"Error: {message}"]  # one line, no traceback
+
+
+def test_factory_module_raising_on_import_is_one_line(tmp_path, monkeypatch) -> None:
+    (tmp_path / "acme_raises.py").write_text("import json\nraise RuntimeError('bad\\nconfig')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    spec = MetricSpec("m", "acme_raises:Metric")
+    with pytest.raises(FactoryImportError, match=r"^metric 'm', factory: cannot import 'acme_raises' .*"
+                       r"RuntimeError: bad config$"):  # fmt: skip
+        spec.load()
+    with pytest.raises(FactoryImportError, match="not of the form"):
+        MetricSpec("m", "no_colon").load()
 
 
 def test_metric_spec_validates_name() -> None:

@@ -16,14 +16,25 @@ from typing import Any
 
 import click
 
-from cm3leon.core.plugin_manager import PluginError, get_registries, plugin_infos
-from cm3leon.core.registry import DuplicateComponentError
+from cm3leon.core.plugin_manager import PluginError, get_registries, plugin_infos, plugin_warnings
+from cm3leon.core.registry import DuplicateComponentError, FactoryImportError
 
 __all__ = ["cli", "main", "plugins_command", "config_command"]
 
 
 class PluginGroup(click.Group):
-    """A click group whose subcommands come from the command registry."""
+    """A click group whose subcommands come from the command registry.
+
+    A lazy factory string that does not import (:class:`FactoryImportError`, raised by
+    any command that loads a component) is reported as one ``Error:`` line naming the
+    distribution, the string and the import error, not as a traceback.
+    """
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except FactoryImportError as err:
+            raise click.ClickException(str(err)) from None
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(set(super().list_commands(ctx)) | set(get_registries().commands.names()))
@@ -103,7 +114,8 @@ def plugins_list(kind: str | None, as_json: bool) -> None:
         known = ", ".join(name for name, _ in registries.all())
         raise click.BadParameter(f"unknown registry {kind!r}; known: {known}", param_hint="--kind")
     if as_json:
-        click.echo(json.dumps({"plugins": _plugin_rows(), "components": rows}, indent=2))
+        data = {"plugins": _plugin_rows(), "components": rows, "warnings": plugin_warnings()}
+        click.echo(json.dumps(data, indent=2))
         return
     from rich.console import Console
     from rich.table import Table
@@ -117,6 +129,8 @@ def plugins_list(kind: str | None, as_json: bool) -> None:
         table.add_row(row["registry"], row["name"], dist, row["description"])
     console.print(table)
     console.print(f"{len(rows)} components from {len(_plugin_rows())} plugins")
+    for message in plugin_warnings():
+        console.print(f"warning: {message}", markup=False, highlight=False)
 
 
 @plugins_command.command("hooks")

@@ -43,8 +43,12 @@ Common rules (they hold for every hook below):
   shown by `cm3leon plugins list`). Returning `None` equals returning `[]`.
 * **Name clashes**: a name registered twice in one registry raises
   `DuplicateComponentError` naming both distributions. Nothing is overridden silently.
-* **Environment**: `CM3LEON_LOAD_PLUGINS=dist-a,dist-b` loads only those distributions;
-  `CM3LEON_TRACE_PLUGINS=1` writes every hook call and its result to stderr.
+* **Environment**: `CM3LEON_LOAD_PLUGINS=dist-a,dist-b` loads only those third-party
+  distributions besides the seven built-ins (`*`: every third party; `-name` excludes a
+  distribution, built-in or not); `CM3LEON_TRACE_PLUGINS=1` writes every hook call and its
+  result to stderr.
+* **Decorate every hook function with `@hookimpl`**: a function named like a hook without it
+  registers nothing, and loading warns (`PluginWarning`) naming the module and the function.
 """
 
 

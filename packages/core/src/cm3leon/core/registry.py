@@ -38,6 +38,7 @@ __all__ = [
     "ConfigSchemaSpec",
     "DecodingSpec",
     "DuplicateComponentError",
+    "FactoryImportError",
     "FeatureExtractorSpec",
     "MetricSpec",
     "ModelSpec",
@@ -57,22 +58,43 @@ __all__ = [
 ]
 
 
-def resolve_object(ref: Any) -> Any:
-    """Return ``ref`` itself, or import it when it is a ``"module:attr"`` string."""
+class FactoryImportError(ImportError):
+    """A lazy ``"package.module:attribute"`` string does not resolve.
+
+    The message is one line: who registered it (``plugin 'dist', task 'name', reader``
+    when the spec came from a registry), the string and the import error; the original
+    exception is the ``__cause__``.  ``cm3leon`` commands print it as one ``Error:`` line.
+    """
+
+
+def resolve_object(ref: Any, *, owner: str = "") -> Any:
+    """Return ``ref`` itself, or import it when it is a ``"module:attr"`` string.
+
+    Args:
+        ref: an object, or a ``"package.module:attribute"`` string (dotted attributes allowed).
+        owner: who declared ``ref``, put first in error messages
+            (:meth:`ComponentSpec.resolve` passes the plugin and the component).
+
+    Raises:
+        FactoryImportError: the string is malformed, its module fails to import (any
+            exception while importing it), or the attribute is missing.
+    """
     if not isinstance(ref, str):
         return ref
+    where = f"{owner}: " if owner else ""
     module_name, sep, attr = ref.partition(":")
     if not sep or not module_name or not attr:
-        raise ValueError(f"factory reference {ref!r} is not of the form 'package.module:attribute'")
+        raise FactoryImportError(f"{where}{ref!r} is not of the form 'package.module:attribute'")
     try:
         obj: Any = importlib.import_module(module_name)
-    except ImportError as err:
-        raise ImportError(f"cannot import {module_name!r} for factory {ref!r}: {err}") from err
+    except Exception as err:  # ImportError, or whatever the module raised while importing
+        reason = " ".join(f"{type(err).__name__}: {err}".split())
+        raise FactoryImportError(f"{where}cannot import {module_name!r} of {ref!r}: {reason}") from err
     for part in attr.split("."):
         try:
             obj = getattr(obj, part)
         except AttributeError as err:
-            raise ImportError(f"{module_name!r} has no attribute {attr!r} (factory {ref!r})") from err
+            raise FactoryImportError(f"{where}module {module_name!r} has no attribute {attr!r} ({ref!r})") from err
     return obj
 
 
@@ -84,6 +106,10 @@ class ComponentSpec:
         name: registry key, used in configs (``model.name: cm3leon_tiny``).
         factory: callable building the component, or a lazy ``"module:attr"`` string.
         description: one line shown by ``cm3leon plugins list``.
+
+    :meth:`Registry.add` remembers the distribution that registered the spec (not a
+    dataclass field: it is not part of the spec's value), so that a lazy string that does
+    not import names its plugin (:class:`FactoryImportError`).
     """
 
     name: str
@@ -94,9 +120,24 @@ class ComponentSpec:
         if not isinstance(self.name, str) or not self.name or any(c.isspace() for c in self.name):
             raise ValueError(f"{type(self).__name__}.name must be a non-empty word, got {self.name!r}")
 
+    @property
+    def registered_by(self) -> str:
+        """The distribution that registered this spec (``""`` before it is registered)."""
+        return str(self.__dict__.get("_registered_by", ""))
+
+    def resolve(self, attribute: str = "factory") -> Any:
+        """Return the spec's ``attribute`` (``factory``, ``reader``, ``loader``, ...), imported if lazy.
+
+        Raises:
+            FactoryImportError: naming the plugin, this component, the string and the error.
+        """
+        kind = next((k.label for k in REGISTRY_KINDS if type(self) is k.spec), type(self).__name__)
+        plugin = f"plugin distribution {self.registered_by!r}, " if self.registered_by else ""
+        return resolve_object(getattr(self, attribute), owner=f"{plugin}{kind} {self.name!r}, {attribute}")
+
     def load(self) -> Callable[..., Any]:
-        """Import (if needed) and return the factory."""
-        obj = resolve_object(self.factory)
+        """Import (if needed) and return the factory (errors: :meth:`resolve`)."""
+        obj = self.resolve("factory")
         if not callable(obj):
             raise TypeError(f"factory of {type(self).__name__} {self.name!r} is not callable: {obj!r}")
         return obj
@@ -269,6 +310,8 @@ class Registry(Generic[SpecT]):
                 f"{registration.distribution!r} (plugin {registration.plugin!r}). "
                 "Rename one of them, or restrict loading with CM3LEON_LOAD_PLUGINS."
             )
+        # Not a field (specs compare by value); lets FactoryImportError name the plugin.
+        object.__setattr__(spec, "_registered_by", registration.distribution)
         self._entries[spec.name] = registration
 
     def get(self, name: str, *, where: str | None = None) -> SpecT:
