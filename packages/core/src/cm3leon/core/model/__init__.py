@@ -10,6 +10,8 @@ Public API::
     logits = model.forward_cached(prompt, cache, attention_mask=mask)  # prefill
     logits = model.forward_cached(next_ids, cache)             # one step, (B, 1, V)
 
+    big = materialize_(meta_model(preset_config("cm3leon_7b")))  # == cm3leon_7b(), same seed
+
 The Hugging Face conversion lives in :mod:`cm3leon.core.model.hf_opt` (needs
 ``transformers``) and is not imported here.
 """
@@ -26,8 +28,9 @@ from cm3leon.core.model.builders import (
     cm3leon_transformer,
     preset_config,
 )
-from cm3leon.core.model.config import ACTIVATIONS, TransformerConfig
+from cm3leon.core.model.config import ACTIVATIONS, ATTENTION_CHOICES, TransformerConfig
 from cm3leon.core.model.kv_cache import KVCache
+from cm3leon.core.model.meta_init import init_values, materialize_, meta_model
 from cm3leon.core.model.transformer import (
     Block,
     CM3LeonTransformer,
@@ -37,6 +40,7 @@ from cm3leon.core.model.transformer import (
 
 __all__ = [
     "ACTIVATIONS",
+    "ATTENTION_CHOICES",
     "MODALITIES",
     "PAPER_VOCAB_SIZE",
     "PRESETS",
@@ -51,6 +55,9 @@ __all__ = [
     "cm3leon_tiny",
     "cm3leon_transformer",
     "count_modality_tokens",
+    "init_values",
+    "materialize_",
+    "meta_model",
     "modality_masks",
     "positions_from_doc_ids",
     "positions_from_mask",

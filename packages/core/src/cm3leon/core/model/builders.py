@@ -66,6 +66,7 @@ def cm3leon_transformer(
     init_std: float = 0.006,
     pos_init_std: float = 0.0002,
     norm_eps: float = 1e-5,
+    attention: str = "auto",
 ) -> CM3LeonTransformer:
     """Component builder: a :class:`CM3LeonTransformer` with every knob explicit.
 
@@ -86,6 +87,7 @@ def cm3leon_transformer(
             init_std=init_std,
             pos_init_std=pos_init_std,
             norm_eps=norm_eps,
+            attention=attention,
         )
     )
 

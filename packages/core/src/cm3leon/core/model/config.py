@@ -11,20 +11,28 @@ Defaults follow the paper (§2.3) and its OPT lineage (Zhang et al., 2022):
 * ``init_std=0.006`` (truncated at 3 std), ``pos_init_std=0.0002``: §2.3 verbatim.
 * ``norm_eps=1e-5``: PyTorch's and OPT's LayerNorm epsilon (the Hugging Face
   conversion requires it).
+* ``attention="auto"``: the kernel for packed/padded attention
+  (:mod:`cm3leon.core.model.attention`): FlexAttention on CUDA, dense-mask SDPA elsewhere.
+  It is how the model *runs*, not what it *is*: it takes no part in ``==`` and is not in
+  :meth:`TransformerConfig.to_dict` (checkpoint metadata), so a checkpoint loads under any
+  kernel and ``model.init_from`` accepts an export trained with another one.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["ACTIVATIONS", "TransformerConfig"]
+__all__ = ["ACTIVATIONS", "ATTENTION_CHOICES", "TransformerConfig"]
 
 #: Supported feed-forward activations (names as in ``torch.nn.functional``, plus the
 #: tanh approximation of GELU).  OPT uses ``relu``.
 ACTIVATIONS = ("relu", "gelu", "gelu_tanh", "silu")
+
+#: Kernels for packed / padded attention (:mod:`cm3leon.core.model.attention`).
+ATTENTION_CHOICES = ("auto", "flex", "sdpa")
 
 
 @dataclass(frozen=True)
@@ -43,6 +51,10 @@ class TransformerConfig:
         init_std: std of the truncated-normal weight init (cut at 3 std).
         pos_init_std: std of the position-embedding init (cut at 3 std).
         norm_eps: LayerNorm epsilon.
+        attention: kernel for packed / padded attention, one of ``"auto"`` (FlexAttention
+            on CUDA, dense-mask SDPA elsewhere), ``"flex"`` (FlexAttention; an error where
+            it cannot run) or ``"sdpa"`` (dense mask); see
+            :mod:`cm3leon.core.model.attention`.  Not compared, not in :meth:`to_dict`.
     """
 
     vocab_size: int
@@ -56,6 +68,7 @@ class TransformerConfig:
     init_std: float = 0.006
     pos_init_std: float = 0.0002
     norm_eps: float = 1e-5
+    attention: str = field(default="auto", compare=False)
 
     def __post_init__(self) -> None:
         for name in ("vocab_size", "d_model", "n_layers", "n_heads", "d_ff", "max_seq_len"):
@@ -79,6 +92,11 @@ class TransformerConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
                 raise ValueError(f"TransformerConfig.{name} must be a positive number, got {value!r}")
+        if self.attention not in ATTENTION_CHOICES:
+            raise ValueError(
+                f"TransformerConfig.attention must be one of {list(ATTENTION_CHOICES)}, "
+                f"got {self.attention!r}"
+            )
 
     @property
     def head_dim(self) -> int:
@@ -87,11 +105,14 @@ class TransformerConfig:
 
     def replace(self, **changes: Any) -> TransformerConfig:
         """Return a copy with ``changes`` applied (validated; unknown fields raise)."""
-        return self.from_dict({**self.to_dict(), **changes}, source="TransformerConfig.replace")
+        current = {**self.to_dict(), "attention": self.attention}
+        return self.from_dict({**current, **changes}, source="TransformerConfig.replace")
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain dict, e.g. for checkpoint metadata."""
-        return dataclasses.asdict(self)
+        """The architecture as a plain dict, e.g. for checkpoint metadata (no ``attention``)."""
+        data = dataclasses.asdict(self)
+        del data["attention"]
+        return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], *, source: str = "<dict>") -> TransformerConfig:

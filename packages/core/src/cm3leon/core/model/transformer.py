@@ -26,7 +26,9 @@ Forward API (the trainer and the decoder rely on exactly this)::
     # logits: (B, T, vocab_size)
 
 * ``doc_ids`` (packing): a token attends only to earlier tokens with the *same* doc id
-  (block-diagonal causal mask).  Give every packed document its own id.
+  (block-diagonal causal mask).  Give every packed document its own id.  The kernel is
+  ``config.attention``'s: FlexAttention with a block mask (no dense mask; ``"auto"`` on
+  CUDA) or SDPA with a dense ``(B, 1, T, T)`` mask (:mod:`cm3leon.core.model.attention`).
 * ``attention_mask`` (left-padded prompts): padding is never attended to; a padding
   query attends to itself only, so its (meaningless) output stays finite.
 * ``position_ids`` default: :func:`positions_from_doc_ids` when ``doc_ids`` is given
@@ -47,6 +49,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from cm3leon.core.model.attention import (
+    document_block_mask,
+    flex_attend,
+    is_block_mask,
+    log_choice,
+    resolve_attention,
+)
 from cm3leon.core.model.config import TransformerConfig
 from cm3leon.core.model.kv_cache import KVCache
 
@@ -101,7 +110,11 @@ def _norm(x: torch.Tensor, eps: float) -> torch.Tensor:
 
 
 class Attention(nn.Module):
-    """Multi-head self-attention without biases, through ``scaled_dot_product_attention``."""
+    """Multi-head self-attention without biases.
+
+    Through ``scaled_dot_product_attention``, or compiled FlexAttention when the mask is a
+    ``BlockMask`` (packed rows, see :mod:`cm3leon.core.model.attention`).
+    """
 
     def __init__(self, config: TransformerConfig) -> None:
         super().__init__()
@@ -123,7 +136,8 @@ class Attention(nn.Module):
 
         Args:
             x: ``(B, T, D)`` normalised input.
-            mask: bool, broadcastable to ``(B, 1, T, T_k)``, True = may attend; or None.
+            mask: bool, broadcastable to ``(B, 1, T, T_k)``, True = may attend; or a
+                FlexAttention ``BlockMask`` (no ``kv``); or None.
             is_causal: let SDPA apply a plain causal mask (only when ``mask`` is None).
             kv: this layer's cache buffers ``(B, H, T_max, Dh)``; the new keys/values are
                 written at ``[start, start + T)`` and attention runs over ``[0, start + T)``.
@@ -137,7 +151,10 @@ class Attention(nn.Module):
             k_cache[:, :, start:end] = k
             v_cache[:, :, start:end] = v
             k, v = k_cache[:, :, :end], v_cache[:, :, :end]  # (B, H, end, Dh)
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=is_causal)
+        if is_block_mask(mask):  # packed rows under FlexAttention
+            y = flex_attend(q, k, v, mask)  # (B, H, T, Dh)
+        else:
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=is_causal)
         return self.out(y.transpose(1, 2).reshape(B, T, D))  # (B, T, D)
 
 
@@ -200,16 +217,32 @@ class CM3LeonTransformer(nn.Module):
     @torch.no_grad()
     def reset_parameters(self) -> None:
         """Initialise as §2.3: truncated normals, zero output projections (and untied head)."""
+        for name, fill in self.init_steps():
+            fill(self.get_parameter(name))
+
+    def init_steps(self) -> list[tuple[str, Callable[[torch.Tensor], torch.Tensor]]]:
+        """:meth:`reset_parameters` as data: ``(parameter name, in-place fill)`` in RNG order.
+
+        Every Linear/Embedding weight gets a truncated normal(0, ``init_std``) in module
+        order, then the position table a truncated normal(0, ``pos_init_std``), then the
+        output layers zeros.  :mod:`cm3leon.core.model.meta_init` replays exactly this
+        list to materialise a meta-device model one parameter at a time.
+        """
         std, pos_std = self.config.init_std, self.config.pos_init_std
-        for module in self.modules():
-            if isinstance(module, (nn.Linear, nn.Embedding)):
-                nn.init.trunc_normal_(module.weight, mean=0.0, std=std, a=-3 * std, b=3 * std)
-        nn.init.trunc_normal_(self.pos_emb.weight, 0.0, pos_std, a=-3 * pos_std, b=3 * pos_std)
-        for block in self.blocks:
-            nn.init.zeros_(block.attn.out.weight)
-            nn.init.zeros_(block.mlp.fc2.weight)
+        trunc = partial(nn.init.trunc_normal_, mean=0.0, std=std, a=-3 * std, b=3 * std)
+        steps: list[tuple[str, Callable[[torch.Tensor], torch.Tensor]]] = [
+            (f"{name}.weight", trunc)
+            for name, module in self.named_modules()
+            if isinstance(module, (nn.Linear, nn.Embedding))
+        ]
+        pos = partial(nn.init.trunc_normal_, mean=0.0, std=pos_std, a=-3 * pos_std, b=3 * pos_std)
+        steps.append(("pos_emb.weight", pos))
+        for i in range(len(self.blocks)):
+            steps += [(f"blocks.{i}.attn.out.weight", nn.init.zeros_),
+                      (f"blocks.{i}.mlp.fc2.weight", nn.init.zeros_)]
         if self.head is not None:
-            nn.init.zeros_(self.head.weight)
+            steps.append(("head.weight", nn.init.zeros_))
+        return steps
 
     def num_parameters(self, *, exclude_embeddings: bool = False) -> int:
         """Number of parameters (tied weights counted once)."""
@@ -267,13 +300,28 @@ class CM3LeonTransformer(nn.Module):
         else:
             pos = self.pos_emb.weight[:T]  # (T, D)
 
-        mask = _full_mask(T, doc_ids, attention_mask, input_ids.device)
         h = self.tok_emb(input_ids) + pos  # (B, T, D)
+        mask = self._mask(T, doc_ids, attention_mask, h)
         for block in self.blocks:
             h = block(h, mask, is_causal=mask is None)
         h = _norm(h, self.config.norm_eps)
         logits = self.logits(h)  # (B, T, V)
         return (logits, h) if return_hidden else logits
+
+    def _mask(
+        self, T: int, doc_ids: torch.Tensor | None, attention_mask: torch.Tensor | None, h: torch.Tensor
+    ) -> torch.Tensor | object | None:
+        """The mask of :meth:`forward`: None (plain causal), a dense tensor or a ``BlockMask``."""
+        if attention_mask is not None and bool(attention_mask.all()):
+            attention_mask = None
+        if doc_ids is None and attention_mask is None:
+            return None
+        requires_grad = torch.is_grad_enabled() and any(p.requires_grad for p in self.parameters())
+        kernel, reason = resolve_attention(self.config.attention, h.device, requires_grad=requires_grad)
+        log_choice(self, kernel, reason, h.device)
+        if kernel == "flex":
+            return document_block_mask(doc_ids, attention_mask, T, h.device)
+        return _full_mask(T, doc_ids, attention_mask, h.device)
 
     def logits(self, hidden: torch.Tensor, rows: slice | None = None) -> torch.Tensor:
         """Output projection of final hidden states ``(..., D) -> (..., V)``.
