@@ -203,6 +203,16 @@ def test_torch_force_no_weights_only_load_is_not_set() -> None:
     )
 
 
+def test_torch_is_recent_enough_for_cve_2026_24747() -> None:
+    """The record the reliability list asks for: ``weights_only=True`` is only as safe as
+    torch's unpickler, and the fix for CVE-2026-24747 needs torch >= 2.10.  Composer 0.32.1
+    declares torch < 2.7.1; the root ``override-dependencies`` lift that pin."""
+    import torch
+    from packaging.version import Version
+
+    assert Version(torch.__version__.split("+")[0]) >= Version("2.10"), torch.__version__
+
+
 BAD = {
     "import torch\ntorch.load('x')": "torch.load without weights_only=True",
     "import torch\ntorch.load('x', weights_only=False)": "torch.load without weights_only=True",
