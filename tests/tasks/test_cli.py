@@ -69,6 +69,12 @@ def test_mixture_command(data: Path, tmp_path: Path) -> None:
     # N = 11, shares 0.8 / 0.2: ocr would need 4.4 passes -> 3x (6 docs); coco 0.24x -> 0.3x (3 docs).
     assert report["count"] == {"ocr": 6, "coco_captioning": 3}
     assert report["factor"] == {"ocr": 3.0, "coco_captioning": 0.3}
-    assert len(list(iter_documents(out))) == 9 and (tmp_path / "out" / "mix.mixture.log").is_file()
+    assert len(list(iter_documents(out))) == 9 and report["written"] == 9
+    # The manifest and the log record the count the command prints (they said 0).
+    from cm3leon.core.shards import verify_dataset
+
+    assert verify_dataset(out).meta["mixture"] == report
+    logged = [line for line in (tmp_path / "out" / "mix.mixture.log").read_text().splitlines() if "mixture cli: " in line]
+    assert len(logged) == 1 and json.loads(logged[0].split("mixture cli: ", 1)[1]) == report
     bad = CliRunner().invoke(cli, ["tasks", "mixture", str(config), "output.paht=x"])
     assert bad.exit_code != 0 and "output.paht" in bad.output

@@ -129,6 +129,7 @@ def test_mixture_realises_the_rule(tmp_path: Path, registries: Any) -> None:
             assert abs(seen[name] - prefix * p) <= 4 * sigma + 1, (prefix, name, seen[name], prefix * p)
     meta = verify_dataset(tmp_path / "mix").meta["mixture"]
     assert meta["count"] == want and meta["factor"]["mix_large"] == 0.3
+    assert meta["written"] == report.written == len(docs)  # not 0: the count the command prints
 
 
 def test_mixture_is_deterministic_and_staging_is_reused(tmp_path: Path, registries: Any) -> None:

@@ -80,7 +80,6 @@ def render_command(name: str, path: str, index: int, count: int, seed: int, opti
     A record renders exactly as ``cm3leon data prepare --task`` writes it with the same
     ``--seed`` (and as the first source of a ``tasks mixture``).
     """
-    from cm3leon.core.registry import resolve_object
     from cm3leon.core.task_render import render_task_records
 
     task, spec = _task(name, task_options)
@@ -88,7 +87,7 @@ def render_command(name: str, path: str, index: int, count: int, seed: int, opti
         raise click.ClickException(f"task {name!r} has no reader")
     stats: dict[str, int] = {}
     try:
-        records = resolve_object(spec.reader)(path, stats=stats, **_parse(options, "--option"))
+        records = spec.resolve("reader")(path, stats=stats, **_parse(options, "--option"))
         chosen = list(itertools.islice(records, index, index + count))
         if not chosen:
             raise click.ClickException(f"{path}: fewer than {index + 1} records ({stats})")

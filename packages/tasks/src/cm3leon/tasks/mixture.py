@@ -211,7 +211,6 @@ def _render_task(index: int, entry: MixtureTaskConfig, seed: int, skip_bad: bool
     Rendering is core's :func:`~cm3leon.core.task_render.render_task_records`, the path
     ``cm3leon data prepare --task`` takes too (as this mixture's task 0, source 0).
     """
-    from cm3leon.core.registry import resolve_object
     from cm3leon.core.task_render import render_task_records
 
     spec = registries.tasks.get(entry.task, where=f"tasks[{index}].task")
@@ -221,7 +220,7 @@ def _render_task(index: int, entry: MixtureTaskConfig, seed: int, skip_bad: bool
         task = spec.build(**entry.options)
     except TypeError as err:
         raise ValueError(f"tasks[{index}] ({entry.task}): bad options {dict(entry.options)}: {err}") from None
-    read = resolve_object(spec.reader)
+    read = spec.resolve("reader")
     if not entry.sources:
         raise ValueError(f"tasks[{index}] ({entry.task}): needs at least one source")
     for s, source in enumerate(entry.sources):
@@ -334,9 +333,8 @@ def build_mixture(cfg: MixtureConfig, *, registries: Any = None, progress: bool 
         name=cfg.name, output=str(cfg.output.path), natural=natural,
         target_share={n: (weights[n] / weight_sum if natural[n] else 0.0) for n in names},
         factor=factors, count=counts, realised_share={n: counts[n] / total for n in names},
-        reader_stats=reader_stats,
+        reader_stats=reader_stats, written=total,
     )  # fmt: skip
-    log.info("mixture %s: %s", cfg.name, json.dumps(report.as_dict()))
 
     def documents() -> Iterator[Any]:
         copies: Counter = Counter()
@@ -345,10 +343,15 @@ def build_mixture(cfg: MixtureConfig, *, registries: Any = None, progress: bool 
             copies[(task_index, doc_index)] += 1
             yield doc.replace(id=f"{names[task_index]}#{doc.id}#{copies[(task_index, doc_index)] - 1}")
 
+    # The manifest's meta is fixed before the first document is written, so it records the
+    # planned count: every planned document is written (no skipping, no max_samples) or the
+    # build fails.  The check below keeps that true; the log line comes after the write.
     result = prepare_dataset(documents(), cfg.output.path, kind=cfg.output.format, doc_tokenizer=doc_tokenizer,
                              overwrite=cfg.output.overwrite, meta={"mixture": report.as_dict()},
                              progress=progress, total=total, with_targets=True)  # fmt: skip
-    report.written = result.written
+    if result.written != total:
+        raise RuntimeError(f"mixture {cfg.name!r}: wrote {result.written} documents, planned {total}")
+    log.info("mixture %s: %s", cfg.name, json.dumps(report.as_dict()))
     return report
 
 
