@@ -55,7 +55,7 @@ def _tsv(tmp: Path, samples: list[Sample]) -> tuple[Path, list[str], Callable[[S
 WRITERS = {"webdataset": _webdataset, "parquet": _parquet, "hf": _hf, "tsv": _tsv}
 
 
-def prepare(source: str, path: Path, out: Path, *args: str) -> Any:
+def prepare(source: str, path: Path | str, out: Path, *args: str) -> Any:
     return CliRunner().invoke(cli, ["data", "prepare", "--source", source, str(path), "--out", str(out), *args])
 
 
@@ -147,8 +147,57 @@ def test_webdataset_patterns_jpg_and_urls(tmp_path: Path) -> None:
                                                                                  "00002/000004"]  # fmt: skip
     with pytest.raises(ValueError, match="00003.tar: no such file"):
         webdataset_source(f"{tmp_path}/s/{{00000..00003}}.tar")
-    with pytest.raises(ValueError, match="is a URL; this source reads local files only"):
+    with pytest.raises(ValueError, match="remote shards are downloaded before they are read; give a local cache"):
         webdataset_source("s3://bucket/laion/{00000..00099}.tar")
+    with pytest.raises(ValueError, match="a remote cannot be listed; name the shards with a brace pattern"):
+        webdataset_source("s3://bucket/laion/*.tar", cache_dir=str(tmp_path / "cache"))
+    with pytest.raises(ValueError, match="is a URL; this source reads local files only"):
+        parquet_source("s3://bucket/laion/00000.parquet")
+    with pytest.raises(ValueError, match="is a URL; this source reads local files only"):
+        hf_source("s3://bucket/hf_dataset")
+
+
+def test_webdataset_remote_shards_through_streamings_downloader(tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    """Remote shards go through mosaicml-streaming's CloudDownloader (what the trainer's datasets use)
+    into cache_dir, once.  The object store is a downloader registered for a test scheme that copies
+    from a folder (no network here); every other step is the real one."""
+    from streaming.base.storage import download
+
+    bucket = tmp_path / "bucket"
+    samples = corpus()
+    write_tars(bucket / "laion", samples)
+    fetched: list[str] = []
+
+    class FolderStore(download.CloudDownloader):
+        @staticmethod
+        def _client_identifier() -> str:
+            return "cm3test"
+
+        def clean_up(self) -> None:
+            pass
+
+        def _download_file_impl(self, remote: str, local: str, timeout: float) -> None:
+            fetched.append(remote)
+            shutil.copy(bucket / remote.removeprefix("cm3test://bucket/"), local)
+
+    monkeypatch.setitem(download.DOWNLOADER_MAPPINGS, "cm3test", FolderStore)
+    url = "cm3test://bucket/laion/{00000..00001}.tar"
+    cache = tmp_path / "cache"
+    report = _report(prepare("webdataset", url, tmp_path / "out", "-o", f"cache_dir={cache}"))
+    assert report["written"] == 3
+    docs = list(iter_documents(tmp_path / "out"))
+    assert [d.id for d in docs] == ["00000/000000", "00000/000001", "00001/000002"]
+    np.testing.assert_array_equal(np.asarray(docs[2].images[0].pil()), samples[2].pixels())
+    assert docs[0].meta["shard"] == "00000.tar"
+    assert fetched == ["cm3test://bucket/laion/00000.tar", "cm3test://bucket/laion/00001.tar"]
+    assert (cache / "cm3test" / "bucket" / "laion" / "00001.tar").is_file()
+    assert len(list(webdataset_source(url, cache_dir=str(cache)))) == 3 and len(fetched) == 2  # cached
+    missing = "cm3test://bucket/laion/{00001..00002}.tar"
+    with pytest.raises(ValueError, match=r"cm3test://bucket/laion/00002.tar: cannot download the shard"):
+        list(webdataset_source(missing, cache_dir=str(cache)))
+    source = webdataset_source(missing, cache_dir=str(cache), skip_bad=True)
+    assert len(list(source)) == 1 and source.skipped[0][0] == "cm3test://bucket/laion/00002.tar"
 
 
 def test_webdataset_truncated_shard_is_named(tmp_path: Path) -> None:

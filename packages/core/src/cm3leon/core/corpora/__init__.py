@@ -6,7 +6,7 @@ Each is registered by core's plugin like the built-in ``folder`` and ``jsonl`` s
 
 ``webdataset`` (:mod:`~cm3leon.core.corpora.tars`)
     tar shards in the img2dataset layout (``<key>.jpg|png|webp``, ``<key>.txt``,
-    ``<key>.json``): a shard, a folder of shards, or a glob/brace pattern.
+    ``<key>.json``): a shard, a folder of shards, a glob/brace pattern, or remote URLs.
 ``parquet`` (:mod:`~cm3leon.core.corpora.tables`)
     image bytes per row (img2dataset's ``jpg``), or a path/URL column resolved against
     ``image_root``; columns configurable; streamed a row group batch at a time.
@@ -23,8 +23,9 @@ and the key/row/line, or with ``skip_bad=True`` is listed in the source's ``skip
 loader (:func:`cm3leon.core.images.to_pil_rgb`).  The libraries (``pyarrow``,
 ``datasets``, ``braceexpand`` for brace patterns) come with ``cm3leon-core[corpora]`` and
 are imported only when a source reads; a missing one is a :class:`MissingExtraError`
-naming the extra.  Remote shards (``s3://`` ...) are not read yet: the error says to copy
-them to a local folder.
+naming the extra.  Remote webdataset shards (``s3://`` ...) are downloaded into
+``cache_dir`` by mosaicml-streaming's downloader (as the trainer's datasets download); the
+other sources read local files only.
 """
 
 from __future__ import annotations

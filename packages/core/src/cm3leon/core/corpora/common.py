@@ -38,14 +38,14 @@ class MissingExtraError(ImportError, ValueError):
     """
 
 
-def require(module: str, source: str) -> Any:
-    """Import ``module`` for source ``source`` or raise :class:`MissingExtraError`."""
+def require(module: str, source: str, extra: str = EXTRA) -> Any:
+    """Import ``module`` for source ``source`` or raise :class:`MissingExtraError` naming ``extra``."""
     try:
         return importlib.import_module(module)
     except ImportError as err:
         raise MissingExtraError(
             f"source {source!r} needs the {module.split('.')[0]!r} library ({err}); "
-            f"install it with: pip install '{EXTRA}'"
+            f"install it with: pip install '{extra}'"
         ) from None
 
 

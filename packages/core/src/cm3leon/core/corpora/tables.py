@@ -31,6 +31,7 @@ from cm3leon.core.corpora.common import (
     SkippingSource,
     check_options,
     expand_files,
+    is_url,
     pair_document,
     read_caption,
     require,
@@ -290,6 +291,9 @@ def hf_source(path: str | Path, *, skip_bad: bool = False, caption_first: bool =
     columns = {"caption_column": caption_column, "image_column": image_column, "path_column": path_column,
                "id_column": id_column, "image_root": image_root}  # fmt: skip
     local = Path(str(path))
+    if is_url(str(path)):
+        raise ValueError(f"source 'hf': {path} is a URL; this source reads local files only (a save_to_disk "
+                         f"folder or parquet files); download them first")  # fmt: skip
     if local.is_file() or "*" in str(path) or "{" in str(path) or (
         local.is_dir() and not any((local / n).is_file() for n in ("state.json", "dataset_dict.json"))
     ):
