@@ -72,6 +72,22 @@ def test_k_larger_than_bank_returns_all_rows() -> None:
         bank.search(random_unit(1, 4), 3)
 
 
+def test_missing_results_are_minus_one_and_never_reach_the_strategy() -> None:
+    """An IVF search probing one list returns fewer than k hits; FAISS pads with -1."""
+    from cm3leon.retrieval.strategy import RetrievalStrategy, select_candidates
+
+    vecs = random_unit(400, 16, seed=4)
+    bank = MemoryBank.build(vecs, text_docs(400), factory="IVF16,Flat", search_params="nprobe=1")
+    scores, rows = bank.search(vecs[:1], 400)
+    assert rows.shape == (1, 400) and (rows[0] == -1).any() and (rows[0] >= 0).any()
+    kept = select_candidates(
+        rows[0], scores[0], quota=400, strategy=RetrievalStrategy(max_score=2.0, duplicate_threshold=2.0),
+        row_id=lambda r: bank.ids[r], taken_ids=set(), taken_vectors=[], vectors=bank.vectors,
+        relevance=lambda r: np.zeros(len(r)), modality="text",
+    )
+    assert [hit.id for hit, _ in kept] == [bank.ids[r] for r in rows[0] if r >= 0]
+
+
 # ---------------------------------------------------------- persistence
 
 
