@@ -102,7 +102,7 @@ class RowReader:
     @property
     def columns(self) -> list[str]:
         """The columns this reader needs (plus img2dataset's status ones when present)."""
-        return [c for c in (self.caption, self.image, self.path, self.id) if c is not None]
+        return list(dict.fromkeys(c for c in (self.caption, self.image, self.path, self.id) if c is not None))
 
     def document(self, row: Mapping[str, Any], where: str, default_id: str, meta: dict[str, Any]) -> Document:
         """The document of one row (errors name ``where``)."""
