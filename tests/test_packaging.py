@@ -92,7 +92,7 @@ def test_member_installs_alone(member: str, wheelhouse: Path, tmp_path: Path) ->
 def test_declared_ranges_resolve_without_workspace_overrides(member: str, wheelhouse: Path, tmp_path: Path) -> None:
     """Plain resolution (no overrides) of the member with all its extras must succeed."""
     extras = {
-        "core": "[train]",
+        "core": "[train,corpora]",
         "tokenizers": "[train]",
         "retrieval": "[train]",
         "eval": "[all]",
