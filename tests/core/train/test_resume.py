@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import time
 from pathlib import Path
 
 import pytest
@@ -24,12 +22,15 @@ from composer.loggers import Logger
 
 from cm3leon.core.config import load_config
 from cm3leon.core.train import TrainConfig, train
-from cm3leon.core.train.composer_checkpoints import load_checkpoint_state
+from cm3leon.core.train.composer_checkpoints import (
+    check_checkpoint,
+    load_checkpoint_state,
+    recover_save_folder,
+)
 from cm3leon.core.train.logs import read_metrics
 from tests.core.train._helpers import (
-    REPO,
+    PYTHON,
     run,
-    subprocess_env,
     tiny_config,
     train_cmd,
     write_config,
@@ -79,8 +80,15 @@ class _CrashAt(Callback):
 
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory: pytest.TempPathFactory, token_data: Path) -> Path:
+    """The uninterrupted run, in-process with one thread like the training subprocesses
+    (``OMP_NUM_THREADS=1``), so their losses can be compared bitwise."""
     run_dir = tmp_path_factory.mktemp("reference") / "run"
-    train(load_config(TrainConfig, data=_config(run_dir, token_data)))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        train(load_config(TrainConfig, data=_config(run_dir, token_data)))
+    finally:
+        torch.set_num_threads(threads)
     return run_dir
 
 
@@ -95,37 +103,64 @@ def test_resume_after_crash_is_exact(tmp_path: Path, token_data: Path, reference
     _assert_same_run(reference, run_dir)
 
 
+def test_recovery_points_latest_at_the_newest_committed_checkpoint(tmp_path: Path) -> None:
+    """What a kill leaves, repaired without training: a partial save is removed, and a
+    checkpoint renamed into place before ``latest`` moved becomes ``latest``."""
+    folder = tmp_path / "checkpoints"
+    folder.mkdir()
+    for name in ("ep0-ba2-rank0.pt", "ep0-ba4-rank0.pt", "ep1-ba10-rank0.pt"):
+        (folder / name).write_bytes(b"x")
+    (folder / ".partial-ba12").mkdir()
+    (folder / ".partial-ba12" / "ep1-ba12-rank0.pt").write_bytes(b"torn")
+    os.symlink("ep0-ba4-rank0.pt", folder / "latest-rank0.pt")
+    assert recover_save_folder(folder) == (folder / "ep1-ba10-rank0.pt").resolve()
+    assert os.readlink(folder / "latest-rank0.pt") == "ep1-ba10-rank0.pt"  # batch order, not names
+    assert not (folder / ".partial-ba12").exists()
+    assert recover_save_folder(folder) == (folder / "ep1-ba10-rank0.pt").resolve()  # idempotent
+    (folder / "latest-rank0.pt").unlink()  # killed before the first `latest` existed
+    recover_save_folder(folder)
+    assert os.readlink(folder / "latest-rank0.pt") == "ep1-ba10-rank0.pt"
+
+
 # ------------------------------------------------------------- real SIGKILLs
-def _kill_when(cmd: list[str], run_dir: Path, checkpoint: str, log: Path) -> None:
-    """Start ``cmd``; SIGKILL it as soon as ``checkpoint`` exists (mid-run, maybe mid-save)."""
-    target = run_dir / "checkpoints" / checkpoint
-    with open(log, "ab") as fh:
-        proc = subprocess.Popen(cmd, cwd=REPO, env=subprocess_env(), stdout=fh, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 600
-    try:
-        while not target.exists():
-            assert proc.poll() is None, f"finished before {checkpoint} appeared: {log.read_text()[-3000:]}"
-            assert time.monotonic() < deadline, f"{checkpoint} never appeared"
-            time.sleep(0.05)
-        proc.send_signal(signal.SIGKILL)
-    finally:
-        proc.wait()
-    assert proc.returncode == -signal.SIGKILL
+KILL_TRAIN = str(Path(__file__).with_name("_kill_train.py"))
+
+
+def _kill_at(point: str, batch: int, config: Path, log: Path) -> None:
+    """Run the training command, SIGKILLed by itself at ``point`` of the save of ``batch``."""
+    proc = run([PYTHON, KILL_TRAIN, point, str(batch), str(config)], log)
+    assert proc.returncode == -signal.SIGKILL, log.read_text()[-3000:]
+
+
+def _assert_only_complete_checkpoints(folder: Path) -> None:
+    """Every final name loads; ``latest`` (if any) names one of them."""
+    for path in folder.glob("ep*-ba*-rank0.pt"):
+        check_checkpoint(path)
+    latest = folder / "latest-rank0.pt"
+    assert not latest.is_symlink() or latest.exists(), f"dangling {latest}"
 
 
 @pytest.mark.integration
-@pytest.mark.parametrize("kill_after", [
-    ["ep0-ba6-rank0.pt"],
-    pytest.param(["ep0-ba4-rank0.pt", "ep1-ba10-rank0.pt"], marks=pytest.mark.slow),
-], ids=["one-kill", "two-kills"])
-def test_sigkill_and_restart_with_the_same_command_is_exact(tmp_path: Path, token_data: Path,
-                                                            kill_after: list[str]) -> None:
-    reference_dir = tmp_path / "reference"
-    ref_cfg = write_config(tmp_path / "reference.yaml", _config(reference_dir, token_data))
-    assert run(train_cmd(ref_cfg), tmp_path / "reference.log").returncode == 0
-    run_dir = tmp_path / "run"
-    cmd = train_cmd(write_config(tmp_path / "run.yaml", _config(run_dir, token_data)))
-    for checkpoint in kill_after:
-        _kill_when(cmd, run_dir, checkpoint, tmp_path / "run.log")
-    assert run(cmd, tmp_path / "run.log").returncode == 0, (tmp_path / "run.log").read_text()[-3000:]
-    _assert_same_run(reference_dir, run_dir)
+@pytest.mark.parametrize("kills", [
+    [("before_latest", 6)],
+    pytest.param([("before_write", 6)], marks=pytest.mark.slow),
+    pytest.param([("mid_write", 6)], marks=pytest.mark.slow),
+    pytest.param([("after_latest", 6)], marks=pytest.mark.slow),
+    pytest.param([("before_latest", 4), ("mid_write", 10)], marks=pytest.mark.slow),
+], ids=["before_latest", "before_write", "mid_write", "after_latest", "two-kills"])
+def test_sigkill_at_a_save_point_then_restart_with_the_same_command_is_exact(
+        tmp_path: Path, token_data: Path, reference: Path, kills: list[tuple[str, int]]) -> None:
+    """A real SIGKILL at each named point of a checkpoint save (issue 20 item 7), then the
+    unchanged command: it resumes from the newest committed checkpoint and reproduces the
+    uninterrupted run bitwise.  ``before_latest`` is the window that used to block every
+    restart with Composer's ``FileExistsError: ... may conflict with a future checkpoint``."""
+    run_dir, log = tmp_path / "run", tmp_path / "run.log"
+    config = write_config(tmp_path / "run.yaml", _config(run_dir, token_data))
+    for point, batch in kills:
+        _kill_at(point, batch, config, log)
+        _assert_only_complete_checkpoints(run_dir / "checkpoints")
+        if point == "before_latest":  # the window really was hit: committed, `latest` behind
+            assert (run_dir / "checkpoints" / f"ep0-ba{batch}-rank0.pt").is_file()
+            assert os.readlink(run_dir / "checkpoints" / "latest-rank0.pt") != f"ep0-ba{batch}-rank0.pt"
+    assert run(train_cmd(config), log).returncode == 0, log.read_text()[-3000:]
+    _assert_same_run(reference, run_dir)

@@ -19,9 +19,21 @@ the Trainer is even built, so a bad file fails in seconds.
 replaces ``latest-rank0.pt`` by ``remove`` + ``symlink`` (a crash in between leaves no
 ``latest``, and autoresume silently starts from scratch).  :class:`AtomicCheckpointSaver`
 saves into a hidden ``.partial-*`` directory, fsyncs, renames the result into place,
-then points ``latest`` at it with ``symlink`` to a temporary name + ``os.replace``.  A
-crash at any instant leaves either the previous ``latest`` (pointing at a complete
-checkpoint) or the new one; leftovers of an interrupted save are removed at start-up.
+then points ``latest`` at it with ``symlink`` to a temporary name + ``os.replace``.
+
+**A checkpoint is committed by one atomic step: the ``os.replace`` that gives it its final
+name** (``ep{E}-ba{B}-rank0.pt``; the file was fsynced first, so a final name always holds
+a complete checkpoint).  ``latest`` is a pointer derived from the committed checkpoints,
+and :func:`recover_save_folder` re-derives it at start-up (before Composer's autoresume
+reads it): a kill between the rename and the ``latest`` swing (issue 20 item 7: the
+restart then resumed from the older ``latest`` and Composer refused the newer file with
+``FileExistsError: ... may conflict with a future checkpoint``) is repaired by pointing
+``latest`` at the newest committed checkpoint, and ``.partial-*`` leftovers of a save
+killed before its rename are removed.  So a kill at any instant -- before the write,
+mid-write, after the rename, after ``latest`` moved -- restarts from the newest complete
+checkpoint.  The named points of a save (:data:`SAVE_POINTS`) are reported to
+:meth:`AtomicCheckpointSaver._reached`, a no-op that tests replace to SIGKILL the process
+exactly there (``tests/core/train/_kill_train.py``).
 """
 
 from __future__ import annotations
@@ -54,6 +66,8 @@ __all__ = [
     "check_resume_checkpoint",
     "install_checkpoint_guard",
     "load_checkpoint_state",
+    "read_run_info",
+    "recover_save_folder",
     "validate_checkpoint",
 ]
 
@@ -64,6 +78,10 @@ GUARD = "cm3leon.core.train.composer_checkpoints.validate_checkpoint"
 LATEST_FILENAME = "latest-rank{rank}.pt"
 CHECKPOINT_FILENAME = "ep{epoch}-ba{batch}-rank{rank}.pt"
 PARTIAL_PREFIX = ".partial-"
+#: Final names of committed checkpoints of rank 0: monolithic files and sharded directories.
+_COMMITTED = re.compile(r"^ep(?P<epoch>\d+)-ba(?P<batch>\d+)(-rank0\.pt)?$")
+#: The named points of one save, in order (see :meth:`AtomicCheckpointSaver._reached`).
+SAVE_POINTS = ("before_write", "mid_write", "before_latest", "after_latest")
 #: Key of the run description (architecture, vocabulary) in ``state["callbacks"]``.
 RUN_INFO_KEY = "RunInfo"
 
@@ -261,6 +279,76 @@ def check_resume_checkpoint(save_folder: str | Path | None, load_path: str | Non
     return None
 
 
+def read_run_info(path: str | Path) -> dict[str, Any] | None:
+    """The :class:`~cm3leon.core.train.callbacks.RunInfo` state stored in a monolithic checkpoint.
+
+    Checked and loaded weights-only with ``mmap`` (tensors are not read).  ``None`` for a
+    sharded checkpoint directory (its callback state is read by Composer itself) or a
+    checkpoint written without ``RunInfo``.
+    """
+    path = Path(path)
+    if path.is_dir():
+        return None
+    check_checkpoint(path)
+    state = _weights_only_load(path, path, mmap=True).get("state", {})
+    info = (state.get("callbacks") or {}).get(RUN_INFO_KEY)
+    return dict(info) if isinstance(info, dict) else None
+
+
+# ------------------------------------------------------------------ recovery
+def _committed(folder: Path) -> dict[int, Path]:
+    """Committed checkpoints of rank 0 under ``folder`` by batch (final names only)."""
+    found: dict[int, Path] = {}
+    for entry in folder.iterdir() if folder.is_dir() else ():
+        match = _COMMITTED.match(entry.name)
+        if match and (entry.is_file() or (entry / ".metadata").is_file()):
+            found[int(match["batch"])] = entry
+    return found
+
+
+def _swing_latest(latest: Path, target: Path) -> None:
+    """Point ``latest`` at ``target`` atomically (``symlink`` to a temporary name + ``os.replace``)."""
+    tmp = latest.with_name(f".{latest.name}.{os.getpid()}.tmp")
+    tmp.unlink(missing_ok=True)
+    os.symlink(os.path.relpath(target, latest.parent), tmp)
+    os.replace(tmp, latest)  # atomic: `latest` is the old or the new link, never absent
+    _fsync(latest.parent)
+
+
+def recover_save_folder(folder: str | Path, latest_name: str = LATEST_FILENAME.format(rank=0)) -> Path | None:
+    """Bring a save folder left by a killed run back to "``latest`` names the newest commit".
+
+    Removes ``.partial-*`` directories (saves killed before their rename: uncommitted) and
+    a ``latest`` temporary link, then points ``latest`` at the committed checkpoint with
+    the highest batch when it names an older one, a missing one, or does not exist (a
+    kill between the rename and the ``latest`` swing).  Idempotent; call it on rank 0
+    before anything reads ``latest``.
+
+    Returns:
+        The checkpoint ``latest`` names afterwards, or ``None`` when there is none.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        return None
+    for stale in [*folder.glob(f"{PARTIAL_PREFIX}*"), *folder.glob(f".{latest_name}.*.tmp")]:
+        log.warning("removing %s left by an interrupted checkpoint save", stale)
+        shutil.rmtree(stale, ignore_errors=True) if stale.is_dir() else stale.unlink(missing_ok=True)
+    committed = _committed(folder)
+    latest = folder / latest_name
+    if not committed:
+        return None
+    newest = committed[max(committed)]
+    current = latest.resolve() if latest.is_symlink() and latest.exists() else None
+    if current is not None and current.parent.resolve() == folder.resolve():
+        match = _COMMITTED.match(current.name)
+        if match and int(match["batch"]) >= max(committed):
+            return current
+    log.warning("%s named %s; %s is the newest committed checkpoint (a save was interrupted after "
+                "its rename): pointing %s at it", latest, current or "nothing", newest.name, latest.name)
+    _swing_latest(latest, newest)
+    return newest.resolve()
+
+
 # ------------------------------------------------------------------ saving
 def _fsync(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
@@ -300,12 +388,16 @@ class AtomicCheckpointSaver(CheckpointSaver):
         )
 
     def init(self, state: State, logger: Logger) -> None:
+        # Event.INIT runs before Composer's autoresume reads `latest` (Trainer.__init__).
         super().init(state, logger)
         if dist.get_global_rank() == 0:
-            for stale in Path(format_name_with_dist(self.folder, state.run_name)).glob(f"{PARTIAL_PREFIX}*"):
-                log.warning("removing %s left by an interrupted checkpoint save", stale)
-                shutil.rmtree(stale, ignore_errors=True)
+            recover_save_folder(format_name_with_dist(self.folder, state.run_name))
         dist.barrier()
+
+    def _reached(self, point: str, state: State, path: Path) -> None:
+        """Called at each of :data:`SAVE_POINTS` of a save on rank 0 (``path``: the file or
+        directory at that moment).  A no-op; the kill-point tests replace it to SIGKILL the
+        process there (``tests/core/train/_kill_train.py``)."""
 
     def _save_checkpoint(self, state: State, logger: Logger) -> None:
         self.last_checkpoint_batch = state.timestamp.batch
@@ -320,22 +412,26 @@ class AtomicCheckpointSaver(CheckpointSaver):
         if dist.get_global_rank() == 0:
             shutil.rmtree(partial, ignore_errors=True)
             partial.mkdir(parents=True)
+            self._reached("before_write", state, partial)
         dist.barrier()
         saved = composer_checkpoint.save_checkpoint(
             state, filename=str(partial / Path(template).name), weights_only=self.weights_only,
             ignore_keys=self.ignore_keys,
         )
-        # 2. rank 0 publishes: fsync, rename into place, then swing `latest`.
+        # 2. rank 0 commits (fsync, then the one atomic rename), then swings `latest`.
         if dist.get_global_rank() == 0:
             src = Path(saved).parent if sharded else Path(saved)  # type: ignore[arg-type]
             target = final.parent if sharded else final
+            self._reached("mid_write", state, src)
             _fsync_tree(src) if src.is_dir() else _fsync(src)
             if target.exists():
                 shutil.rmtree(target) if target.is_dir() else target.unlink()
-            os.replace(src, target)
+            os.replace(src, target)  # the commit
             _fsync(target.parent)
             shutil.rmtree(partial, ignore_errors=True)
+            self._reached("before_latest", state, target)
             self._point_latest(state, target)
+            self._reached("after_latest", state, target)
         dist.barrier()
         self.symlink_count += 1
         if dist.get_global_rank() == 0 or sharded:
@@ -347,9 +443,4 @@ class AtomicCheckpointSaver(CheckpointSaver):
     def _point_latest(self, state: State, target: Path) -> None:
         if self.latest_filename is None or self.num_checkpoints_to_keep == 0:
             return
-        latest = Path(self.latest_filename.format(state))
-        tmp = latest.with_name(f".{latest.name}.{os.getpid()}.tmp")
-        tmp.unlink(missing_ok=True)
-        os.symlink(os.path.relpath(target, latest.parent), tmp)
-        os.replace(tmp, latest)  # atomic: `latest` is the old or the new link, never absent
-        _fsync(latest.parent)
+        _swing_latest(Path(self.latest_filename.format(state)), target)
