@@ -6,10 +6,11 @@ Each takes the relevant config section and returns a ready object, raising
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,12 +24,13 @@ from cm3leon.core.plugin_manager import get_registries
 from cm3leon.core.train.callbacks import DataCounters, LossCurvePlot, NonFiniteGuard, RunInfo
 from cm3leon.core.train.composer_checkpoints import AtomicCheckpointSaver
 from cm3leon.core.train.composer_model import CM3LeonComposerModel
-from cm3leon.core.train.config import TrainConfig
+from cm3leon.core.train.config import TrainConfig, config_fingerprint
 from cm3leon.core.train.logs import JSONLLogger
 from cm3leon.core.vocab import Vocabulary
 
 __all__ = [
     "RunPaths",
+    "asset_fingerprint",
     "build_algorithms",
     "build_callbacks",
     "build_composer_model",
@@ -168,16 +170,48 @@ def build_algorithms(cfg: TrainConfig) -> list[Algorithm]:
     return [GradientClipping(clipping_type="norm", clipping_threshold=cfg.optim.grad_clip_norm)]
 
 
+def asset_fingerprint(streams: Sequence[str], dataset: Any) -> dict[str, Any]:
+    """Content identity of the training data and its tokenizers, as ``assets.*`` keys.
+
+    Per stream (in ``data.streams`` order, as ``dataset.infos``): the SHA-256 of its
+    ``manifest.json`` (read from the ``COMPLETE`` marker; the manifest lists the SHA-256 of
+    every shard and ``index.json``, and the vocabulary and tokenizer settings the shards
+    were prepared with, so it changes with any of them) and, when the manifest records
+    them, the text and image tokenizers.  Cheap: two small JSON files per stream.
+    """
+    from cm3leon.core.io import COMPLETE_MARKER, sha256_file
+    from cm3leon.core.shards import MANIFEST_FILE
+
+    out: dict[str, Any] = {}
+    for name, info in zip(streams, getattr(dataset, "infos", ()), strict=False):
+        directory = Path(info.path)
+        try:
+            digest = json.loads((directory / COMPLETE_MARKER).read_text()).get("manifest_sha256")
+        except (OSError, ValueError, AttributeError):
+            digest = None
+        out[f"assets.streams.{name}.manifest_sha256"] = digest or sha256_file(directory / MANIFEST_FILE)
+        for key in ("text_tokenizer", "image_tokenizer"):
+            if (info.meta or {}).get(key) is not None:
+                out[f"assets.streams.{name}.{key}"] = redact(json.dumps(info.meta[key], sort_keys=True, default=str))
+    return out
+
+
 def build_callbacks(
-    cfg: TrainConfig, paths: RunPaths, model: CM3LeonComposerModel, vocab: Vocabulary
+    cfg: TrainConfig, paths: RunPaths, model: CM3LeonComposerModel, vocab: Vocabulary,
+    assets: Mapping[str, Any] | None = None,
 ) -> list[Callback]:
     """The checkpoint saver, the NaN guard, run info, data counters and the curve plot.
+
+    ``assets``: :func:`asset_fingerprint` of the training data, stored with the config
+    fingerprint in :class:`RunInfo`.
 
     The components configured by name (``cfg.callbacks``) come from
     :func:`build_configured_components`.
     """
+    fingerprint = {**config_fingerprint(cfg), **dict(assets or {})}
     callbacks: list[Callback] = [
-        RunInfo(model.config.to_dict(), vocab.to_dict(), redact(cfg.run_name)),
+        RunInfo(model.config.to_dict(), vocab.to_dict(), redact(cfg.run_name), fingerprint,
+                allow_changes=cfg.checkpoint.allow_changes),
         NonFiniteGuard(
             cfg.nonfinite.policy,
             max_consecutive_skips=cfg.nonfinite.max_consecutive_skips,

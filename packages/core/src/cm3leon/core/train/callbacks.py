@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -37,11 +38,14 @@ from composer.core import Callback, State
 from composer.loggers import Logger
 from composer.utils import dist
 
+from cm3leon.core.config import ConfigError
+
 __all__ = [
     "DataCounters",
     "LossCurvePlot",
     "NonFiniteGuard",
     "NonFiniteLossError",
+    "ResumeMismatchError",
     "RunInfo",
     "measure_cpu_peak_flops",
     "speed_monitor",
@@ -177,32 +181,77 @@ class DataCounters(Callback):
         self.totals.update({k: int(v) for k, v in state.items() if k in self.totals})
 
 
+class ResumeMismatchError(ConfigError):
+    """The run's config, data or architecture differs from the checkpoint it resumes."""
+
+
+def _describe_changes(changes: list[tuple[str, Any, Any]]) -> str:
+    return "".join(f"\n  {key}: {old!r} -> {new!r}" for key, old, new in changes)
+
+
 class RunInfo(Callback):
-    """Stores the architecture and vocabulary in every checkpoint, and checks them on resume.
+    """Stores what a run is in every checkpoint, and refuses to resume a different run.
 
     ``state["callbacks"]["RunInfo"]`` of a checkpoint is ``{"transformer": {...},
-    "vocab": {...}, "run_name": ...}``: :func:`cm3leon.core.train.export.export_checkpoint`
-    needs nothing else.  Resuming with a different model or vocabulary fails with the
-    differing fields named instead of a shape error deep in ``load_state_dict``.
+    "vocab": {...}, "run_name": ..., "fingerprint": {dotted.key: value}}``:
+    :func:`cm3leon.core.train.export.export_checkpoint` needs only the first two; the
+    fingerprint is the resolved config (:func:`cm3leon.core.train.config.config_fingerprint`,
+    without the keys that may change on resume) plus the data and tokenizer hashes
+    (``assets.*``, :func:`cm3leon.core.train.builders.asset_fingerprint`).
+
+    :meth:`check` runs before the Trainer is built (``build_trainer`` reads the checkpoint's
+    RunInfo) and again when Composer loads the callback state (sharded checkpoints).  A
+    differing architecture or vocabulary always fails (the weights cannot load); any other
+    differing key fails unless a pattern of ``allow_changes`` matches it.
+
+    Args:
+        transformer / vocab / run_name: ``TransformerConfig.to_dict()``, ``Vocabulary.to_dict()``.
+        fingerprint: flat dotted config + assets of this run.
+        allow_changes: ``fnmatch`` patterns of fingerprint keys allowed to differ.
     """
 
-    def __init__(self, transformer: dict[str, Any], vocab: dict[str, int], run_name: str) -> None:
-        self.info = {"transformer": dict(transformer), "vocab": dict(vocab), "run_name": run_name}
+    def __init__(self, transformer: dict[str, Any], vocab: dict[str, int], run_name: str,
+                 fingerprint: dict[str, Any] | None = None, allow_changes: Sequence[str] = ()) -> None:
+        self.info = {"transformer": dict(transformer), "vocab": dict(vocab), "run_name": run_name,
+                     "fingerprint": dict(fingerprint or {})}
+        self.allow_changes = tuple(allow_changes)
 
     def state_dict(self) -> dict[str, Any]:
         return dict(self.info)
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        for key in ("transformer", "vocab"):
-            saved, current = state.get(key) or {}, self.info[key]
-            diff = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
-            if diff:
-                details = ", ".join(
-                    f"{k}: checkpoint {saved.get(k)!r} vs config {current.get(k)!r}" for k in diff
-                )
-                raise ValueError(
-                    f"cannot resume: the checkpoint's {key} differs from this run's ({details})"
-                )
+        self.check(state)
+
+    def check(self, saved: dict[str, Any], *, source: str = "the checkpoint", weights_only: bool = False) -> None:
+        """Raise :class:`ResumeMismatchError` listing every differing key (old -> new).
+
+        ``weights_only``: only the weights are taken (``checkpoint.load_weights_only``):
+        compare architecture and vocabulary only.
+        """
+        from cm3leon.core.train.config import config_changes
+
+        fixed = [(f"{key}.{k}", old, new) for key in ("transformer", "vocab")
+                 for k, old, new in config_changes(saved.get(key) or {}, self.info[key])]
+        if fixed:
+            raise ResumeMismatchError(
+                f"cannot resume from {source}: the model architecture or vocabulary differs "
+                f"(checkpoint -> this run):{_describe_changes(fixed)}\nThe weights cannot be loaded "
+                "into this model; use the checkpoint's model and data, or start a new run."
+            )
+        if weights_only:
+            return
+        if not saved.get("fingerprint"):
+            log.warning("%s predates config fingerprints: only the architecture and vocabulary were checked", source)
+            return
+        changes = config_changes(saved["fingerprint"], self.info["fingerprint"], self.allow_changes)
+        if changes:
+            keys = ", ".join(k for k, _, _ in changes)
+            raise ResumeMismatchError(
+                f"cannot resume from {source}: this run's config or data differs from the "
+                f"checkpoint's (checkpoint -> this run):{_describe_changes(changes)}\n"
+                "Resume with the checkpoint's values, or allow the change explicitly: "
+                f"checkpoint.allow_changes=[{keys}] (CLI: --allow-config-change KEY)."
+            )
 
 
 class LossCurvePlot(Callback):

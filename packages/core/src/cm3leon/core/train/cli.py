@@ -3,6 +3,7 @@
 ::
 
     cm3leon train CONFIG [key=value ...]            # = cm3leon train run CONFIG ...
+    cm3leon train CONFIG --allow-config-change optim.lr   # resume although optim.lr changed
     composer -n 8 -m cm3leon.core.train CONFIG ...  # same run, one process per GPU
     cm3leon train export CHECKPOINT OUT             # safetensors export
     cm3leon train plot RUN_DIR_OR_JSONL [-o PNG]    # loss curves
@@ -41,12 +42,20 @@ def train_command() -> None:
 @train_command.command("run")
 @click.argument("config", type=click.Path(dir_okay=False))
 @click.argument("overrides", nargs=-1)
-def run_command(config: str, overrides: tuple[str, ...]) -> None:
-    """Run (or auto-resume) the training described by CONFIG with dotted OVERRIDES."""
-    _run(config, list(overrides))
+@click.option("--allow-config-change", "allow", multiple=True, metavar="KEY",
+              help="Resume although dotted config key KEY (fnmatch pattern, e.g. optim.lr, "
+                   "'assets.*') differs from the checkpoint's; repeatable.  Added to "
+                   "checkpoint.allow_changes.")
+def run_command(config: str, overrides: tuple[str, ...], allow: tuple[str, ...]) -> None:
+    """Run (or auto-resume) the training described by CONFIG with dotted OVERRIDES.
+
+    Resuming fails before training if the config, data or architecture differs from the
+    checkpoint's (the differing keys are listed), unless the key is allowed.
+    """
+    _run(config, list(overrides), list(allow))
 
 
-def _run(config: str, overrides: list[str]) -> None:
+def _run(config: str, overrides: list[str], allow: list[str] | None = None) -> None:
     from cm3leon.core.config import ConfigError, load_config
     from cm3leon.core.locks import DirectoryLockedError
     from cm3leon.core.shards import ShardIntegrityError
@@ -55,6 +64,7 @@ def _run(config: str, overrides: list[str]) -> None:
 
     try:
         cfg = load_config(TrainConfig, config, overrides)
+        cfg.checkpoint.allow_changes = [*cfg.checkpoint.allow_changes, *(allow or [])]
         validate_train_config(cfg, source=config)
     except ConfigError as err:
         raise click.ClickException(str(err)) from None

@@ -25,7 +25,9 @@ A minimal config::
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
 from typing import Any
 
 from omegaconf import MISSING
@@ -44,7 +46,10 @@ __all__ = [
     "OptimSection",
     "SchedulerSection",
     "StreamSection",
+    "RESUME_EXEMPT_KEYS",
     "TrainConfig",
+    "config_changes",
+    "config_fingerprint",
     "validate_train_config",
 ]
 
@@ -246,6 +251,10 @@ class CheckpointSection:
         load_path: start from this checkpoint instead (ignored when autoresume finds one).
         load_weights_only: take only the weights from ``load_path``.
         overwrite: allow a save folder that holds checkpoints newer than the start.
+        allow_changes: dotted config keys (``fnmatch`` patterns: ``optim.*``) allowed to
+            differ from the checkpoint's on resume; any other difference fails before
+            training (:func:`config_fingerprint`).  Dataset and tokenizer changes are the
+            ``assets.*`` keys.  CLI: ``--allow-config-change KEY`` (repeatable).
     """
 
     save_folder: str | None = None
@@ -255,6 +264,7 @@ class CheckpointSection:
     load_path: str | None = None
     load_weights_only: bool = False
     overwrite: bool = False
+    allow_changes: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -400,3 +410,67 @@ def validate_train_config(cfg: TrainConfig, *, source: str = "<config>") -> None
         problems.append(f"precision: {cfg.precision!r} is a GPU setting; CPU runs use fp32")
     if problems:
         raise ConfigError(f"{source}: " + "; ".join(problems))
+
+
+# ------------------------------------------------------------------ resume fingerprint
+#: Keys (``fnmatch`` patterns) left out of :func:`config_fingerprint`: they may change
+#: between a run and its resumption without changing what the resumed steps compute, or
+#: they are how the resume itself is requested.
+RESUME_EXEMPT_KEYS: tuple[str, ...] = (
+    "run_name", "run_dir",              # where the run lives and what it is called
+    "max_duration",                     # extending a run is the point of resuming it
+    "device", "dist_timeout",           # where it runs, how long a collective may hang
+    "device_train_microbatch_size",     # gradient accumulation: same step, other memory use
+    "logging.*", "checkpoint.*",        # reporting; save cadence, autoresume/load_path, allow_changes
+    "eval.interval", "eval.subset_num_batches",
+    "data.num_workers", "data.predownload", "data.cache_limit", "data.download_timeout",
+    "data.check_hashes",                # loader performance and pre-flight checks
+    "data.streams.*.local", "data.streams.*.remote",  # moved data: its content is `assets.*`
+    "eval.streams.*.local", "eval.streams.*.remote",
+)
+
+
+def _flatten(node: Any, prefix: str, out: dict[str, Any]) -> None:
+    if isinstance(node, Mapping) and node:
+        for key, value in node.items():
+            _flatten(value, f"{prefix}.{key}" if prefix else str(key), out)
+    else:
+        out[prefix] = node
+
+
+def _redacted(value: Any) -> Any:
+    from cm3leon.core.config import redact
+
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, list):
+        return [_redacted(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _redacted(v) for k, v in value.items()}
+    return value
+
+
+def config_fingerprint(cfg: TrainConfig) -> dict[str, Any]:
+    """The resolved config as a flat ``{dotted.key: value}`` dict, minus :data:`RESUME_EXEMPT_KEYS`.
+
+    Stored in every checkpoint (``RunInfo``) and compared on resume; values are plain
+    JSON-like data, environment values redacted (``${oc.env:NAME}``).
+    """
+    from omegaconf import OmegaConf
+
+    flat: dict[str, Any] = {}
+    _flatten(OmegaConf.to_container(OmegaConf.structured(cfg), resolve=True), "", flat)
+    return {k: _redacted(v) for k, v in sorted(flat.items())
+            if not any(fnmatchcase(k, p) for p in RESUME_EXEMPT_KEYS)}
+
+
+def config_changes(saved: Mapping[str, Any], current: Mapping[str, Any],
+                   allowed: Iterable[str] = ()) -> list[tuple[str, Any, Any]]:
+    """``(key, old, new)`` for every key whose value differs and no ``allowed`` pattern matches.
+
+    A key present on one side only is a change from/to ``"<unset>"``.
+    """
+    allowed = tuple(allowed)
+    unset = "<unset>"
+    return [(k, saved.get(k, unset), current.get(k, unset)) for k in sorted(set(saved) | set(current))
+            if saved.get(k, unset) != current.get(k, unset) and not any(fnmatchcase(k, p) for p in allowed)]

@@ -19,6 +19,7 @@ exactly ``global_batch_size / world_size`` examples per rank, so Composer's
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -26,14 +27,72 @@ from typing import Any
 import torch
 from composer.core import DataSpec
 from composer.utils import dist
+from streaming import StreamingDataset
 
 from cm3leon.core.config import ConfigError
 from cm3leon.core.objective import CM3Config, SpanCount, SpanLength
 from cm3leon.core.packing import IGNORE_INDEX, raw_samples_in_batch
+from cm3leon.core.shard_datasets import CM3StreamingDataset
 from cm3leon.core.train.config import CM3Section, DataSection, StreamSection
+from cm3leon.core.train.stream_memory import (
+    explain_conflict,
+    record_owner,
+    release_stale_shared_memory,
+)
 from cm3leon.core.vocab import Vocabulary
 
-__all__ = ["build_cm3_config", "build_dataspec", "build_streams", "per_rank_batch_size", "tokens_in_batch"]
+__all__ = [
+    "StaleDataloaderStateError",
+    "TrainDataset",
+    "build_cm3_config",
+    "build_dataspec",
+    "build_streams",
+    "load_dataloader_state",
+    "per_rank_batch_size",
+    "tokens_in_batch",
+]
+
+
+class StaleDataloaderStateError(RuntimeError):
+    """A dataloader resume state that ``StreamingDataset`` would silently ignore."""
+
+
+_STATE_KEYS = ("epoch", "sample_in_epoch", "num_canonical_nodes", "shuffle_seed")
+
+
+def load_dataloader_state(dataset: StreamingDataset, state: Mapping[str, Any]) -> None:
+    """``dataset.load_state_dict(state)``, refusing a state that would be silently ignored.
+
+    Upstream ``StreamingDataset._resume`` (mosaicml-streaming 0.13, ``base/dataset.py``, "Check if
+    the resume state is stale") drops a state whose ``epoch`` is below the epoch the dataset
+    is about to start (``next_epoch``) and begins that epoch at sample 0 -- a resume that
+    quietly replays or skips data.  That happens when the state is loaded into a dataset
+    that has already iterated, or the state is older than the run's position.
+
+    Raises:
+        StaleDataloaderStateError: ``state`` lacks a key, or its epoch is older than the
+            dataset's next epoch (both named).
+    """
+    missing = [k for k in _STATE_KEYS if k not in state]
+    if missing:
+        raise StaleDataloaderStateError(f"dataloader state {dict(state)!r} lacks {missing}")
+    epoch, next_epoch = int(state["epoch"]), int(dataset.next_epoch)
+    if epoch < next_epoch:
+        raise StaleDataloaderStateError(
+            f"dataloader state of epoch {epoch} (sample {state['sample_in_epoch']}) is older than "
+            f"this dataset's next epoch {next_epoch}: StreamingDataset would ignore it and start "
+            f"epoch {next_epoch} at sample 0.  Load a resume state only into a fresh dataset, "
+            "before iterating it, and only a state of the run being resumed."
+        )
+    StreamingDataset.load_state_dict(dataset, dict(state))
+
+
+class TrainDataset(CM3StreamingDataset):
+    """The trainer's dataset: :class:`CM3StreamingDataset` whose ``load_state_dict`` (what
+    Composer calls on resume) is :func:`load_dataloader_state`."""
+
+    def load_state_dict(self, obj: dict[str, Any]) -> None:
+        load_dataloader_state(self, obj)
 
 
 def per_rank_batch_size(global_batch_size: int, *, where: str = "data.global_batch_size") -> int:
@@ -92,6 +151,43 @@ def tokens_in_batch(batch: Mapping[str, torch.Tensor], *, use_loss_weights: bool
     return {"total": total, "loss_generating": generating}
 
 
+def _train_dataset(data: DataSection, streams: list[Any], seed: int, batch_size: int,
+                   shuffle: bool) -> TrainDataset:
+    """The dataset; retried when another process took the same shared-memory prefix first.
+
+    Streaming picks the first free prefix and then creates ``{prefix}_locals``; a process
+    starting at the same instant can create it in between (``FileExistsError:
+    '/000078_locals'``).  Walking again finds that registration and takes the next prefix.
+    """
+    for attempt in range(4):
+        try:
+            return _new_train_dataset(data, streams, seed, batch_size, shuffle)
+        except FileExistsError as err:
+            if not str(err.filename or "").endswith("_locals"):
+                raise
+            time.sleep(0.05 * (attempt + 1))
+    return _new_train_dataset(data, streams, seed, batch_size, shuffle)
+
+
+def _new_train_dataset(data: DataSection, streams: list[Any], seed: int, batch_size: int,
+                       shuffle: bool) -> TrainDataset:
+    return TrainDataset(
+        streams=streams,
+        cm3=build_cm3_config(data.cm3),
+        cm3_seed=data.cm3.seed if data.cm3.seed is not None else seed,
+        max_tokens=data.seq_len,  # augmented examples drop retrieved documents, never the query's infill
+        check_hashes=data.check_hashes,
+        batch_size=batch_size,
+        shuffle=shuffle,
+        shuffle_seed=data.shuffle_seed,
+        shuffle_algo=data.shuffle_algo,
+        num_canonical_nodes=data.num_canonical_nodes,
+        predownload=data.predownload,
+        cache_limit=data.cache_limit,
+        download_timeout=data.download_timeout,
+    )
+
+
 def build_dataspec(
     data: DataSection,
     *,
@@ -106,29 +202,27 @@ def build_dataspec(
     """A Composer ``DataSpec`` over packed CM3 batches, and the data's vocabulary.
 
     Raises:
-        ConfigError: a batch size that does not split over the ranks, bad CM3 options.
+        ConfigError: a batch size that does not split over the ranks, bad CM3 options, a
+            local cache registered in shared memory by another live (or unrecorded)
+            StreamingDataset (:func:`cm3leon.core.train.stream_memory.explain_conflict`).
         cm3leon.core.shards.ShardIntegrityError: a dataset fails verification (names the file).
     """
-    from cm3leon.core.shard_datasets import CM3StreamingDataset, build_packed_dataloader
+    from cm3leon.core.shard_datasets import build_packed_dataloader
 
     batch_size = per_rank_batch_size(global_batch_size, where=f"{where}.global_batch_size")
     if num_rows is None and data.static_rows:
         num_rows = batch_size  # each example fills at most one row: nothing is ever dropped
-    dataset = CM3StreamingDataset(
-        streams=build_streams(streams, cache_root, section=where),
-        cm3=build_cm3_config(data.cm3),
-        cm3_seed=data.cm3.seed if data.cm3.seed is not None else seed,
-        max_tokens=data.seq_len,  # augmented examples drop retrieved documents, never the query's infill
-        check_hashes=data.check_hashes,
-        batch_size=batch_size,
-        shuffle=shuffle,
-        shuffle_seed=data.shuffle_seed,
-        shuffle_algo=data.shuffle_algo,
-        num_canonical_nodes=data.num_canonical_nodes,
-        predownload=data.predownload,
-        cache_limit=data.cache_limit,
-        download_timeout=data.download_timeout,
-    )
+    stream_objs = build_streams(streams, cache_root, section=where)
+    cached = [s.local for s in stream_objs if s.remote is not None]  # what streaming checks for reuse
+    release_stale_shared_memory(cached)
+    try:
+        dataset = _train_dataset(data, stream_objs, seed, batch_size, shuffle)
+    except ValueError as err:
+        if "Reused local directory" not in str(err):
+            raise
+        raise ConfigError(explain_conflict(cached, where)) from None
+    if getattr(dataset, "_shm_prefix_int", None) is not None:
+        record_owner(dataset._shm_prefix_int, cached)  # lets a restart after a SIGKILL clean up
     loader = build_packed_dataloader(
         dataset, seq_len=data.seq_len, batch_size=batch_size, overflow=data.overflow,
         strategy=data.pack_strategy, num_rows=num_rows, num_workers=data.num_workers,

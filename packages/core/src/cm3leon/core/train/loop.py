@@ -24,6 +24,7 @@ from cm3leon.core.config import redact
 from cm3leon.core.locks import DirectoryLock
 from cm3leon.core.train.builders import (
     RunPaths,
+    asset_fingerprint,
     build_algorithms,
     build_callbacks,
     build_composer_model,
@@ -35,10 +36,13 @@ from cm3leon.core.train.builders import (
     prepare_run,
     split_components,
 )
+from cm3leon.core.train.callbacks import RunInfo
 from cm3leon.core.train.composer_checkpoints import (
     LATEST_FILENAME,
     check_resume_checkpoint,
     install_checkpoint_guard,
+    read_run_info,
+    recover_save_folder,
 )
 from cm3leon.core.train.config import TrainConfig, validate_train_config
 from cm3leon.core.train.data import build_dataspec
@@ -132,6 +136,28 @@ def _eval_data(cfg: TrainConfig, paths: RunPaths) -> Evaluator | None:
     )
 
 
+def _check_resumable(cfg: TrainConfig, resume: Path, callbacks: Sequence[Callback]) -> None:
+    """Compare the checkpoint's RunInfo with this run's before the Trainer loads anything.
+
+    Composer loads the model weights first, so a different ``d_model`` would otherwise
+    end in a raw ``load_state_dict`` size-mismatch traceback.
+
+    Raises:
+        cm3leon.core.train.callbacks.ResumeMismatchError: the differing dotted keys, old -> new.
+    """
+    saved = read_run_info(resume)
+    if saved is None:
+        return  # sharded: RunInfo.load_state_dict checks when Composer loads the callbacks
+    info = next(c for c in callbacks if isinstance(c, RunInfo))
+    weights_only = cfg.checkpoint.load_weights_only and resume == _explicit_load_path(cfg)
+    info.check(saved, source=str(resume), weights_only=weights_only)
+
+
+def _explicit_load_path(cfg: TrainConfig) -> Path | None:
+    path = cfg.checkpoint.load_path
+    return Path(path).resolve() if path and "://" not in path else None
+
+
 def build_trainer(
     cfg: TrainConfig,
     *,
@@ -149,6 +175,8 @@ def build_trainer(
     paths = prepare_run(cfg, rank=dist.get_global_rank())
     _log_to_file(paths)
     install_checkpoint_guard()
+    if dist.get_global_rank() == 0:  # `latest` names the newest committed checkpoint
+        recover_save_folder(paths.save_folder)
     resume = check_resume_checkpoint(
         paths.save_folder, cfg.checkpoint.load_path, cfg.checkpoint.autoresume
     )
@@ -167,6 +195,11 @@ def build_trainer(
     reproducibility.seed_all(cfg.seed)  # identical initial weights on every rank
     model = build_composer_model(cfg, vocab)
     evaluator = _eval_data(cfg, paths)
+    callbacks = build_callbacks(
+        cfg, paths, model, vocab, asset_fingerprint(list(cfg.data.streams), train_data.dataloader.dataset)
+    )
+    if resume is not None:
+        _check_resumable(cfg, resume, callbacks)
     configured_callbacks, configured_algorithms = build_configured_components(cfg)
     extra, extra_algorithms = split_components(extra_callbacks, where="extra_callbacks")
     trainer = Trainer(
@@ -177,7 +210,7 @@ def build_trainer(
         optimizers=build_optimizer(cfg, model),
         schedulers=build_scheduler(cfg),
         algorithms=[*build_algorithms(cfg), *configured_algorithms, *extra_algorithms],
-        callbacks=[*build_callbacks(cfg, paths, model, vocab), *configured_callbacks, *extra],
+        callbacks=[*callbacks, *configured_callbacks, *extra],
         loggers=build_loggers(cfg, paths),
         max_duration=cfg.max_duration,
         device=_device(cfg),
