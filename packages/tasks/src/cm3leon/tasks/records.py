@@ -155,8 +155,19 @@ class ScienceQARecord(TypedDict):
 def require(record: Mapping[str, Any], key: str, kind: type | tuple[type, ...], *, task: str) -> Any:
     """Return ``record[key]`` after checking it exists and has type ``kind``.
 
+    ``require(record, "answer", str, task=self.name)``; a ``bool`` passes only where
+    ``bool`` is asked for (it is an ``int`` to Python).  For text use :func:`require_str`
+    (stripped, non-empty), for images :func:`require_image` (RGB ``PIL.Image``).
+
+    Args:
+        record: the record (a mapping; anything else is a ``RecordError``).
+        key: the field to fetch.
+        kind: a type or a tuple of types the value must be an instance of.
+        task: the task's name, for the error message (keyword-only).
+
     Raises:
-        RecordError: naming the task, the record id and the key.
+        RecordError: naming the task, the record id and the key; ``reason`` is
+            ``missing_key`` or ``wrong_type`` (what ``--skip-bad`` counts).
     """
     rid = record.get("id", "?") if isinstance(record, Mapping) else "?"
     if not isinstance(record, Mapping):

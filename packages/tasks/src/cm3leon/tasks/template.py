@@ -153,13 +153,21 @@ def fill_text(
 class TemplateSet:
     """The parsed templates of one task.
 
+    Signature: ``TemplateSet(task, templates, image_slots=("image",), outputs=())``, e.g.
+    ``TemplateSet("colorize", TEMPLATES, ("grey image", "image"), outputs=("image",))``.
+
     Args:
         task: task name (used in document ids and errors).
-        templates: Table 5 strings; at least one.
-        image_slots: placeholder names that stand for whole image segments.
+        templates: Table 5 strings; at least one (a tuple).
+        image_slots: placeholder names that stand for whole image segments (a slot name
+            may contain spaces: ``{grey image}``); every other placeholder is a text field.
         outputs: the placeholders (text fields or image slots) holding the task's output;
             each template must use at least one.  Rendered documents mark them in
             ``meta["targets"]`` (module docstring); empty: no targets are recorded.
+
+    Raises:
+        ValueError: no template, a malformed template (module docstring), or a template
+            using none of ``outputs``.
     """
 
     task: str
@@ -199,6 +207,16 @@ class TemplateSet:
         absent from ``values`` altogether is an error.  ``meta`` of the document
         records the task, the template index, the record id and the output ``targets``,
         plus the ``meta`` given here (ground truth for evaluation).
+
+        Args (keyword-only):
+            record_id: the record's id (``records.record_id``); the document id is
+                ``"<task>/<record_id>"``.
+            values: text field -> value (inserted verbatim with ``str``; ``None``:
+                unavailable, see above).
+            images: image slot -> image (``PIL.Image`` or ``(H, W, 3)`` uint8 array).
+            rng: the caller's ``numpy.random.Generator``; it draws the template, so the
+                same seed renders the same document.
+            meta: extra entries for the document's ``meta`` (e.g. reference answers).
 
         Raises:
             RecordError: a field or image is missing, or no template is usable.

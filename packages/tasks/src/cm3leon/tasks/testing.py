@@ -25,10 +25,21 @@ where Figure 8 puts it; the document marks its output in ``meta["targets"]``
 (:attr:`cm3leon.core.documents.Document.targets`, segments of the declared ``outputs``
 modalities), whose token ranges hold exactly the output (the image's codes; the field's
 text, with the space before it) and can be masked by the CM3 objective's task-aware
-option and restored; a malformed record raises ``ValueError`` (what
-``cm3leon data prepare --skip-bad`` counts); and a reader, if declared, accepts the
-reader contract's keywords.  The repository runs the suite over every registered
-task (``tests/tasks/test_conformance.py``).
+option and restored; every target is record content (a text target begins and ends
+with text of the record, an image target shows one of the record's images), so the
+declared output placeholder is the rendered target; a malformed record raises
+``ValueError`` (what ``cm3leon data prepare --skip-bad`` counts), and so does a record
+missing any field the rendering uses (a field is never filled with a default such as
+``"0"``, unless the ``optional_fields`` fixture lists it); and a reader, if declared,
+accepts the reader contract's keywords and is run on the ``reader_input`` fixture (a
+small file in its format), its records rendered by the task -- a declared reader that no
+test runs fails the suite.  The repository runs the suite over every registered task
+(``tests/tasks/test_conformance.py``).
+
+Fixtures a subclass may override: ``record`` (one valid record; default ``task.example``),
+``reader_input`` (``(path, reader keywords)``; required when the spec declares a reader),
+``optional_fields`` (record keys whose absence the task documents and fills itself;
+default the task's ``optional_fields`` attribute, else none) and ``registries``.
 
 Requires pytest (``pip install cm3leon-tasks[testing]``).
 """
@@ -36,7 +47,7 @@ Requires pytest (``pip install cm3leon-tasks[testing]``).
 from __future__ import annotations
 
 import inspect
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -48,7 +59,15 @@ from cm3leon.core.interfaces import Task
 from cm3leon.core.plugin_manager import get_registries
 from cm3leon.core.registry import TaskSpec, resolve_object
 
-__all__ = ["MODALITIES", "ProbeImageTokenizer", "TaskConformance", "probe_tokenizer", "segment_layout"]
+__all__ = [
+    "MODALITIES",
+    "ProbeImageTokenizer",
+    "TaskConformance",
+    "probe_tokenizer",
+    "record_images",
+    "record_texts",
+    "segment_layout",
+]
 
 MODALITIES = ("text", "image")
 
@@ -114,6 +133,48 @@ def segment_layout(doc: Document) -> list[str]:
     return [s.modality for s in doc.segments]
 
 
+def _norm(text: str) -> str:
+    return " ".join(text.split()).casefold()
+
+
+def record_texts(record: Any) -> set[str]:
+    """Every text of a record, whitespace-normalised and case-folded: string and number
+    values, and those inside lists and mappings (``choices``, ``objects[i]["label"]``)."""
+    if isinstance(record, str):
+        return {_norm(record)} if record.strip() else set()
+    if isinstance(record, (int, float)) and not isinstance(record, bool):
+        return {_norm(str(record))}
+    if isinstance(record, dict):
+        return set().union(*(record_texts(v) for v in record.values()))
+    if isinstance(record, (list, tuple)):
+        return set().union(*(record_texts(v) for v in record))
+    return set()
+
+
+def record_images(record: Any) -> Iterator[np.ndarray]:
+    """The RGB ``(H, W, 3)`` uint8 arrays of a record's images (PIL images or uint8 arrays),
+    at the top level and inside lists."""
+    from PIL import Image
+
+    values = record.values() if isinstance(record, dict) else record
+    for value in values:
+        if isinstance(value, Image.Image):
+            yield np.asarray(value.convert("RGB"))
+        elif isinstance(value, np.ndarray) and value.dtype == np.uint8 and value.ndim in (2, 3):
+            yield np.asarray(Image.fromarray(value).convert("RGB"))
+        elif isinstance(value, (list, tuple)):
+            yield from record_images(value)
+
+
+def _same_picture(target: np.ndarray, source: np.ndarray, tolerance: float = 8.0) -> bool:
+    """``target`` shows ``source`` (resized to its size if needed): mean |difference| <= tolerance."""
+    from PIL import Image
+
+    if source.shape != target.shape:
+        source = np.asarray(Image.fromarray(source).resize(target.shape[1::-1], Image.BILINEAR))
+    return float(np.abs(source.astype(np.float64) - target.astype(np.float64)).mean()) <= tolerance
+
+
 class TaskConformance:
     """Checks every SFT task must pass; subclass and set :attr:`name`.
 
@@ -152,6 +213,18 @@ class TaskConformance:
         if not callable(getattr(task, "example", None)):
             pytest.skip(f"task {task.name!r} has no example(rng); its own test must supply `record`")
         return task.example(np.random.default_rng(0))
+
+    @pytest.fixture
+    def reader_input(self) -> tuple[str | Path, dict[str, Any]] | None:
+        """``(path, keywords)`` of a small dataset in the reader's format, e.g.
+        ``(tmp_path / "data", {"split": "train"})``; override when the spec declares a reader."""
+        return None
+
+    @pytest.fixture
+    def optional_fields(self, task: Any) -> tuple[str, ...]:
+        """Record keys the task may lack and documents a fallback for (ScienceQA's ``context``
+        renders as ``N/A``); default: the task's ``optional_fields`` attribute, else none."""
+        return tuple(getattr(task, "optional_fields", ()))
 
     # ---------------------------------------------------------------- checks
     def test_is_task(self, task: Any, spec: TaskSpec) -> None:
@@ -278,3 +351,71 @@ class TaskConformance:
         has_kwargs = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
         for keyword in ("split", "skip_bad", "stats"):
             assert keyword in params or has_kwargs, f"{spec.name}: reader does not accept {keyword}="
+
+    def test_missing_field_is_an_error_not_a_default(
+        self, task: Any, record: dict[str, Any], optional_fields: tuple[str, ...]
+    ) -> None:
+        """A record without a field the rendering uses raises ``ValueError``; it is never
+        rendered with a made-up value (``record.get("answer", 0)`` training on ``"0"``)."""
+        for key in record:
+            if key == "id" or key in optional_fields:
+                continue
+            partial = {k: v for k, v in record.items() if k != key}
+            for seed in self.seeds[:4]:
+                full = task.render(record, rng=np.random.default_rng(seed))
+                try:
+                    doc = task.render(partial, rng=np.random.default_rng(seed))
+                except ValueError:
+                    break  # the field is required: right
+                # Rendering without the field is fine only if the field is not rendered at all.
+                assert doc.segments == full.segments, (
+                    f"{task.name}: a record without {key!r} renders (seed {seed}: "
+                    f"{[getattr(s, 'text', '[image]') for s in doc.segments]}) instead of raising "
+                    f"ValueError; a missing field must not get a default value (if the task documents "
+                    f"a fallback for it, list it in the `optional_fields` fixture)"
+                )
+
+    def test_targets_are_record_content(self, task: Any, spec: TaskSpec, record: dict[str, Any]) -> None:
+        """The declared output is what the target holds: a text target begins and ends with
+        text of the record, an image target shows one of the record's images (not, say, the
+        grey condition image derived from it, nor template words next to the answer)."""
+        texts = record_texts(record)
+        images = list(record_images(record))
+        for seed in self.seeds[:8]:
+            doc = task.render(record, rng=np.random.default_rng(seed))
+            for t in doc.targets:
+                seg = doc.segments[t.segment]
+                if isinstance(seg, TextSegment):
+                    start, end = t.char_range(seg)  # type: ignore[misc]
+                    held = _norm(seg.text[start:end])
+                    assert any(held.startswith(x) for x in texts) and any(held.endswith(x) for x in texts), (
+                        f"{task.name}: target {t.to_json()} holds {seg.text[start:end]!r}, which does not begin "
+                        f"and end with text of the record: the declared output does not match the rendered "
+                        f"target (seed {seed})"
+                    )
+                else:
+                    picture = np.asarray(seg.pil().convert("RGB"))
+                    assert any(_same_picture(picture, image) for image in images), (
+                        f"{task.name}: target {t.to_json()} is an image that is none of the record's images: "
+                        f"the declared output does not match the rendered target (seed {seed})"
+                    )
+
+    def test_reader_runs(
+        self, task: Any, spec: TaskSpec, reader_input: tuple[str | Path, dict[str, Any]] | None
+    ) -> None:
+        """A declared reader is run: it reads ``reader_input``, counts its records in
+        ``stats["records"]``, and the task renders what it yields."""
+        if spec.reader is None:
+            pytest.skip(f"{spec.name} declares no reader")
+        assert reader_input is not None, (
+            f"{spec.name} declares the reader {spec.reader!r}, which no test runs: give the test a "
+            "`reader_input` fixture returning (path, reader keywords) of a small dataset in its format"
+        )
+        path, options = reader_input
+        stats: dict[str, int] = {}
+        records = list(spec.resolve("reader")(path, stats=stats, **options))
+        assert records, f"{spec.name}: the reader yielded no record from {path} ({stats})"
+        assert stats.get("records") == len(records), f"{spec.name}: stats {stats} for {len(records)} records"
+        for i, rec in enumerate(records[:8]):
+            doc = task.render(rec, rng=np.random.default_rng(i))
+            assert isinstance(doc, Document) and doc.targets, f"{spec.name}: record {i} of the reader renders no target"
