@@ -143,7 +143,19 @@ def document_block_mask(
     """
     B = (doc_ids if doc_ids is not None else attention_mask).shape[0]
     mask_mod = _mask_mod(doc_ids, attention_mask)
-    return _flex().create_block_mask(mask_mod, B, None, T, T, device=device)
+    return _block_mask_fn(device.type)(mask_mod, B, None, T, T, device=device)
+
+
+@functools.cache
+def _block_mask_fn(device_type: str) -> Callable[..., Any]:
+    """``create_block_mask``; compiled on CUDA (as torchtitan does).
+
+    Eager, it evaluates ``mask_mod`` into a dense ``(B, 1, T, T)`` bool tensor before
+    reducing it to blocks; compiled, the two fuse and no dense mask exists.  On the CPU
+    compiling it measured no faster (56 vs 58 ms at B4 T512), so it stays eager there.
+    """
+    create = _flex().create_block_mask
+    return torch.compile(create) if device_type == "cuda" else create
 
 
 def _mask_mod(doc_ids: torch.Tensor | None, valid: torch.Tensor | None) -> Callable[..., torch.Tensor]:
