@@ -148,7 +148,7 @@ def _assert_only_complete_checkpoints(folder: Path) -> None:
     pytest.param([("after_latest", 6)], marks=pytest.mark.slow),
     pytest.param([("before_latest", 4), ("mid_write", 10)], marks=pytest.mark.slow),
 ], ids=["before_latest", "before_write", "mid_write", "after_latest", "two-kills"])
-def test_sigkill_at_a_save_point_then_restart_with_the_same_command_is_exact(
+def test_sigkill_and_restart_with_the_same_command_is_exact(
         tmp_path: Path, token_data: Path, reference: Path, kills: list[tuple[str, int]]) -> None:
     """A real SIGKILL at each named point of a checkpoint save (issue 20 item 7), then the
     unchanged command: it resumes from the newest committed checkpoint and reproduces the
