@@ -422,11 +422,10 @@ RESUME_EXEMPT_KEYS: tuple[str, ...] = (
     "device", "dist_timeout",           # where it runs, how long a collective may hang
     "device_train_microbatch_size",     # gradient accumulation: same step, other memory use
     "logging.*", "checkpoint.*",        # reporting; save cadence, autoresume/load_path, allow_changes
-    "eval.interval", "eval.subset_num_batches",
+    "eval", "eval.*",                   # held-out evaluation does not change training
     "data.num_workers", "data.predownload", "data.cache_limit", "data.download_timeout",
     "data.check_hashes",                # loader performance and pre-flight checks
     "data.streams.*.local", "data.streams.*.remote",  # moved data: its content is `assets.*`
-    "eval.streams.*.local", "eval.streams.*.remote",
 )
 
 
