@@ -58,7 +58,14 @@ def cm3leon_register_commands() -> list[CommandSpec]:
             "tokenizers",
             f"{_PKG}.cli:tokenizers_command",
             "Train the text BPE / VQ-GAN image tokenizer; list presets; inspect exports.",
-        )
+        ),
+        # Here, not in core: the Hugging Face export needs the tokenizers' file formats
+        # (tokenizer.json, the VQ export), which only this member knows (hf_export.py).
+        CommandSpec(
+            "export",
+            f"{_PKG}.export_cli:export_command",
+            "Export a model for other ecosystems (hf: OPT + tokenizer + VQ, loads in transformers alone).",
+        ),
     ]
 
 
