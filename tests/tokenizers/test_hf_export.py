@@ -302,3 +302,42 @@ def test_unified_tokenizer_refuses_mismatches(built: dict) -> None:
     assert result.exit_code != 0
     assert "text tokenizer has 256 ids, the model 320" in result.output
     assert not (built["root"] / "bad").exists()
+
+
+def test_from_a_training_checkpoint_with_its_run_config_and_data(built: dict, tmp_path: Path) -> None:
+    """A Composer-layout checkpoint (RUN/checkpoints/*.pt) exports too; the card's data and
+    training sections come from RUN/config.yaml and the shard manifest of its stream."""
+    pytest.importorskip("composer")
+    from cm3leon.core.train.composer_checkpoints import RUN_INFO_KEY
+
+    model, vocab = built["model"], built["vocab"]
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    (tmp_path / "shards").mkdir()
+    manifest = {"num_samples": 620, "kind": "tokens", "stats": {"tokens": 53836, "image_tokens": 39680},
+                "meta": {"retriever": "clip", "k": 2}}  # fmt: skip
+    (tmp_path / "shards" / "manifest.json").write_text(json.dumps(manifest))
+    config = {"run_name": "ckpt_run", "seed": 17, "model": {"name": "cm3leon_tiny"}, "max_duration": "8ba",
+              "data": {"streams": {"pairs": {"local": str(tmp_path / "shards")}}, "seq_len": 128}}  # fmt: skip
+    (run / "config.yaml").write_text(yaml.safe_dump(config))
+    info = {"transformer": model.config.to_dict(), "vocab": vocab.to_dict(), "run_name": "ckpt_run"}
+    state = {"model": {f"model.{k}": v for k, v in model.float().state_dict().items()},
+             "callbacks": {RUN_INFO_KEY: info}, "timestamp": {"Timestamp": {"batch": 8, "token": 999}}}  # fmt: skip
+    torch.save({"state": state}, run / "checkpoints" / "ep0-ba8-rank0.pt")
+    out = tmp_path / "hf"
+    result = CliRunner().invoke(cli, ["export", "hf", str(run / "checkpoints" / "ep0-ba8-rank0.pt"), str(out),
+                                      "--text-tokenizer", f"bpe:{built['root'] / 'text'}",
+                                      "--image-tokenizer", str(built["root"] / "image")])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    card = yaml.safe_load((out / "README.md").read_text().split("---\n")[1])
+    assert "model-index" not in card  # no --summary
+    data, training = card["cm3leon"]["data"], card["cm3leon"]["training"]
+    assert (data["tokens_seen"], data["batches"], data["seq_len"]) == (999, 8, 128)
+    assert data["streams"]["pairs"]["examples"] == 620 and data["streams"]["pairs"]["stats"]["tokens"] == 53836
+    assert (training["run_name"], training["seed"], training["config"]) == ("ckpt_run", 17, str(run / "config.yaml"))
+    from transformers import AutoModelForCausalLM
+
+    hf = AutoModelForCausalLM.from_pretrained(out)
+    ids = torch.as_tensor(built["doc_tok"].encode_example(built["doc"]))[None]
+    with torch.no_grad():
+        torch.testing.assert_close(hf(ids).logits, model(ids), rtol=0, atol=1e-5)
