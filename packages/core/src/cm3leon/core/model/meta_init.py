@@ -24,16 +24,15 @@ embedding, 1.06 GB) plus what the caller keeps.  The caller's own use of the glo
 generator between items does not disturb the sequence; afterwards the global generator is
 where the ordinary build leaves it.
 
-With FSDP: wrap or ``fully_shard`` the meta model first, then give every rank its slice
-of each value as it comes (``init_values`` yields full tensors; a rank keeps
-``value.chunk(world, 0)[rank]`` or ``distribute_tensor(value, mesh, placements,
-src_data_rank=None)``), so no rank ever holds more than its shard plus one parameter.
-Composer's FSDP (``sync_module_states``) instead materialises rank 0 and broadcasts.
+With FSDP2: ``fully_shard`` the meta model (each block, then the root), then
+``materialize_(model, device)``: each rank keeps only its slice of each value as it comes
+(tested on 2 gloo ranks: the gathered parameters equal the ordinary build bitwise), so no
+rank ever holds more than its shards plus one full parameter.  Composer's FSDP1
+(``sync_module_states``) instead materialises rank 0 and broadcasts.
 """
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable, Iterable, Iterator
 from functools import partial
 
@@ -76,9 +75,17 @@ def _construction_draws(model: nn.Module, replay: _Replay) -> None:
             continue
         if list(module.children()) or not hasattr(module, "reset_parameters"):
             raise TypeError(f"{name}: cannot replay the construction init of {type(module).__name__}")
-        scratch = copy.deepcopy(module).to_empty(device="cpu")  # one module, freed below
-        replay(scratch.reset_parameters)
-        del scratch
+        # Swap in plain CPU scratch parameters of the full shape (the module's own may be
+        # meta, real or sharded DTensors), let the module draw its default init, swap back.
+        own = dict(module._parameters)
+        try:
+            for key, p in own.items():
+                if p is not None:
+                    scratch = torch.empty(p.shape, dtype=p.dtype, device="cpu")
+                    module._parameters[key] = nn.Parameter(scratch, requires_grad=False)
+            replay(module.reset_parameters)
+        finally:
+            module._parameters.update(own)
 
 
 def init_values(
@@ -120,10 +127,34 @@ def materialize_(model: CM3LeonTransformer, device: torch.device | str = "cpu") 
     """Allocate a meta-device model on ``device`` and fill it with :func:`init_values`.
 
     Equals the ordinary build under the same seed, bitwise (see the module docstring).
+    A model whose parameters FSDP2's ``fully_shard`` turned into sharded ``DTensor`` s gets
+    only each rank's shard: no rank holds more than its shards plus one full parameter.
     Returns ``model`` (changed in place).
     """
     model.to_empty(device=device)
     with torch.no_grad():
         for name, value in init_values(model):
-            model.get_parameter(name).copy_(value)
+            param = model.get_parameter(name)
+            target = param.to_local() if _is_dtensor(param) else param
+            target.copy_(_local_part(param, value))
     return model
+
+
+def _is_dtensor(t: torch.Tensor) -> bool:
+    try:
+        from torch.distributed.tensor import DTensor
+    except ImportError:  # pragma: no cover - torch without DTensor
+        return False
+    return isinstance(t, DTensor)
+
+
+def _local_part(param: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
+    """``value`` itself, or this rank's shard of it for a sharded (FSDP2) parameter."""
+    if not _is_dtensor(param):
+        return value
+    from torch.distributed.tensor import distribute_tensor
+
+    # src_data_rank=None: every rank holds the full value and keeps its slice, no collective.
+    local = distribute_tensor(value.to(param.device), param.device_mesh, param.placements,
+                              src_data_rank=None)
+    return local.to_local()
