@@ -4,6 +4,7 @@ Every ``.py`` under ``packages/*/src`` and ``benchmarks/`` is parsed with :mod:`
 each call is checked against these rules:
 
 * ``torch.load`` must pass ``weights_only=True`` literally (a variable could be False);
+* ``torch.jit.load`` is refused (a TorchScript archive carries code as well as tensors);
 * ``pickle``/``cPickle``/``dill``/``cloudpickle``/``marshal`` ``load``/``loads``,
   ``joblib.load``, ``pandas.read_pickle`` and ``pickle.Unpickler`` are refused;
 * ``np.load`` must not pass ``allow_pickle`` other than a literal ``False``;
@@ -39,6 +40,10 @@ ALLOWED: dict[tuple[str, str, str], str] = {
     ("packages/core/src/cm3leon/core/train/composer_checkpoints.py", "_MetadataUnpickler", "pickle.Unpickler"):
         "the restricted unpickler of torch.distributed.checkpoint .metadata files: find_class "
         "admits only the listed data classes and torch dtypes, everything else is refused",
+    ("packages/retrieval/src/cm3leon/retrieval/convert.py", "_load_trusted_torchscript", "torch.jit.load"):
+        "OpenAI's CLIP archives exist only as TorchScript; the bytes handed to torch.jit.load are "
+        "the bytes whose SHA-256 was just found among OpenAI's published files (open_clip's "
+        "pretrained registry), so no other archive is ever deserialised",
 }
 
 
@@ -99,6 +104,8 @@ def _call_rule(name: str, call: ast.Call) -> str | None:
     module, _, func = name.rpartition(".")
     if name == "torch.load" and not _is_const(_keyword(call, "weights_only"), True):
         return "torch.load without weights_only=True"
+    if name == "torch.jit.load":
+        return "torch.jit.load"
     if module.split(".")[0] in PICKLE_MODULES and func in ("load", "loads", "Unpickler"):
         return f"pickle.{func}" if func == "Unpickler" else f"{module}.{func}"
     if name in ("joblib.load", "pandas.read_pickle"):
@@ -216,6 +223,8 @@ def test_torch_is_recent_enough_for_cve_2026_24747() -> None:
 BAD = {
     "import torch\ntorch.load('x')": "torch.load without weights_only=True",
     "import torch\ntorch.load('x', weights_only=False)": "torch.load without weights_only=True",
+    "import torch\ntorch.jit.load('x')": "torch.jit.load",
+    "from torch.jit import load\nload('x')": "torch.jit.load",
     "import torch as t\nflag = True\nt.load('x', weights_only=flag)": "torch.load without weights_only=True",
     "from torch import load\nload('x')": "torch.load without weights_only=True",
     "import pickle\npickle.loads(b'')": "pickle.loads",

@@ -4,6 +4,7 @@ Modules (imported on demand; importing the package itself is free):
 
 =================  ==============================================================
 ``encoder``        frozen open_clip document encoder, local checkpoints, ``clip-image``
+``convert``        open_clip weights in every form (safetensors, .bin, OpenAI TorchScript) -> encoder dir
 ``train_clip``     the small CLIP: open_clip ``CLIP`` + ``ClipLoss`` through Composer
 ``strategy``       the §2.1 rules as options and pure helpers
 ``retriever``      ``StrategyRetriever``: one ``Searcher`` + the strategy = a Retriever
@@ -12,7 +13,7 @@ Modules (imported on demand; importing the package itself is free):
 ``index``/``bank`` FAISS factories, merging, hash-checked memory banks
 ``build``          resumable, rank-sharded bank building
 ``augment``        retrieval-augmented token shards (Figure 9)
-``cli``            ``cm3leon retrieval train-clip | build | augment | query``
+``cli``            ``cm3leon retrieval train-clip | build | augment | query | convert-encoder``
 =================  ==============================================================
 """
 

@@ -7,6 +7,7 @@
     composer -n 2 -m cm3leon.retrieval.build configs/retrieval/bank.yaml   # sharded
     cm3leon retrieval augment    configs/retrieval/augment.yaml
     cm3leon retrieval query runs/retrieval/bank --text "a red circle" -k 2 --grid q.png
+    cm3leon retrieval convert-encoder ViT-B-32.pt runs/retrieval/clip-vit-b-32-openai
 
 Config commands take ``CONFIG [dotted.key=value ...]`` and read their own section
 (``train_clip``, ``bank``, ``augment``) of the file; each logs to ``OUTPUT.log``.
@@ -176,6 +177,28 @@ def query_command(bank: str, text: str | None, image_path: str | None, k: int, r
                    f"{row['id']}  {row['caption']}")
     if grid:
         click.echo(f"grid: {grid}")
+
+
+@retrieval_command.command("convert-encoder")
+@click.argument("src", type=click.Path(exists=True))
+@click.argument("out", type=click.Path())
+@click.option("--model", default=None,
+              help="open_clip architecture of a state-dict SRC (ViT-B-32); OpenAI archives imply theirs.")
+@click.option("--overwrite", is_flag=True, help="Replace OUT if it exists.")
+def convert_encoder_command(src: str, out: str, model: str | None, overwrite: bool) -> None:
+    """Write SRC's open_clip weights as the encoder directory OUT that banks load.
+
+    SRC: an open_clip .safetensors, a torch.save'd state dict (.bin/.pt, read with
+    weights_only=True), OpenAI's TorchScript archive (ViT-B-32.pt: only the published
+    files, by SHA-256; becomes ViT-B-32-quickgelu), or an open_clip / Hugging Face hub folder.
+    """
+    from cm3leon.retrieval.convert import convert_encoder
+
+    try:
+        report = convert_encoder(src, out, model=model, overwrite=overwrite)
+    except (ValueError, FileExistsError) as err:
+        raise click.ClickException(str(err)) from None
+    click.echo(json.dumps(report, indent=2))
 
 
 def _decoder(spec: str | None) -> Any:

@@ -15,8 +15,10 @@ Weights come only from local files, through open_clip's own loader:
   (``open_clip_config.json`` + ``open_clip_model.safetensors``), which is what
   ``cm3leon retrieval train-clip`` writes; or
 * any **open_clip architecture name** (``"ViT-B-32"``, the paper's encoder) plus a
-  checkpoint file (``.safetensors``, or a ``.pt``/``.bin`` state dict read with
-  ``torch.load(weights_only=True)``).
+  checkpoint file (``.safetensors``, a ``.pt``/``.bin`` state dict read with
+  ``torch.load(weights_only=True)``, or OpenAI's hash-allowlisted TorchScript
+  ``ViT-B-32.pt`` as ``"ViT-B-32-quickgelu"``; :mod:`cm3leon.retrieval.convert`
+  turns any of them into an encoder directory).
 
 The encoder is also a ``torch.nn.Module`` whose ``forward`` maps a float image
 batch ``(B, 3, H, W)`` in ``[0, 1]`` to unit-norm features ``(B, D)``, so the same
@@ -180,9 +182,13 @@ def load_encoder(
 
     Args:
         path: an encoder directory (``open_clip_config.json`` + weights), as written by
-            :func:`save_encoder` / ``cm3leon retrieval train-clip``.
+            :func:`save_encoder` / ``cm3leon retrieval train-clip | convert-encoder``.
         model: an open_clip architecture name (``"ViT-B-32"``); use with ``pretrained``.
-        pretrained: a local checkpoint file for ``model`` (never a download tag).  Text
+        pretrained: a local checkpoint file for ``model`` (never a download tag): an
+            open_clip ``.safetensors``, a ``torch.save``'d state dict (``.bin``/``.pt``,
+            read with ``weights_only=True``) or OpenAI's TorchScript archive
+            (``ViT-B-32.pt``: only the published files, by SHA-256, and only as the
+            ``-quickgelu`` architecture; see :mod:`cm3leon.retrieval.convert`).  Text
             towers that use a Hugging Face tokenizer need it in the local HF cache.
         device: torch device for encoding.
         batch_size: encoding batch size.
@@ -191,43 +197,57 @@ def load_encoder(
         EncoderError: neither or both of ``path``/``model`` given, missing files, or an
             architecture/checkpoint mismatch (the message names the file).
     """
-    import open_clip
-
     if (path is None) == (model is None):
         raise EncoderError("load_encoder: give exactly one of path=DIR or model=NAME (+ pretrained=FILE)")
     if path is not None:
-        directory = Path(path)
-        if not (directory / CONFIG_FILE).is_file():
-            raise EncoderError(f"{directory}: not a CLIP encoder directory (no {CONFIG_FILE})")
-        # The file open_clip's local-dir loader prefers; other names are not supported.
-        weights = directory / WEIGHTS_FILE
-        if not weights.is_file():
-            raise EncoderError(f"{directory}: no {WEIGHTS_FILE} next to {CONFIG_FILE}")
-        name = f"local-dir:{directory}"
-        try:
-            clip = open_clip.create_model(name, device=device)
-        except Exception as err:  # open_clip raises RuntimeError/ValueError/KeyError
-            raise EncoderError(f"{directory}: cannot load CLIP encoder: {err}") from err
-        tokenizer = open_clip.get_tokenizer(name)
-        model_id = json.dumps(json.loads((directory / CONFIG_FILE).read_text())["model_cfg"], sort_keys=True)
+        clip, tokenizer, name, model_id, weights = _load_directory(Path(path), device)
     else:
-        register_model_configs()
+        assert model is not None
         if pretrained is None:
             raise EncoderError(f"load_encoder(model={model!r}) needs pretrained=<local checkpoint file>")
-        weights = Path(pretrained)
-        if not weights.is_file():
-            raise EncoderError(f"{weights}: checkpoint file not found")
-        try:
-            # An absolute path can never be mistaken for a download tag such as "openai".
-            clip = open_clip.create_model(model, pretrained=str(weights.resolve()), device=device)
-        except Exception as err:
-            raise EncoderError(f"{weights}: cannot load as open_clip {model!r}: {err}") from err
-        tokenizer = open_clip.get_tokenizer(model)
-        name, model_id = model, model
+        clip, weights = _load_named(model, Path(pretrained))
+        tokenizer, name, model_id = _tokenizer(model), model, model
     return ClipDocumentEncoder(
         clip, tokenizer, device=device, batch_size=batch_size, name=name,
         fingerprint=_fingerprint(model_id, weights),
     )
+
+
+def _load_directory(directory: Path, device: str) -> tuple[nn.Module, Any, str, str, Path]:
+    import open_clip
+
+    if not (directory / CONFIG_FILE).is_file():
+        raise EncoderError(f"{directory}: not a CLIP encoder directory (no {CONFIG_FILE})")
+    # The file open_clip's local-dir loader prefers; other names are not supported.
+    weights = directory / WEIGHTS_FILE
+    if not weights.is_file():
+        raise EncoderError(
+            f"{directory}: no {WEIGHTS_FILE} next to {CONFIG_FILE} "
+            "(convert an open_clip folder with `cm3leon retrieval convert-encoder`)"
+        )
+    name = f"local-dir:{directory}"
+    try:
+        clip = open_clip.create_model(name, device=device, weights_only=True)
+    except Exception as err:  # open_clip raises RuntimeError/ValueError/KeyError
+        raise EncoderError(f"{directory}: cannot load CLIP encoder: {err}") from err
+    model_id = json.dumps(json.loads((directory / CONFIG_FILE).read_text())["model_cfg"], sort_keys=True)
+    return clip, open_clip.get_tokenizer(name), name, model_id, weights
+
+
+def _load_named(model: str, weights: Path) -> tuple[nn.Module, Path]:
+    """Architecture ``model`` with the weights of a local file of any supported form."""
+    from cm3leon.retrieval.convert import build_from_checkpoint, read_checkpoint, resolve_arch
+
+    ckpt = read_checkpoint(weights)
+    arch = resolve_arch(ckpt, model)
+    return build_from_checkpoint(ckpt, model_config(arch), name=arch), weights
+
+
+def _tokenizer(model: str) -> Any:
+    import open_clip
+
+    register_model_configs()
+    return open_clip.get_tokenizer(model)
 
 
 class ClipDocumentEncoder(nn.Module):
