@@ -262,6 +262,25 @@ def test_convert_encoder_errors(files: dict[str, Any], tmp_path: Path, trusted_a
     assert not any(p.name.startswith(("a", "b", "c", "d")) for p in tmp_path.iterdir())
 
 
+def test_damaged_files_are_errors_naming_the_file(files: dict[str, Any], tmp_path: Path) -> None:
+    cut = tmp_path / "cut.bin"
+    cut.write_bytes(files["bin"].read_bytes()[:5000])
+    with pytest.raises(EncoderError, match=r"cut.bin: refused by torch.load\(weights_only=True\)"):
+        load_encoder(model=MINI, pretrained=cut)
+    junk = tmp_path / "junk.safetensors"
+    junk.write_bytes(b"not safetensors")
+    with pytest.raises(EncoderError, match="junk.safetensors: not a readable safetensors file"):
+        load_encoder(model=MINI, pretrained=junk)
+    tensors = tmp_path / "list.bin"
+    torch.save([torch.zeros(1)], tensors)
+    with pytest.raises(EncoderError, match="list.bin: expected a state dict of tensors, got list"):
+        load_encoder(model=MINI, pretrained=tensors)
+    (tmp_path / "hub").mkdir()
+    (tmp_path / "hub" / "open_clip_config.json").write_text(json.dumps({"model_cfg": model_config(MINI)}))
+    with pytest.raises(EncoderError, match="hub: no weights file"):
+        convert.convert_encoder(tmp_path / "hub", tmp_path / "out")
+
+
 @pytest.mark.slow
 def test_real_size_vit_b_32_in_every_form(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """ViT-B-32 itself (151 M parameters, ~600 MB per file): ~3 min on 2 shared CPU cores."""

@@ -131,8 +131,11 @@ def is_torchscript_archive(source: str | Path | io.BytesIO) -> bool:
     """Whether ``source`` is a TorchScript zip (``<root>/constants.pkl`` + ``<root>/code/``)."""
     if not zipfile.is_zipfile(source):
         return False
-    with zipfile.ZipFile(source) as archive:
-        names = archive.namelist()
+    try:
+        with zipfile.ZipFile(source) as archive:
+            names = archive.namelist()
+    except zipfile.BadZipFile:
+        return False
     roots = {n.split("/")[0] for n in names if n.count("/") == 1 and n.endswith("/constants.pkl")}
     return any(n.startswith(f"{root}/code/") for root in roots for n in names)
 
@@ -161,9 +164,9 @@ def read_checkpoint(path: str | Path) -> Checkpoint:
         return _read_torchscript(path)
     try:
         loaded = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError) as err:
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as err:
         raise EncoderError(
-            f"{path}: refused by torch.load(weights_only=True) (not a plain tensor state dict): {err}"
+            f"{path}: refused by torch.load(weights_only=True) (damaged, or more than tensors in it): {err}"
         ) from None
     return Checkpoint("state-dict", path, sha256_file(path), _unwrap_state(loaded, path))
 
