@@ -119,6 +119,8 @@ _TRAIN_CALLBACKS = {
     "optimizer_monitor": ("composer.callbacks:OptimizerMonitor", "Log gradient and update norms."),
     "memory_monitor": ("composer.callbacks:MemoryMonitor", "Log GPU memory statistics."),
     "runtime_estimator": ("composer.callbacks:RuntimeEstimator", "Estimate the remaining training time."),
+    "loss_spike": ("cm3leon.core.train.spikes:loss_spike",
+                   "Flag training-loss spikes (robust z-score over a window); warn or stop."),
 }
 
 
