@@ -213,8 +213,24 @@ def test_broken_plugin_import_names_distribution(tmp_path, monkeypatch, fresh_pl
     make_distribution(tmp_path, "acme-broken", "acme_broken", "raise RuntimeError('boom')\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     fresh_plugins()
-    with pytest.raises(PluginError, match="acme-broken.*boom"):
+    with pytest.raises(PluginError, match="distribution 'acme-broken' 0.1: boom"):
         get_plugin_manager()
+
+
+def test_unlisted_plugin_module_is_never_imported(tmp_path, monkeypatch, fresh_plugins) -> None:
+    """Excluded by the allowlist, a plugin's import side effects do not happen at all."""
+    sentinel = tmp_path / "imported.txt"
+    source = f"open({str(sentinel)!r}, 'a').write('x')\n" + METRIC_PLUGIN.replace("{name}", "acme-side")
+    make_distribution(tmp_path, "acme-side", "acme_side", source)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "acme_side", raising=False)
+    monkeypatch.setenv("CM3LEON_LOAD_PLUGINS", "-acme-side")
+    fresh_plugins()
+    assert "acme-side" not in get_registries().metrics
+    assert not sentinel.exists() and "acme_side" not in sys.modules
+    monkeypatch.delenv("CM3LEON_LOAD_PLUGINS")  # default: every installed plugin loads
+    fresh_plugins()
+    assert "acme-side" in get_registries().metrics and sentinel.read_text() == "x"
 
 
 def test_allowlist_restricts_third_party_distributions_only(tmp_path, monkeypatch, fresh_plugins) -> None:

@@ -186,13 +186,13 @@ def _new_manager() -> tuple[pluggy.PluginManager, dict[str, PluginInfo], list[st
             plugin = ep.load()
         except Exception as err:  # report which distribution is broken, then re-raise
             raise PluginError(
-                f"cannot load plugin {ep.name!r} ({ep.value}) from distribution {dist!r}: {err}"
+                f"cannot load plugin {ep.name!r} ({ep.value}) from distribution {dist!r} {version}: {err}"
             ) from err
         try:
             pm.register(plugin, name=plugin_name)
         except (pluggy.PluginValidationError, ValueError) as err:
             raise PluginError(
-                f"plugin {ep.name!r} from distribution {dist!r} is invalid: {err}"
+                f"plugin {ep.name!r} from distribution {dist!r} {version} is invalid: {err}"
             ) from err
         infos[plugin_name] = PluginInfo(plugin_name, dist, version, ep.value)
         where = f"module {ep.value!r} (entry point {ep.name!r} of distribution {dist!r})"
@@ -202,7 +202,7 @@ def _new_manager() -> tuple[pluggy.PluginManager, dict[str, PluginInfo], list[st
     except pluggy.PluginValidationError as err:
         plugin_name = pm.get_name(err.plugin) if err.plugin is not None else "?"
         info = infos.get(plugin_name or "")
-        where = f" from distribution {info.distribution!r}" if info else ""
+        where = f" from distribution {info.distribution!r} {info.version}" if info else ""
         raise PluginError(
             f"plugin {plugin_name!r}{where} implements a hook that does not exist: {err}. "
             "Hook names are listed in docs/hooks.md (all start with 'cm3leon_')."
