@@ -141,8 +141,8 @@ def query_command(bank: str, text: str | None, image_path: str | None, k: int, r
     "relevance <= 0.9" rule reads.
     """
     from cm3leon.core.documents import Document
-    from cm3leon.core.plugin_manager import get_registries
     from cm3leon.core.images import load_image
+    from cm3leon.core.plugin_manager import get_registries
     from cm3leon.retrieval.bank import read_manifest
 
     if text is None and image_path is None:
