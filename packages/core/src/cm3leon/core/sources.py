@@ -29,6 +29,7 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
+from cm3leon.core.corpora.common import SkippingSource
 from cm3leon.core.documents import Document, ImageSegment, TextSegment
 from cm3leon.core.images import load_image
 
@@ -37,18 +38,12 @@ __all__ = ["IMAGE_SUFFIXES", "FolderSource", "JsonlSource", "folder_source", "js
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 
 
-class _SkippingSource:
-    """Shared skip bookkeeping."""
+class _SkippingSource(SkippingSource):
+    """Skip bookkeeping of a source reading ``path``."""
 
     def __init__(self, path: str | Path, skip_bad: bool) -> None:
+        super().__init__(skip_bad)
         self.path = Path(path)
-        self.skip_bad = skip_bad
-        self.skipped: list[tuple[str, str]] = []
-
-    def _bad(self, where: str, err: ValueError) -> None:
-        if not self.skip_bad:
-            raise err
-        self.skipped.append((where, str(err)))
 
 
 class FolderSource(_SkippingSource):
