@@ -24,8 +24,11 @@ resumed run sees exactly the same transformed examples.
 ``manifest.json`` and ``index.json`` are fetched from ``remote`` (or read from ``local``)
 and verified, every shard already in the local cache is hash-checked, and a ``remote``
 that is a directory (a shared file system) has every shard checked where it lies (size and
-SHA-256), so a corrupt shard there is named before step 1.  Shards of an object store are
-checked by streaming's ``validate_hash="sha256"`` when downloaded; a failure is raised as
+SHA-256), so a corrupt shard there is named before step 1.  Shards of an object store
+(``s3://``) are checked before step 1 too, as ``verify_remote`` says: ``size`` (default:
+one ``HEAD`` per shard, compared with the manifest's size), ``full`` (local rank 0
+downloads every shard into the cache and hash-checks it) or ``none``; and always by
+streaming's ``validate_hash="sha256"`` when downloaded, a failure being raised as
 :class:`ShardIntegrityError` naming the shard, its remote and its cache file.
 """
 
@@ -60,6 +63,7 @@ from cm3leon.core.vocab import Vocabulary
 
 __all__ = [
     "DEFAULT_CM3",
+    "VERIFY_REMOTE",
     "CM3StreamingDataset",
     "DocumentStreamingDataset",
     "PackedStreamingDataLoader",
@@ -69,6 +73,8 @@ __all__ = [
 
 
 DEFAULT_CM3 = CM3Config()  # read-only default: CM3 spans, metaseq lengths, images maskable
+#: How object-store shards are checked before step 1 (``stage_dataset(verify_remote=)``).
+VERIFY_REMOTE = ("size", "full", "none")
 
 
 def _join(remote: str, name: str) -> str:
@@ -97,8 +103,46 @@ def _fetch(remote: str, name: str, local_dir: Path, timeout: float) -> None:
     os.replace(tmp, target)
 
 
+def _object_sizes(remote: str, names: Sequence[str]) -> dict[str, int]:
+    """Sizes of ``remote/name`` objects by one ``HEAD`` each (Composer's object store:
+    ``S3_ENDPOINT_URL`` and credentials from the environment)."""
+    from composer.utils import maybe_create_object_store_from_uri, parse_uri
+
+    store = maybe_create_object_store_from_uri(remote)
+    prefix = parse_uri(remote)[2].strip("/")
+    sizes = {}
+    for name in names:
+        try:
+            sizes[name] = int(store.get_object_size(f"{prefix}/{name}" if prefix else name))
+        except Exception as err:  # FileNotFoundError, botocore errors: name the object
+            raise ShardIntegrityError(f"{_join(remote, name)}: cannot read the shard's size: {err}") from None
+    return sizes
+
+
+def _verify_object_store(remote: str, local: Path, files: Any, names: Sequence[str], mode: str,
+                         timeout: float) -> None:
+    """Check object-store shards before step 1 (see :func:`stage_dataset`'s ``verify_remote``)."""
+    if mode == "full" and int(os.environ.get("LOCAL_RANK", "0") or 0) == 0:
+        for name in names:
+            if not (local / name).exists():
+                _fetch(remote, name, local, timeout)
+            try:
+                verify_files(local, files, [name], check_hashes=True)
+            except ShardIntegrityError as err:
+                (local / name).unlink(missing_ok=True)  # never leave a bad shard in the cache
+                raise ShardIntegrityError(f"{_join(remote, name)}: {err}") from None
+    elif mode in ("size", "full"):
+        for name, size in _object_sizes(remote, names).items():
+            if size != files[name]["bytes"]:
+                state = "truncated" if size < files[name]["bytes"] else "has extra bytes"
+                raise ShardIntegrityError(
+                    f"{_join(remote, name)}: {state}: {size} bytes, manifest says {files[name]['bytes']} "
+                    "(checked before training; the shard is corrupt)"
+                )
+
+
 def stage_dataset(remote: str | None, local: str | Path, *, check_hashes: bool = True,
-                  timeout: float = 60.0) -> DatasetInfo:
+                  timeout: float = 60.0, verify_remote: str = "size") -> DatasetInfo:
     """Verify a dataset (and its local cache) before ``StreamingDataset`` reads it.
 
     Args:
@@ -107,12 +151,18 @@ def stage_dataset(remote: str | None, local: str | Path, *, check_hashes: bool =
         check_hashes: hash every shard present locally (sizes are always checked); only
             local rank 0 hashes, the other ranks of a node check sizes.
         timeout: seconds per metadata download.
+        verify_remote: object-store shards before step 1 (a directory ``remote`` is
+            always checked in place): ``size`` (a ``HEAD`` per shard against the
+            manifest), ``full`` (local rank 0 downloads every shard into ``local`` and
+            hash-checks it) or ``none`` (checked only when streamed).
 
     Raises:
         ShardIntegrityError: missing ``COMPLETE``, corrupt ``index.json``, a truncated or
             modified shard; the message names the file.
     """
     local = Path(local)
+    if verify_remote not in VERIFY_REMOTE:
+        raise ValueError(f"verify_remote={verify_remote!r}: choose one of {', '.join(VERIFY_REMOTE)}")
     if int(os.environ.get("LOCAL_RANK", "0") or 0) > 0:
         check_hashes = False  # local rank 0 hashes the node's files; the others check sizes
     if remote is None:
@@ -129,19 +179,22 @@ def stage_dataset(remote: str | None, local: str | Path, *, check_hashes: bool =
     if source is not None:  # readable in place: check every shard before any is downloaded
         verify_files(source, manifest["files"], [s["raw_data"]["basename"] for s in shards],
                      check_hashes=check_hashes)
+    else:
+        missing = [s["raw_data"]["basename"] for s in shards if s["raw_data"]["basename"] not in present]
+        _verify_object_store(remote, local, manifest["files"], missing, verify_remote, timeout)
     vocab = Vocabulary.from_dict(manifest["vocab"], source=str(local / MANIFEST_FILE)) if manifest.get("vocab") else None
     return DatasetInfo(local, manifest["kind"], int(manifest["num_samples"]), dict(manifest["columns"]),
                        vocab, dict(manifest.get("stats") or {}), dict(manifest.get("meta") or {}), shards)
 
 
 def _stage_all(remote: str | None, local: str | None, streams: Sequence[Stream] | None,
-               kind: str, check_hashes: bool) -> list[DatasetInfo]:
+               kind: str, check_hashes: bool, verify_remote: str = "size") -> list[DatasetInfo]:
     pairs = [(s.remote, s.local) for s in streams] if streams else [(remote, local)]
     infos = []
     for r, loc in pairs:
         if loc is None:
             raise ValueError(f"stream {r!r}: give a `local` directory (cache) so it can be verified")
-        info = stage_dataset(r, loc, check_hashes=check_hashes)
+        info = stage_dataset(r, loc, check_hashes=check_hashes, verify_remote=verify_remote)
         if info.kind != kind:
             raise ValueError(f"{r or loc}: holds {info.kind} shards, expected {kind}")
         infos.append(info)
@@ -161,10 +214,11 @@ class _VerifiedStreamingDataset(StreamingDataset):
     kind = ""
 
     def __init__(self, *, remote: str | None = None, local: str | None = None,
-                 streams: Sequence[Stream] | None = None, check_hashes: bool = True, **kwargs: Any) -> None:
+                 streams: Sequence[Stream] | None = None, check_hashes: bool = True,
+                 verify_remote: str = "size", **kwargs: Any) -> None:
         if kwargs.get("allow_unsafe_types"):
             raise ValueError("allow_unsafe_types=True is refused: cm3leon datasets never hold pkl columns")
-        self.infos = _stage_all(remote, local, streams, self.kind, check_hashes)
+        self.infos = _stage_all(remote, local, streams, self.kind, check_hashes, verify_remote)
         self._background_error: BaseException | None = None
         if any(s.remote is not None for s in streams or []) or remote is not None:
             kwargs.setdefault("validate_hash", "sha256")
@@ -220,6 +274,7 @@ class CM3StreamingDataset(_VerifiedStreamingDataset):
             a ``ValueError`` naming the sample.  Examples without ``parts`` are left to the
             packer's ``overflow`` policy.  ``None``: no fitting.
         check_hashes: hash local shards when opening (sizes are always checked).
+        verify_remote: object-store shards before step 1 (:func:`stage_dataset`).
         **kwargs: any other ``StreamingDataset`` argument (``batch_size`` is required for
             iteration; ``shuffle``, ``shuffle_seed``, ``epoch_size``, ...).
 

@@ -51,7 +51,10 @@ class RunPaths:
 
     def __init__(self, cfg: TrainConfig) -> None:
         self.run_dir = Path(cfg.run_dir)
-        self.save_folder = Path(cfg.checkpoint.save_folder or self.run_dir / "checkpoints")
+        folder = cfg.checkpoint.save_folder
+        # An object-store save_folder (s3://...) is staged locally in <run_dir>/checkpoints.
+        self.save_remote = folder if folder is not None and "://" in folder else None
+        self.save_folder = Path(folder if folder and not self.save_remote else self.run_dir / "checkpoints")
         self.metrics = Path(cfg.logging.jsonl or self.run_dir / "metrics.jsonl")
         self.curve = self.run_dir / "loss_curve.png"
         self.cache = self.run_dir / "cache"
@@ -220,6 +223,8 @@ def build_callbacks(
         DataCounters(),
         AtomicCheckpointSaver(
             paths.save_folder,
+            remote=paths.save_remote,
+            pull=cfg.checkpoint.autoresume,
             save_interval=cfg.checkpoint.save_interval,
             num_checkpoints_to_keep=cfg.checkpoint.num_to_keep,
             overwrite=cfg.checkpoint.overwrite,

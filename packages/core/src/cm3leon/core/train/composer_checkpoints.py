@@ -34,6 +34,11 @@ mid-write, after the rename, after ``latest`` moved -- restarts from the newest 
 checkpoint.  The named points of a save (:data:`SAVE_POINTS`) are reported to
 :meth:`AtomicCheckpointSaver._reached`, a no-op that tests replace to SIGKILL the process
 exactly there (``tests/core/train/_kill_train.py``).
+
+**Object stores.**  With ``remote`` (``s3://...``) the saver commits locally as above, then
+uploads the committed checkpoint, ``latest`` pointer last, and :meth:`AtomicCheckpointSaver.init`
+first downloads the newest remote commit (:mod:`cm3leon.core.train.object_store`), so the
+checkpoint Composer loads is a local file that passes the same guard.
 """
 
 from __future__ import annotations
@@ -373,14 +378,27 @@ class AtomicCheckpointSaver(CheckpointSaver):
     itself is replaced; intervals, rotation and the state dict are Composer's.
 
     Args:
-        folder: local (or network-mounted) checkpoint directory.
-        save_interval / num_checkpoints_to_keep / overwrite: as ``CheckpointSaver``.
+        folder: local (or network-mounted) checkpoint directory; with ``remote``, the
+            local staging folder of the object store.
+        remote: object-store folder (``s3://bucket/run/checkpoints``) every committed
+            checkpoint is uploaded to, ``latest`` pointer last
+            (:mod:`cm3leon.core.train.object_store`); ``None``: local only.
+        save_interval / num_checkpoints_to_keep / overwrite: as ``CheckpointSaver``
+            (``num_checkpoints_to_keep`` rotates the local folder; the remote keeps all).
+        pull: with ``remote``, download the newest remote checkpoint into ``folder`` at
+            ``Event.INIT`` (before Composer's autoresume reads ``latest``); set it to the
+            Trainer's ``autoresume``.
     """
 
-    def __init__(self, folder: str | Path, *, save_interval: str | int | Callable[..., bool] = "1ep",
+    def __init__(self, folder: str | Path, *, remote: str | None = None, pull: bool = True,
+                 save_interval: str | int | Callable[..., bool] = "1ep",
                  num_checkpoints_to_keep: int = -1, overwrite: bool = False) -> None:
         if "://" in str(folder):
-            raise ValueError(f"checkpoint folder {folder!r}: only local or mounted directories are supported")
+            raise ValueError(f"checkpoint folder {folder!r}: give an object-store URL as `remote`, "
+                             "with a local staging folder")
+        self.remote = remote
+        self.pull = pull
+        self._remote_folder: Any = None
         super().__init__(
             folder=str(folder), filename=CHECKPOINT_FILENAME, remote_file_name=None,
             latest_filename=LATEST_FILENAME, latest_remote_file_name=LATEST_FILENAME,
@@ -390,8 +408,13 @@ class AtomicCheckpointSaver(CheckpointSaver):
     def init(self, state: State, logger: Logger) -> None:
         # Event.INIT runs before Composer's autoresume reads `latest` (Trainer.__init__).
         super().init(state, logger)
+        folder = format_name_with_dist(self.folder, state.run_name)
+        if self.remote is not None and self.pull and dist.get_local_rank() == 0:
+            from cm3leon.core.train.object_store import pull_newest_checkpoint
+
+            pull_newest_checkpoint(self.remote, folder, partial_prefix=PARTIAL_PREFIX)
         if dist.get_global_rank() == 0:
-            recover_save_folder(format_name_with_dist(self.folder, state.run_name))
+            recover_save_folder(folder)
         dist.barrier()
 
     def _reached(self, point: str, state: State, path: Path) -> None:
@@ -432,6 +455,7 @@ class AtomicCheckpointSaver(CheckpointSaver):
             self._reached("before_latest", state, target)
             self._point_latest(state, target)
             self._reached("after_latest", state, target)
+            self._upload(target)
         dist.barrier()
         self.symlink_count += 1
         if dist.get_global_rank() == 0 or sharded:
@@ -439,6 +463,17 @@ class AtomicCheckpointSaver(CheckpointSaver):
             if self.num_checkpoints_to_keep >= 0:
                 self._rotate_checkpoints(sharding_enabled=sharded)
         log.info("checkpoint saved: %s", final.parent if sharded else final)
+
+    def _upload(self, target: Path) -> None:
+        """Upload a committed checkpoint to ``remote`` (rank 0; synchronous, errors raise:
+        a checkpoint silently missing from the object store is worse than a stopped run)."""
+        if self.remote is None:
+            return
+        if self._remote_folder is None:
+            from cm3leon.core.train.object_store import RemoteFolder
+
+            self._remote_folder = RemoteFolder(self.remote)
+        self._remote_folder.upload_checkpoint(target)
 
     def _point_latest(self, state: State, target: Path) -> None:
         if self.latest_filename is None or self.num_checkpoints_to_keep == 0:

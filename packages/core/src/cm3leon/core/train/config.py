@@ -138,6 +138,10 @@ class DataSection:
         predownload / cache_limit / download_timeout: ``StreamingDataset`` download knobs.
         check_hashes: SHA-256 every shard already in the local cache before training
             (streamed shards are always checked by ``validate_hash``).
+        verify_remote: object-store (``s3://``) shards before step 1: ``size`` (one
+            ``HEAD`` per shard against the manifest), ``full`` (download into the cache
+            and SHA-256 every shard) or ``none`` (only when streamed).  A directory
+            ``remote`` is always checked in place.
         num_workers: DataLoader workers (0 = in the training process).
         use_loss_weights: weight targets by the shards' ``loss_weights`` column when
             present (RA-CM3 query up-weighting; CM3Leon trains without it).
@@ -159,6 +163,7 @@ class DataSection:
     cache_limit: str | None = None
     download_timeout: float = 60.0
     check_hashes: bool = True
+    verify_remote: str = "size"
     num_workers: int = 0
     use_loss_weights: bool = True
     cm3: CM3Section = field(default_factory=CM3Section)
@@ -243,8 +248,10 @@ class CheckpointSection:
     """Periodic, atomic, auto-resuming checkpoints.
 
     Attributes:
-        save_folder: where checkpoints go (default ``<run_dir>/checkpoints``); must be a
-            local or network-mounted directory.  Checked writable before step 1.
+        save_folder: where checkpoints go (default ``<run_dir>/checkpoints``): a local or
+            network-mounted directory (checked writable before step 1), or an object-store
+            folder (``s3://bucket/run/checkpoints``) staged in ``<run_dir>/checkpoints``
+            (:mod:`cm3leon.core.train.object_store`).
         save_interval: Composer time string (``1000ba``).
         num_to_keep: keep the newest N checkpoints (-1: all).
         autoresume: continue from ``<save_folder>/latest-rank0.pt`` when it exists.
@@ -424,7 +431,7 @@ RESUME_EXEMPT_KEYS: tuple[str, ...] = (
     "logging.*", "checkpoint.*",        # reporting; save cadence, autoresume/load_path, allow_changes
     "eval", "eval.*",                   # held-out evaluation does not change training
     "data.num_workers", "data.predownload", "data.cache_limit", "data.download_timeout",
-    "data.check_hashes",                # loader performance and pre-flight checks
+    "data.check_hashes", "data.verify_remote",  # loader performance and pre-flight checks
     "data.streams.*.local", "data.streams.*.remote",  # moved data: its content is `assets.*`
 )
 

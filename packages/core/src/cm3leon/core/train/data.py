@@ -177,6 +177,7 @@ def _new_train_dataset(data: DataSection, streams: list[Any], seed: int, batch_s
         cm3_seed=data.cm3.seed if data.cm3.seed is not None else seed,
         max_tokens=data.seq_len,  # augmented examples drop retrieved documents, never the query's infill
         check_hashes=data.check_hashes,
+        verify_remote=data.verify_remote,
         batch_size=batch_size,
         shuffle=shuffle,
         shuffle_seed=data.shuffle_seed,

@@ -39,6 +39,7 @@ from cm3leon.core.train.builders import (
 from cm3leon.core.train.callbacks import RunInfo
 from cm3leon.core.train.composer_checkpoints import (
     LATEST_FILENAME,
+    PARTIAL_PREFIX,
     check_resume_checkpoint,
     install_checkpoint_guard,
     read_run_info,
@@ -136,7 +137,9 @@ def _eval_data(cfg: TrainConfig, paths: RunPaths) -> Evaluator | None:
     )
 
 
-def _check_resumable(cfg: TrainConfig, resume: Path, callbacks: Sequence[Callback]) -> None:
+def _check_resumable(
+    cfg: TrainConfig, resume: Path, callbacks: Sequence[Callback], load_path: str | None
+) -> None:
     """Compare the checkpoint's RunInfo with this run's before the Trainer loads anything.
 
     Composer loads the model weights first, so a different ``d_model`` would otherwise
@@ -149,13 +152,38 @@ def _check_resumable(cfg: TrainConfig, resume: Path, callbacks: Sequence[Callbac
     if saved is None:
         return  # sharded: RunInfo.load_state_dict checks when Composer loads the callbacks
     info = next(c for c in callbacks if isinstance(c, RunInfo))
-    weights_only = cfg.checkpoint.load_weights_only and resume == _explicit_load_path(cfg)
+    explicit = Path(load_path).resolve() if load_path else None
+    weights_only = cfg.checkpoint.load_weights_only and resume == explicit
     info.check(saved, source=str(resume), weights_only=weights_only)
 
 
-def _explicit_load_path(cfg: TrainConfig) -> Path | None:
-    path = cfg.checkpoint.load_path
-    return Path(path).resolve() if path and "://" not in path else None
+def _stage_remote_checkpoints(cfg: TrainConfig, paths: RunPaths) -> str | None:
+    """Bring object-store checkpoints to local files before anything reads them.
+
+    With an ``s3://`` ``save_folder`` (autoresume), local rank 0 downloads the newest
+    committed remote checkpoint into the staging folder (``recover_save_folder`` then
+    points ``latest`` at it); an ``s3://`` ``load_path`` is downloaded under
+    ``<run_dir>/cache/load``.  Both are then checked and loaded like local files (the
+    checkpoint guard, the RunInfo comparison).
+
+    Returns:
+        The ``load_path`` to give Composer (local), or ``None``.
+    """
+    from cm3leon.core.train.object_store import fetch_remote_file, is_remote, pull_newest_checkpoint
+
+    load_path = cfg.checkpoint.load_path
+    local_zero = dist.get_local_rank() == 0
+    if paths.save_remote is not None and cfg.checkpoint.autoresume and local_zero:
+        pull_newest_checkpoint(paths.save_remote, paths.save_folder, partial_prefix=PARTIAL_PREFIX)
+    if is_remote(load_path):
+        dest = paths.cache / "load"
+        name = str(load_path).rstrip("/").rpartition("/")[2]
+        if local_zero:
+            fetch_remote_file(str(load_path), dest)
+        dist.barrier()
+        return str(dest / name)
+    dist.barrier()
+    return load_path
 
 
 def build_trainer(
@@ -175,11 +203,10 @@ def build_trainer(
     paths = prepare_run(cfg, rank=dist.get_global_rank())
     _log_to_file(paths)
     install_checkpoint_guard()
+    load_path = _stage_remote_checkpoints(cfg, paths)
     if dist.get_global_rank() == 0:  # `latest` names the newest committed checkpoint
         recover_save_folder(paths.save_folder)
-    resume = check_resume_checkpoint(
-        paths.save_folder, cfg.checkpoint.load_path, cfg.checkpoint.autoresume
-    )
+    resume = check_resume_checkpoint(paths.save_folder, load_path, cfg.checkpoint.autoresume)
     if resume is not None:
         log.info("will resume from %s", resume)
     train_data, vocab = build_dataspec(
@@ -199,7 +226,7 @@ def build_trainer(
         cfg, paths, model, vocab, asset_fingerprint(list(cfg.data.streams), train_data.dataloader.dataset)
     )
     if resume is not None:
-        _check_resumable(cfg, resume, callbacks)
+        _check_resumable(cfg, resume, callbacks, load_path)
     configured_callbacks, configured_algorithms = build_configured_components(cfg)
     extra, extra_algorithms = split_components(extra_callbacks, where="extra_callbacks")
     trainer = Trainer(
@@ -221,7 +248,7 @@ def build_trainer(
         run_name=redact(cfg.run_name),  # Composer stores it in every checkpoint
         seed=cfg.seed,
         autoresume=cfg.checkpoint.autoresume,
-        load_path=cfg.checkpoint.load_path,
+        load_path=load_path,
         load_weights_only=cfg.checkpoint.load_weights_only,
         progress_bar=cfg.logging.progress_bar,
         log_to_console=not cfg.logging.progress_bar,
