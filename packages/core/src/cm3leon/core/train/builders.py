@@ -294,8 +294,14 @@ def build_configured_components(cfg: TrainConfig) -> tuple[list[Callback], list[
 
 
 def build_loggers(cfg: TrainConfig, paths: RunPaths) -> list[LoggerDestination]:
-    """The JSONL metrics file (plus Composer's console logger, configured on the Trainer)."""
-    return [JSONLLogger(paths.metrics)]
+    """The JSONL metrics file and the configured experiment trackers (``logging.trackers``:
+    TensorBoard, MLflow, W&B), plus Composer's console logger, configured on the Trainer.
+    """
+    from cm3leon.core.train.trackers import build_trackers
+
+    trackers = build_trackers(cfg.logging.trackers, run_dir=paths.run_dir,
+                              autoresume=cfg.checkpoint.autoresume)
+    return [JSONLLogger(paths.metrics), *trackers]
 
 
 def build_parallelism(cfg: TrainConfig) -> dict[str, Any] | None:

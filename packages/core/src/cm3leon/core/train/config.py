@@ -33,6 +33,7 @@ from typing import Any
 from omegaconf import MISSING
 
 from cm3leon.core.config import ComponentConfig
+from cm3leon.core.train.trackers import tracker_problems
 
 __all__ = [
     "CM3Section",
@@ -301,6 +302,10 @@ class LoggingSection:
         progress_bar: Composer's progress bar.
         console_interval: how often metrics are printed (Composer time string).
         log_level: Python logging level of ``cm3leon`` and ``composer`` loggers.
+        trackers: experiment trackers by name -- ``tensorboard``, ``mlflow``, ``wandb`` --
+            each ``{name, options}``, options being the Composer logger's keyword
+            arguments (:mod:`cm3leon.core.train.trackers`; needs the ``trackers`` extra).
+            Credentials come from the environment only.
     """
 
     jsonl: str | None = None
@@ -308,6 +313,7 @@ class LoggingSection:
     progress_bar: bool = True
     console_interval: str = "10ba"
     log_level: str = "INFO"
+    trackers: list[ComponentConfig] = field(default_factory=list)
 
 
 @dataclass
@@ -415,6 +421,7 @@ def validate_train_config(cfg: TrainConfig, *, source: str = "<config>") -> None
         problems.append("fsdp.enabled: FSDP needs GPUs; CPU runs use DDP (fsdp.enabled=false)")
     if cfg.precision != "fp32" and cfg.device == "cpu":
         problems.append(f"precision: {cfg.precision!r} is a GPU setting; CPU runs use fp32")
+    problems += tracker_problems(cfg.logging.trackers)
     if problems:
         raise ConfigError(f"{source}: " + "; ".join(problems))
 
