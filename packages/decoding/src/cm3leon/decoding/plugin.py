@@ -45,7 +45,12 @@ def cm3leon_register_commands() -> list[CommandSpec]:
             "generate",
             "cm3leon.decoding.cli:generate_command",
             "Generate images (PNG grids) and text from prompts: CFG / CD-K / top-p, retrieval, CLIP re-ranking.",
-        )
+        ),
+        CommandSpec(
+            "serve",
+            "cm3leon.decoding.serve.cli:serve_command",
+            "Browser playground: text-to-image, captioning, VQA and editing (needs cm3leon-decoding[serve]).",
+        ),
     ]
 
 
