@@ -163,6 +163,43 @@ def test_a_failing_job_reports_its_error_and_the_next_succeeds(client) -> None:
     assert client.get("/api/jobs/job-999999").status_code == 404
 
 
+class _Recorder:
+    """Stands in for a Job: records every progress update the worker makes."""
+
+    def __init__(self) -> None:
+        self.updates: list[dict] = []
+
+    def update(self, **values) -> None:
+        self.updates.append(values)
+
+
+def test_progress_counts_decoded_tokens(client) -> None:
+    playground = client.app.state.playground
+    job = _Recorder()
+    req = playground.parse({"task": "text_to_image", "text": "a red cube", "num_candidates": "2"})
+    playground.run(req, job)
+    done = [u["done"] for u in job.updates if "done" in u]
+    assert done == sorted(done) and done[-1] == 64 and len(set(done)) > 32  # token by token
+    assert any(u.get("stage") == "decoding" for u in job.updates)
+    assert job.updates[0]["total"] == 64
+
+
+def test_server_answers_while_a_job_runs(client) -> None:
+    queue, gate = client.app.state.queue, threading.Event()
+    blocker = queue.submit(lambda job: (gate.wait(30), {})[1])  # occupies the worker
+    try:
+        queued = client.post(
+            "/api/jobs", data={"task": "text_to_image", "text": "x", "num_candidates": "1"}
+        )
+        assert queued.status_code == 202
+        assert client.get("/api/info").json()["pending"] == 2  # the server answers meanwhile
+        assert client.get(f"/api/jobs/{queued.json()['id']}").json()["status"] == "queued"
+        assert client.get("/").status_code == 200
+    finally:
+        gate.set()
+    assert _wait(client, queued.json()["id"])["status"] == "done" and blocker.status == "done"
+
+
 def test_queue_serves_while_a_job_runs() -> None:
     queue, gate = JobQueue(), threading.Event()
     slow = queue.submit(lambda job: (gate.wait(10), {"n": 1})[1])
