@@ -159,17 +159,32 @@ def config_command() -> None:
 @click.option("--schema", required=True, help="Registered config schema name (see plugins list).")
 @click.option("--print", "print_it", is_flag=True, help="Print the resolved config as YAML.")
 def config_validate(path: str, overrides: tuple[str, ...], schema: str, print_it: bool) -> None:
-    """Load PATH with OVERRIDES (dotted key=value) and check it against SCHEMA."""
+    """Load PATH with OVERRIDES (dotted key=value) and check it against SCHEMA.
+
+    For the ``train`` schema this runs every check ``cm3leon train run`` makes before it
+    builds a model (:func:`cm3leon.core.train.config.check_train_config`): values and
+    choices (precision names, trackers), the device this machine has, and that the data
+    directories and ``model.init_from`` exist.
+    """
     from cm3leon.core.config import ConfigError, config_to_yaml, load_config, schema_for
 
     try:
         cfg = load_config(schema_for(schema), path, overrides)
+        _schema_checks(cfg, path)
     except ConfigError as err:
         raise click.ClickException(str(err)) from None
     if print_it:
         click.echo(config_to_yaml(cfg))
     else:
         click.echo(f"{path}: valid {schema} config")
+
+
+def _schema_checks(cfg: Any, path: str) -> None:
+    """The checks the command that consumes ``cfg`` makes before it starts (train configs)."""
+    from cm3leon.core.train.config import TrainConfig, check_train_config
+
+    if isinstance(cfg, TrainConfig):
+        check_train_config(cfg, source=path)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -60,12 +60,12 @@ def _run(config: str, overrides: list[str], allow: list[str] | None = None) -> N
     from cm3leon.core.locks import DirectoryLockedError
     from cm3leon.core.shards import ShardIntegrityError
     from cm3leon.core.train.composer_checkpoints import UnsafeCheckpointError
-    from cm3leon.core.train.config import TrainConfig, validate_train_config
+    from cm3leon.core.train.config import TrainConfig, check_train_config
 
     try:
         cfg = load_config(TrainConfig, config, overrides)
         cfg.checkpoint.allow_changes = [*cfg.checkpoint.allow_changes, *(allow or [])]
-        validate_train_config(cfg, source=config)
+        check_train_config(cfg, source=config)  # = `cm3leon config validate --schema train`
     except ConfigError as err:
         raise click.ClickException(str(err)) from None
     from cm3leon.core.train.loop import train

@@ -28,6 +28,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
+from pathlib import Path
 from typing import Any
 
 from omegaconf import MISSING
@@ -49,8 +50,11 @@ __all__ = [
     "StreamSection",
     "RESUME_EXEMPT_KEYS",
     "TrainConfig",
+    "check_train_config",
     "config_changes",
     "config_fingerprint",
+    "data_path_problems",
+    "device_problems",
     "validate_train_config",
 ]
 
@@ -419,9 +423,106 @@ def validate_train_config(cfg: TrainConfig, *, source: str = "<config>") -> None
         )
     if cfg.fsdp.enabled and cfg.device == "cpu":
         problems.append("fsdp.enabled: FSDP needs GPUs; CPU runs use DDP (fsdp.enabled=false)")
-    if cfg.precision != "fp32" and cfg.device == "cpu":
+    if cfg.precision in PRECISIONS and cfg.precision != "fp32" and cfg.device == "cpu":
         problems.append(f"precision: {cfg.precision!r} is a GPU setting; CPU runs use fp32")
     problems += tracker_problems(cfg.logging.trackers)
+    if problems:
+        raise ConfigError(f"{source}: " + "; ".join(problems))
+
+
+# ------------------------------------------------------------------ pre-flight checks
+def _header_commands(source: str | None) -> list[str]:
+    """The command lines of a config file's leading comment (``# cm3leon ...``, ``# composer ...``)."""
+    if not source or not Path(source).is_file():
+        return []
+    commands: list[str] = []
+    for line in Path(source).read_text(encoding="utf-8", errors="replace").splitlines():
+        if not line.startswith("#"):
+            break
+        text = line.lstrip("#").strip()
+        for prefix in ("Inputs:", "Single node:", "Multi node:"):
+            text = text.removeprefix(prefix).strip()
+        if text.startswith(("cm3leon ", "composer ", "uv run ")):
+            commands.append(text.split("  ")[0].strip())
+    return commands
+
+
+_DATA_HINT = "`cm3leon data prepare --kind tokens`, `cm3leon retrieval augment` or `cm3leon tasks mixture`"
+
+
+def _how_to_create(path: str, source: str | None, hint: str = _DATA_HINT) -> str:
+    """Where the commands that create ``path`` are: the header command naming it, or the header."""
+    naming = [c for c in _header_commands(source) if path.rstrip("/") in c]
+    if naming:
+        return f"create it with `{naming[0]}`"
+    if source and _header_commands(source):
+        return f"the header comment of {source} lists the commands that create its inputs"
+    return f"create it with {hint}"
+
+
+def _dataset_problem(key: str, path: str, source: str | None) -> str | None:
+    directory = Path(path)
+    if not directory.exists():
+        return f"{key}: {path} does not exist; {_how_to_create(path, source)}"
+    if not directory.is_dir():
+        return f"{key}: {path} is not a directory (a token-shard dataset is a directory)"
+    if not (directory / "COMPLETE").is_file():
+        return (f"{key}: {path} is not a finished token-shard dataset (no COMPLETE marker); "
+                f"{_how_to_create(path, source)}")
+    return None
+
+
+def data_path_problems(cfg: TrainConfig, *, source: str | None = None) -> list[str]:
+    """Missing inputs, each one line naming the dotted key, the path and how to create it.
+
+    A stream without ``remote`` reads its ``local`` directory, which must hold a finished
+    token-shard dataset; a ``remote`` that is a directory (no URL scheme) must exist;
+    ``model.init_from`` must exist.  Object-store URLs are checked when streamed.
+    """
+    problems: list[str] = []
+    for section, streams in (("data", cfg.data.streams), ("eval", cfg.eval.streams if cfg.eval else {})):
+        for name, stream in (streams or {}).items():
+            if stream.remote is None and stream.local is not None:
+                found = _dataset_problem(f"{section}.streams.{name}.local", stream.local, source)
+            elif stream.remote is not None and "://" not in stream.remote:
+                found = _dataset_problem(f"{section}.streams.{name}.remote", stream.remote, source)
+            else:
+                found = None
+            problems += [found] if found else []
+    init_from = cfg.model.init_from
+    if init_from and "://" not in init_from and not Path(init_from).exists():
+        how = _how_to_create(init_from, source, "`cm3leon train export CHECKPOINT DIR`")
+        problems.append(f"model.init_from: {init_from} does not exist; {how}")
+    return problems
+
+
+def device_problems(cfg: TrainConfig) -> list[str]:
+    """``device`` / ``precision`` against the hardware this process sees (imports torch)."""
+    import torch
+
+    cuda = torch.cuda.is_available()
+    if cfg.device == "gpu" and not cuda:
+        return ["device: 'gpu' requested but CUDA is not available"]
+    if cfg.device == "auto" and not cuda and cfg.precision != "fp32":
+        return [f"precision: {cfg.precision!r} needs a GPU, and device 'auto' found no CUDA "
+                "device (CPU runs use fp32)"]
+    return []
+
+
+def check_train_config(cfg: TrainConfig, *, source: str = "<config>") -> None:
+    """Every check ``cm3leon train run`` makes before it builds a model, in one message.
+
+    :func:`validate_train_config` (schema values, choices, precision names, trackers), then
+    :func:`device_problems` and :func:`data_path_problems`.  ``cm3leon config validate
+    --schema train`` and ``cm3leon train run`` both call this.
+
+    Raises:
+        ConfigError: every problem found, each with its dotted key.
+    """
+    from cm3leon.core.config import ConfigError
+
+    validate_train_config(cfg, source=source)
+    problems = device_problems(cfg) + data_path_problems(cfg, source=source)
     if problems:
         raise ConfigError(f"{source}: " + "; ".join(problems))
 
