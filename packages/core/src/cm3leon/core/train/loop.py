@@ -172,18 +172,28 @@ def _stage_remote_checkpoints(cfg: TrainConfig, paths: RunPaths) -> str | None:
     from cm3leon.core.train.object_store import fetch_remote_file, is_remote, pull_newest_checkpoint
 
     load_path = cfg.checkpoint.load_path
+    pull = paths.save_remote is not None and cfg.checkpoint.autoresume
+    if not pull and not is_remote(load_path):
+        return load_path  # nothing to stage: no collective before Composer initialises dist
     local_zero = dist.get_local_rank() == 0
-    if paths.save_remote is not None and cfg.checkpoint.autoresume and local_zero:
+    if pull and local_zero:
         pull_newest_checkpoint(paths.save_remote, paths.save_folder, partial_prefix=PARTIAL_PREFIX)
     if is_remote(load_path):
         dest = paths.cache / "load"
         name = str(load_path).rstrip("/").rpartition("/")[2]
         if local_zero:
             fetch_remote_file(str(load_path), dest)
-        dist.barrier()
+        _barrier(cfg)
         return str(dest / name)
-    dist.barrier()
+    _barrier(cfg)
     return load_path
+
+
+def _barrier(cfg: TrainConfig) -> None:
+    """Wait for every rank, initialising the process group first as the Trainer would."""
+    if dist.get_world_size() > 1:
+        dist.initialize_dist(_device(cfg), cfg.dist_timeout)
+        dist.barrier()
 
 
 def build_trainer(
