@@ -22,8 +22,12 @@ CLIP_CFG = {
 COLOURS = {"red": (255, 0, 0), "green": (0, 200, 0), "blue": (0, 0, 255), "yellow": (255, 220, 0)}
 
 
-def build_assets(root: Path) -> dict[str, Any]:
-    """Write the assets under ``root``; returns the paths and the ``cm3leon serve`` arguments."""
+def build_assets(root: Path, *, clip: bool = True) -> dict[str, Any]:
+    """Write the assets under ``root``; returns the paths and the ``cm3leon serve`` arguments.
+
+    ``clip=False`` leaves out the CLIP encoder (and re-ranking): importing open_clip takes
+    ~10 s on 2 busy cores, in the test and again in a server subprocess.
+    """
     from cm3leon.retrieval import encoder
     from cm3leon.retrieval.bm25 import BM25Bank
 
@@ -35,13 +39,22 @@ def build_assets(root: Path) -> dict[str, Any]:
         root / "export",
         vocab=vocab,
     )
-    torch.manual_seed(0)
-    encoder.save_encoder(encoder.build_clip_model(CLIP_CFG), CLIP_CFG, root / "clip")
+    if clip:
+        torch.manual_seed(0)
+        encoder.save_encoder(encoder.build_clip_model(CLIP_CFG), CLIP_CFG, root / "clip")
     docs = [Document((TextSegment(f"a {name} square"), ImageSegment(image=colour_image(rgb, 32))), id=f"doc-{name}")
             for name, rgb in COLOURS.items()]  # fmt: skip
     BM25Bank.build(docs).save(root / "bank")
     (root / "red.png").write_bytes(image_to_png(colour_image(COLOURS["red"], 32)))
     (root / "not-an-image.png").write_text("this is text, not a PNG\n")
     args = ["--model", str(root / "export"), "--text-tokenizer", "bytes", "--image-tokenizer",
-            f"vqgan:{root / 'vq'}", "--bank", str(root / "bank"), "--clip", str(root / "clip")]  # fmt: skip
-    return {"root": root, "args": args, "red": root / "red.png", "bad": root / "not-an-image.png"}
+            f"vqgan:{root / 'vq'}", "--bank", str(root / "bank")]  # fmt: skip
+    if clip:
+        args += ["--clip", str(root / "clip")]
+    return {
+        "root": root,
+        "args": args,
+        "clip": clip,
+        "red": root / "red.png",
+        "bad": root / "not-an-image.png",
+    }

@@ -51,7 +51,7 @@ async function loadInfo() {
 
 function renderCandidate(c, result) {
   const li = document.createElement("li");
-  li.className = "candidate" + (c.rank === 0 ? " best" : "");
+  li.className = "candidate" + (result.reranked && c.rank === 0 ? " best" : "");
   if (c.image) {
     const img = document.createElement("img");
     img.src = c.image;
