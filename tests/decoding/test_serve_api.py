@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
+import sys
 import threading
 import time
 from pathlib import Path
@@ -226,3 +227,9 @@ def test_serve_command_is_registered_and_checks_its_inputs(tmp_path: Path) -> No
 
 def test_static_files_exist() -> None:
     assert {p.name for p in STATIC.iterdir()} >= {"index.html", "app.js", "style.css"}
+
+
+def test_serve_without_the_extra_names_it(monkeypatch) -> None:
+    monkeypatch.setitem(sys.modules, "uvicorn", None)  # `import uvicorn` raises ImportError
+    result = CliRunner().invoke(cli, ["serve", "--model", "x", "--text-tokenizer", "bytes"])
+    assert result.exit_code != 0 and "cm3leon-decoding[serve]" in result.output, result.output
