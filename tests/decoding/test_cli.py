@@ -11,9 +11,9 @@ import torch
 from click.testing import CliRunner
 from PIL import Image
 
-from cm3leon.core.exported import save_exported
 from cm3leon.core.cli import cli
 from cm3leon.core.documents import image_to_png
+from cm3leon.core.exported import save_exported
 from cm3leon.core.io import is_complete
 from cm3leon.core.plugin_manager import get_registries
 from cm3leon.core.vocab import Vocabulary

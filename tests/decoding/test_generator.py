@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from cm3leon.core.exported import save_exported
 from cm3leon.core.documents import Document
+from cm3leon.core.exported import save_exported
 from cm3leon.core.hookspecs import hookimpl
 from cm3leon.core.plugin_manager import registries_with
 from cm3leon.core.registry import DecodingSpec, FeatureExtractorSpec

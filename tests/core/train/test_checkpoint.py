@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from cm3leon.core.exported import load_exported
 from cm3leon.core.config import load_config
+from cm3leon.core.exported import load_exported
 from cm3leon.core.train import (
     TrainConfig,
     UnsafeCheckpointError,
