@@ -147,7 +147,11 @@ class DataSection:
             ``HEAD`` per shard against the manifest), ``full`` (download into the cache
             and SHA-256 every shard) or ``none`` (only when streamed).  A directory
             ``remote`` is always checked in place.
-        num_workers: DataLoader workers (0 = in the training process).
+        num_workers: DataLoader workers (0 = in the training process).  The CM3 transform,
+            fitting and packing run in the workers (dataset transform and collator).
+        persistent_workers: keep the workers alive between epochs (needs ``num_workers`` > 0).
+        prefetch_factor: batches each worker prepares ahead (``null``: PyTorch's default;
+            needs ``num_workers`` > 0).
         use_loss_weights: weight targets by the shards' ``loss_weights`` column when
             present (RA-CM3 query up-weighting; CM3Leon trains without it).
         cm3: the CM3 objective.
@@ -170,6 +174,8 @@ class DataSection:
     check_hashes: bool = True
     verify_remote: str = "size"
     num_workers: int = 0
+    persistent_workers: bool = False
+    prefetch_factor: int | None = None
     use_loss_weights: bool = True
     cm3: CM3Section = field(default_factory=CM3Section)
 
@@ -366,6 +372,20 @@ def _choice(where: str, value: Any, allowed: tuple[str, ...]) -> list[str]:
     return [] if value in allowed else [f"{where}: {value!r} is not one of {list(allowed)}"]
 
 
+def _worker_problems(data: DataSection) -> list[str]:
+    if data.num_workers < 0:
+        return [f"data.num_workers: must be >= 0, got {data.num_workers}"]
+    problems = []
+    if data.num_workers == 0 and data.persistent_workers:
+        problems.append("data.persistent_workers: needs data.num_workers > 0")
+    if data.prefetch_factor is not None and (data.num_workers == 0 or data.prefetch_factor < 1):
+        problems.append(
+            f"data.prefetch_factor: needs data.num_workers > 0 and a value >= 1, got {data.prefetch_factor} "
+            f"with {data.num_workers} workers"
+        )
+    return problems
+
+
 def validate_train_config(cfg: TrainConfig, *, source: str = "<config>") -> None:
     """Check the values OmegaConf's types cannot (choices, ranges, consistency).
 
@@ -390,6 +410,7 @@ def validate_train_config(cfg: TrainConfig, *, source: str = "<config>") -> None
             problems.append(f"{key}: must be >= 1, got {value}")
     if cfg.data.num_rows is not None and cfg.data.num_rows < 1:
         problems.append(f"data.num_rows: must be >= 1 or null, got {cfg.data.num_rows}")
+    problems += _worker_problems(cfg.data)
     if cfg.device_train_microbatch_size is not None and cfg.device_train_microbatch_size < 1:
         problems.append(
             f"device_train_microbatch_size: must be >= 1 or null, got {cfg.device_train_microbatch_size}"
@@ -538,7 +559,8 @@ RESUME_EXEMPT_KEYS: tuple[str, ...] = (
     "device_train_microbatch_size",     # gradient accumulation: same step, other memory use
     "logging.*", "checkpoint.*",        # reporting; save cadence, autoresume/load_path, allow_changes
     "eval", "eval.*",                   # held-out evaluation does not change training
-    "data.num_workers", "data.predownload", "data.cache_limit", "data.download_timeout",
+    "data.num_workers", "data.persistent_workers", "data.prefetch_factor",
+    "data.predownload", "data.cache_limit", "data.download_timeout",
     "data.check_hashes", "data.verify_remote",  # loader performance and pre-flight checks
     "data.streams.*.local", "data.streams.*.remote",  # moved data: its content is `assets.*`
 )

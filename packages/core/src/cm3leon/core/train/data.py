@@ -227,7 +227,8 @@ def build_dataspec(
     loader = build_packed_dataloader(
         dataset, seq_len=data.seq_len, batch_size=batch_size, overflow=data.overflow,
         strategy=data.pack_strategy, num_rows=num_rows, num_workers=data.num_workers,
-        persistent_workers=False, drop_last=True,
+        persistent_workers=data.persistent_workers, drop_last=True,
+        **({"prefetch_factor": data.prefetch_factor} if data.prefetch_factor is not None else {}),
     )
     use_weights = data.use_loss_weights
 
