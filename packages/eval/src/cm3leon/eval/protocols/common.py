@@ -113,11 +113,10 @@ def fid_features(fid: FidChoice) -> tuple[str, dict[str, Any]]:
 
 
 def load_rgb(path: Path) -> Any:
-    """An image file as an RGB ``PIL.Image`` (fully loaded, file closed)."""
-    from PIL import Image
+    """An image file as an RGB ``PIL.Image``, through core's one loader (errors name the file)."""
+    from cm3leon.core.images import load_image
 
-    with Image.open(path) as im:
-        return im.convert("RGB")
+    return load_image(path)
 
 
 def save_captioned_grid(

@@ -153,17 +153,16 @@ def reader(fn: Callable[..., Iterable[T]]) -> Callable[..., Iterator[T]]:
 
 
 def load_image(path: Path, where: str) -> Any:
-    """Open ``path`` fully and return it as RGB; a missing or corrupt file is a RecordError."""
-    from PIL import Image, UnidentifiedImageError
+    """Read ``path`` with core's one image loader; a missing or corrupt file is a RecordError."""
+    from cm3leon.core.images import ImageInputError
+    from cm3leon.core.images import load_image as load_rgb
 
     try:
-        with Image.open(path) as im:
-            im.load()
-            return im.convert("RGB")
-    except FileNotFoundError:
-        raise RecordError(f"{where}: image file {path} not found", reason="missing_image") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
-        raise RecordError(f"{where}: image file {path} is corrupt or unreadable: {err}",
+        return load_rgb(path)
+    except ImageInputError as err:
+        if err.reason == "file not found":
+            raise RecordError(f"{where}: image file {path} not found", reason="missing_image") from None
+        raise RecordError(f"{where}: image file {path} is corrupt or unreadable: {err.reason}",
                           reason="corrupt_image") from None  # fmt: skip
 
 
