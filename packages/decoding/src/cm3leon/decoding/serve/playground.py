@@ -40,6 +40,7 @@ TASKS: dict[str, tuple[str, str | None, str | None, str]] = {
 _INT_LIMITS = {"num_candidates": (1, 16), "k": (0, 8), "seed": (0, 2**31 - 1), "max_new_tokens": (1, 256),
                "cd_k": (1, 1000)}  # fmt: skip
 _FLOATS = ("cfg_scale", "temperature", "top_p", "cd_alpha", "image_scale", "text_scale")
+_PRESET_KNOBS = ("strategy", *_FLOATS, "cd_k", "max_new_tokens")
 
 
 class RequestError(ValueError):
@@ -54,13 +55,14 @@ class PlaygroundRequest:
     text: str = ""
     image: Any = None
     strategy: str = ""
-    cfg_scale: float = 3.0
-    temperature: float = 1.0
-    top_p: float = 0.9
-    cd_k: int = 5
-    cd_alpha: float = 0.5
-    image_scale: float = 1.5
-    text_scale: float = 7.5
+    # The decoding knobs default to the paper's presets (cm3leon.decoding.presets).
+    cfg_scale: float = DecodingPreset.cfg_scale
+    temperature: float = DecodingPreset.temperature
+    top_p: float = DecodingPreset.top_p
+    cd_k: int = DecodingPreset.cd_k
+    cd_alpha: float = DecodingPreset.cd_alpha
+    image_scale: float = DecodingPreset.image_scale
+    text_scale: float = DecodingPreset.text_scale
     num_candidates: int = 4
     k: int = 0
     seed: int = 0
@@ -190,11 +192,7 @@ class Playground:
             ValueError: what the generator raises (a prompt too long for the context, a
                 retriever with fewer than ``k`` documents, bad decoding options).
         """
-        preset = DecodingPreset(
-            strategy=req.strategy, cfg_scale=req.cfg_scale, temperature=req.temperature, top_p=req.top_p,
-            cd_k=req.cd_k, cd_alpha=req.cd_alpha, image_scale=req.image_scale, text_scale=req.text_scale,
-            max_new_tokens=req.max_new_tokens,
-        )  # fmt: skip
+        preset = DecodingPreset(**{name: getattr(req, name) for name in _PRESET_KNOBS})
         prompt = self.prompt(req)
         total = (
             self.generator.tokenizer.tokens_per_image
