@@ -23,6 +23,6 @@ def cm3leon_register_sources() -> list[SourceSpec]:
         SourceSpec(
             "world",
             "cm3leon.world.records:world_source",
-            "Procedural world caption-image pairs (options: n, seed, image_size, split, caption).",
+            "Procedural world caption-image pairs (options: n, seed, image_size, split, caption; entity_docs, entities, entity_zipf for long-tail entities).",
         ),
     ]

@@ -27,6 +27,7 @@ import numpy as np
 from cm3leon.core.documents import Document, ImageSegment, TextSegment
 from cm3leon.world import language, questions, scienceqa
 from cm3leon.world.edits import Edit, sample_edit
+from cm3leon.world.entities import EntityCatalogue, entity_documents
 from cm3leon.world.render import Render, render_scene
 from cm3leon.world.scene import Scene, WorldConfig, sample_scene, scene_rng
 
@@ -251,10 +252,13 @@ class WorldSource:
 
     Args:
         world: the world to read.
-        n: number of documents.
+        n: number of scene documents.
         split: ``train``/``val``/``test``, or ``None`` for every split.
         caption: ``random`` (one of the scene's captions) or ``canonical``.
         start: first scene index considered.
+        entity_docs: number of long-tail entity documents (:mod:`.entities`) of the same
+            split interleaved evenly with the scene documents (needs ``catalogue``).
+        catalogue: the entity catalogue those documents draw from.
     """
 
     def __init__(
@@ -264,9 +268,15 @@ class WorldSource:
         split: str | None = "train",
         caption: str = "random",
         start: int = 0,
+        entity_docs: int = 0,
+        catalogue: EntityCatalogue | None = None,
     ) -> None:
         if n < 0:
             raise ValueError(f"world source: n must be >= 0, got {n}")
+        if entity_docs < 0:
+            raise ValueError(f"world source: entity_docs must be >= 0, got {entity_docs}")
+        if entity_docs and catalogue is None:
+            raise ValueError("world source: entity_docs > 0 needs an entity catalogue")
         if split is not None and split not in SPLITS:
             raise ValueError(
                 f"world source: unknown split {split!r}; splits: {', '.join(SPLITS)}, all"
@@ -276,12 +286,33 @@ class WorldSource:
                 f"world source: caption must be 'random' or 'canonical', got {caption!r}"
             )
         self.world, self.n, self.split, self.caption, self.start = world, n, split, caption, start
+        self.entity_docs, self.catalogue = entity_docs, catalogue
 
     def __len__(self) -> int:
-        return self.n
+        return self.n + self.entity_docs
 
     def __iter__(self) -> Iterator[Document]:
-        return self.world.documents(self.n, self.split, self.caption, self.start)
+        scenes = self.world.documents(self.n, self.split, self.caption, self.start)
+        if not self.entity_docs:
+            return scenes
+        assert self.catalogue is not None
+        entities = entity_documents(
+            self.catalogue, self.entity_docs, self.split, self.world.config.image_size
+        )
+        return _interleave(scenes, self.n, entities, self.entity_docs)
+
+
+def _interleave(
+    a: Iterator[Document], n_a: int, b: Iterator[Document], n_b: int
+) -> Iterator[Document]:
+    """``a`` and ``b`` merged so that ``b``'s items are spread evenly (deterministic)."""
+    total, taken_b = n_a + n_b, 0
+    for i in range(total):
+        if taken_b < n_b and (i + 1) * n_b >= (taken_b + 1) * total:
+            taken_b += 1
+            yield next(b)
+        else:
+            yield next(a)
 
 
 def world_source(
@@ -294,6 +325,9 @@ def world_source(
     caption: str = "random",
     start: int = 0,
     skip_bad: bool = False,
+    entity_docs: int = 0,
+    entities: int = 300,
+    entity_zipf: float = 1.0,
     **config: Any,
 ) -> WorldSource:
     """Factory of the ``world`` source: caption-image pairs for pretraining.
@@ -310,10 +344,18 @@ def world_source(
         caption: ``random`` (one of the scene's captions) or ``canonical``.
         start: first scene index considered.
         skip_bad: accepted for the source interface; generated documents are never bad.
+        entity_docs: long-tail entity documents of the same split mixed in
+            (:mod:`cm3leon.world.entities`; 0 = scenes only).
+        entities: size of the entity catalogue (world seed, 4 x 4 mosaics).
+        entity_zipf: exponent of the entities' Zipfian frequency.
         **config: other :class:`~cm3leon.world.scene.WorldConfig` fields.
     """
     del path, skip_bad
     world = World(int(seed), image_size=int(image_size), **config)
-    return WorldSource(
-        world, int(n), None if split in (None, "all") else str(split), caption, int(start)
+    catalogue = (
+        EntityCatalogue(int(seed), int(entities), zipf=float(entity_zipf)) if entity_docs else None
     )
+    return WorldSource(
+        world, int(n), None if split in (None, "all") else str(split), caption, int(start),
+        int(entity_docs), catalogue,
+    )  # fmt: skip
