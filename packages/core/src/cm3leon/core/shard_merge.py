@@ -35,7 +35,14 @@ from pathlib import Path
 from typing import Any
 
 from cm3leon.core.io import COMPLETE_MARKER, atomic_directory, atomic_write_json, sha256_file
-from cm3leon.core.shards import FORMAT, FORMAT_VERSION, INDEX_FILE, MANIFEST_FILE, DatasetInfo, read_manifest
+from cm3leon.core.shards import (
+    FORMAT,
+    FORMAT_VERSION,
+    INDEX_FILE,
+    MANIFEST_FILE,
+    DatasetInfo,
+    read_manifest,
+)
 
 __all__ = ["merge_datasets", "merge_stats"]
 
