@@ -25,9 +25,13 @@ from typing import Any
 
 import click
 
-__all__ = ["PrepareReport", "data_command", "inspect_dataset", "prepare_dataset"]
+__all__ = ["PrepareReport", "SkipRateError", "data_command", "inspect_dataset", "prepare_dataset"]
 
 log = logging.getLogger("cm3leon.data")
+
+
+class SkipRateError(ValueError):
+    """``--skip-bad`` skipped more than ``max_skip_rate`` of the items; nothing was written."""
 
 
 @dataclass
@@ -50,7 +54,7 @@ def prepare_dataset(documents: Iterable[Any], out: str | Path, *, kind: str = "d
                     doc_tokenizer: Any = None, max_samples: int | None = None, skip_bad: bool = False,
                     overwrite: bool = False, meta: dict[str, Any] | None = None,
                     progress: bool = True, total: int | None = None, batch_size: int = 32,
-                    with_targets: bool = False) -> PrepareReport:
+                    with_targets: bool = False, max_skip_rate: float | None = None) -> PrepareReport:
     """Write ``documents`` as document shards or (with ``doc_tokenizer``) token shards.
 
     Args:
@@ -67,6 +71,9 @@ def prepare_dataset(documents: Iterable[Any], out: str | Path, *, kind: str = "d
         with_targets: token shards get the ``targets`` column: the token ranges of each
             document's task output (``Document.targets``; SFT tasks declare them), which the
             CM3 transform can mask (``CM3Config.target_prob``).
+        max_skip_rate: with ``skip_bad``, fail (:class:`SkipRateError`, nothing written) when
+            skipped / (written + skipped) exceeds it; the source's own skips count (a
+            ``num_skipped`` attribute, else one per ``skipped`` entry). ``None``: no limit.
     """
     from tqdm.auto import tqdm
 
@@ -105,10 +112,23 @@ def prepare_dataset(documents: Iterable[Any], out: str | Path, *, kind: str = "d
                 continue
             report.written += 1
             bar.update(1)
-        report.skipped = list(getattr(documents, "skipped", [])) + report.skipped
+        from_source = list(getattr(documents, "skipped", []))
+        num_skipped = getattr(documents, "num_skipped", len(from_source)) + len(report.skipped)
+        report.skipped = from_source + report.skipped
+        _check_skip_rate(report, num_skipped, max_skip_rate)
         report.stats = writer.stats()
     log.info("prepared %s: %s", out, json.dumps(report.as_dict()))
     return report
+
+
+def _check_skip_rate(report: PrepareReport, num_skipped: int, max_skip_rate: float | None) -> None:
+    """Raise :class:`SkipRateError` (inside the writer, so nothing is committed) over the limit."""
+    seen = report.written + num_skipped
+    if max_skip_rate is None or num_skipped == 0 or num_skipped <= max_skip_rate * seen:
+        return
+    first = "; ".join(f"{where}: {reason}" for where, reason in report.skipped[:3])
+    raise SkipRateError(f"{report.out}: skipped {num_skipped} of {seen} items ({num_skipped / seen:.1%}), "
+                        f"over max skip rate {max_skip_rate:.1%}; nothing written. First skipped: {first}")
 
 
 def _encoded_in_batches(documents: Iterable[Any], doc_tokenizer: Any, batch_size: int) -> Iterator[Any]:
@@ -234,6 +254,11 @@ def _documents_from_task(name: str, path: str, options: dict[str, Any], skip_bad
         def __init__(self) -> None:
             self.skipped: list[tuple[str, str]] = []
 
+        @property
+        def num_skipped(self) -> int:  # the reader's skips are one summary entry in ``skipped``
+            summary = [where for where, _ in self.skipped if where == f"{name} reader {path}"]
+            return len(self.skipped) - len(summary) + int(stats.get("skipped", 0))
+
         def __iter__(self) -> Iterator[Any]:
             yield from render_task_records(task, records, name=name, seed=seed, where=str(path),
                                            skip_bad=skip_bad, skipped=self.skipped)  # fmt: skip
@@ -281,6 +306,8 @@ def _doc_tokenizer(text: str | None, image: str | None, codebook: int | None, pe
 @click.option("--num-sentinels", type=int, default=8, show_default=True, help="CM3 <mask:i>/<infill:i> pairs.")
 @click.option("--max-samples", type=int, default=None, help="Stop after N written samples.")
 @click.option("--skip-bad", is_flag=True, help="Skip (and count) bad items instead of failing.")
+@click.option("--max-skip-rate", type=click.FloatRange(0.0, 1.0), default=None,
+              help="With --skip-bad: fail, writing nothing, if more than this fraction of items is skipped.")
 @click.option("-o", "--option", "options", multiple=True, help="KEY=VALUE passed to the source/reader.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for task template choice (as `tasks mixture`).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output directory.")
@@ -289,14 +316,16 @@ def _doc_tokenizer(text: str | None, image: str | None, codebook: int | None, pe
 def prepare_command(path: str, source: str | None, task: str | None, out: str, kind: str,
                     text_tokenizer: str | None, image_tokenizer: str | None, image_codebook_size: int | None,
                     tokens_per_image: int | None, num_sentinels: int, max_samples: int | None,
-                    skip_bad: bool, options: tuple[str, ...], seed: int, overwrite: bool,
-                    log_file: str | None) -> None:
+                    skip_bad: bool, max_skip_rate: float | None, options: tuple[str, ...], seed: int,
+                    overwrite: bool, log_file: str | None) -> None:
     """Turn raw data at PATH into MDS shards at --out (documents or token ids)."""
     from cm3leon.core.plugin_manager import get_registries
     from cm3leon.core.registry import UnknownComponentError
 
     if (source is None) == (task is None):
         raise click.UsageError("give exactly one of --source NAME or --task NAME")
+    if max_skip_rate is not None and not skip_bad:
+        raise click.UsageError("--max-skip-rate limits --skip-bad; give both")
     log_path = Path(log_file or f"{out.rstrip('/')}.prepare.log")
     log_path.parent.mkdir(parents=True, exist_ok=True)
     handler = logging.FileHandler(log_path)
@@ -328,7 +357,7 @@ def prepare_command(path: str, source: str | None, task: str | None, out: str, k
         total = len(docs) if hasattr(docs, "__len__") else None
         report = prepare_dataset(docs, out, kind=kind, doc_tokenizer=doc_tok, max_samples=max_samples,
                                  skip_bad=skip_bad, overwrite=overwrite, meta=meta, total=total,
-                                 with_targets=task is not None)  # fmt: skip
+                                 with_targets=task is not None, max_skip_rate=max_skip_rate)  # fmt: skip
     except (ValueError, FileExistsError, FileNotFoundError) as err:
         log.error("prepare failed: %s", err)
         raise click.ClickException(str(err)) from None
