@@ -53,6 +53,7 @@ __all__ = [
     "MANIFEST_FILE",
     "DatasetInfo",
     "DocumentShardWriter",
+    "EmptyDatasetError",
     "ShardIntegrityError",
     "TokenSample",
     "TokenShardWriter",
@@ -88,6 +89,10 @@ def token_columns(with_loss_weights: bool, with_targets: bool = False, with_part
 
 class ShardIntegrityError(ValueError):
     """A dataset directory is incomplete, truncated, corrupt or tampered with (names the file)."""
+
+
+class EmptyDatasetError(ValueError):
+    """A writer was closed without a sample; nothing was written (a dataset is never empty)."""
 
 
 @dataclass(frozen=True)
@@ -152,7 +157,7 @@ class _ShardWriter:
             return bool(self._stack.__exit__(exc_type, exc, tb))
         try:
             if self.num_samples == 0:
-                raise ValueError(f"{self.out}: no samples were written; refusing an empty dataset")
+                raise EmptyDatasetError(f"{self.out}: no samples were written; refusing an empty dataset")
             self._writer.finish()
             self._finalise(self._tmp)
         except BaseException:
