@@ -54,7 +54,8 @@ def prepare_dataset(documents: Iterable[Any], out: str | Path, *, kind: str = "d
                     doc_tokenizer: Any = None, max_samples: int | None = None, skip_bad: bool = False,
                     overwrite: bool = False, meta: dict[str, Any] | None = None,
                     progress: bool = True, total: int | None = None, batch_size: int = 32,
-                    with_targets: bool = False, max_skip_rate: float | None = None) -> PrepareReport:
+                    with_targets: bool = False, max_skip_rate: float | None = None,
+                    report: PrepareReport | None = None) -> PrepareReport:
     """Write ``documents`` as document shards or (with ``doc_tokenizer``) token shards.
 
     Args:
@@ -74,12 +75,14 @@ def prepare_dataset(documents: Iterable[Any], out: str | Path, *, kind: str = "d
         max_skip_rate: with ``skip_bad``, fail (:class:`SkipRateError`, nothing written) when
             skipped / (written + skipped) exceeds it; the source's own skips count (a
             ``num_skipped`` attribute, else one per ``skipped`` entry). ``None``: no limit.
+        report: filled in place instead of a new one, so a caller still has the counts and
+            the skipped items when the writer refuses (:class:`cm3leon.core.shards.EmptyDatasetError`).
     """
     from tqdm.auto import tqdm
 
     from cm3leon.core.shards import DocumentShardWriter, TokenShardWriter
 
-    report = PrepareReport(str(out), kind)
+    report = report if report is not None else PrepareReport(str(out), kind)
     if kind == "tokens":
         if doc_tokenizer is None:
             raise ValueError("--kind tokens needs a text tokenizer (and an image tokenizer or precomputed codes)")
