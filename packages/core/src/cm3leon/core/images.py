@@ -5,7 +5,8 @@
 * a path (``str``/``os.PathLike``) or raw encoded bytes of any format PIL reads, decoded
   in full (a truncated file fails here, not later), with Pillow's decompression-bomb
   guard turned into an error (a header claiming 30000x30000 is refused, not decoded) and
-  the EXIF orientation applied;
+  the EXIF orientation applied (EXIF Pillow cannot parse is ignored, the pixels kept as
+  stored, and Pillow's warning logged with the image's name);
 * a ``PIL.Image`` of any mode: ``RGB``; ``L``/``1``/``CMYK``/``YCbCr``/``HSV``/``RGBX``
   (converted); ``RGBA``/``LA``/``La``/``RGBa``/``PA`` and ``P`` with transparency
   (alpha-blended onto a white background, Chameleon's ``_whiten_transparency``, so a
@@ -25,6 +26,7 @@ sources (:mod:`cm3leon.core.sources`), the VQ tokenizer's input pipeline
 from __future__ import annotations
 
 import io
+import logging
 import os
 import warnings
 from pathlib import Path
@@ -35,6 +37,8 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 __all__ = ["ImageInputError", "describe_source", "load_image", "to_pil_rgb"]
+
+log = logging.getLogger("cm3leon.images")
 
 _ALPHA_MODES = {"RGBA", "LA", "La", "RGBa", "PA"}
 _DIRECT_MODES = {"RGB", "L", "1", "CMYK", "YCbCr", "RGBX", "HSV"}
@@ -77,10 +81,12 @@ def _decode_bytes(data: bytes, source: str) -> Image.Image:
     if not data:
         raise ImageInputError(source, "empty image data (0 bytes)")
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             img = Image.open(io.BytesIO(data))
             img.load()  # force a full decode: truncated files fail here, not later
+        _log_warnings(caught, source)
     except UnidentifiedImageError:
         raise ImageInputError(source, "not a recognised image format (corrupt or not an image)") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
@@ -181,11 +187,26 @@ def to_pil_rgb(item: Any, *, source: str = "image", background: tuple[int, int, 
     if img.width == 0 or img.height == 0:
         raise ImageInputError(source, f"image has zero size {img.size}")
     if exif_transpose and isinstance(item, (str, os.PathLike, bytes, bytearray, memoryview)):
+        img = _apply_exif_orientation(img, source)
+    return _convert_mode(img, source, background)
+
+
+def _apply_exif_orientation(img: Image.Image, source: str) -> Image.Image:
+    """Rotate/flip by the EXIF orientation; EXIF Pillow cannot read is ignored (pixels as stored) and logged."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
         try:
             img = ImageOps.exif_transpose(img)
         except Exception as err:  # malformed EXIF must not hide the pixels' problem
             raise ImageInputError(source, f"bad EXIF orientation data: {err}") from None
-    return _convert_mode(img, source, background)
+    _log_warnings(caught, source)
+    return img
+
+
+def _log_warnings(caught: list[warnings.WarningMessage], source: str) -> None:
+    """Pillow's warnings (e.g. "Corrupt EXIF data") name no file: log them with ``source``."""
+    for warning in caught:
+        log.warning("%s: %s", source, warning.message)
 
 
 def _convert_mode(img: Image.Image, source: str, background: tuple[int, int, int]) -> Image.Image:
