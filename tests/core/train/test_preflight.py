@@ -36,8 +36,9 @@ def _both(config: Path, *overrides: str) -> tuple[str, str]:
 
 
 @pytest.mark.parametrize("override, expected", [
-    ("precision=bf16", "precision: 'bf16' is not one of ['fp32', 'amp_bf16', 'amp_fp16']"),
-    ("precision=amp_bf16", "precision: 'amp_bf16' is a GPU setting; CPU runs use fp32"),
+    ("precision=bf16", "precision: 'bf16' is not one of ['auto', 'fp32', 'amp_bf16', 'amp_fp16']"),
+    ("precision=amp_fp16", "precision: 'amp_fp16' is a GPU setting (fp16 needs loss scaling); "
+                           "CPU runs use fp32, amp_bf16 or auto"),
     ("logging.trackers=[{name: tensorbord}]", "logging.trackers[0].name: unknown tracker 'tensorbord'"),
 ])
 def test_validate_rejects_what_train_run_rejects(tmp_path: Path, token_data: Path, override: str,

@@ -98,8 +98,8 @@ def test_unknown_config_key_names_its_dotted_path(tmp_path: Path, token_data: Pa
 
 def test_bad_values_are_reported_together(tmp_path: Path, token_data: Path) -> None:
     cfg = load_config(TrainConfig, data=tiny_config(tmp_path / "r", {"ra": {"local": str(token_data)}},
-                                                   precision="amp_bf16", **{"nonfinite.policy": "ignore"}))
-    with pytest.raises(ConfigError, match=r"nonfinite.policy: 'ignore'.*precision: 'amp_bf16' is a GPU setting"):
+                                                   precision="amp_fp16", **{"nonfinite.policy": "ignore"}))
+    with pytest.raises(ConfigError, match=r"nonfinite.policy: 'ignore'.*precision: 'amp_fp16' is a GPU setting"):
         validate_train_config(cfg)
     fsdp = load_config(TrainConfig, data=tiny_config(tmp_path / "r", {"ra": {"local": str(token_data)}},
                                                     device="gpu", **{"fsdp.enabled": True}))

@@ -21,6 +21,7 @@ from composer.loggers import LoggerDestination
 from cm3leon.core.config import ConfigError, build_component, redact, save_config
 from cm3leon.core.model import CM3LeonTransformer
 from cm3leon.core.plugin_manager import get_registries
+from cm3leon.core.precision import ResolvedPrecision, resolve_precision
 from cm3leon.core.train.callbacks import DataCounters, LossCurvePlot, NonFiniteGuard, RunInfo
 from cm3leon.core.train.composer_checkpoints import AtomicCheckpointSaver
 from cm3leon.core.train.composer_model import CM3LeonComposerModel
@@ -38,6 +39,7 @@ __all__ = [
     "build_loggers",
     "build_optimizer",
     "build_parallelism",
+    "build_precision",
     "build_scheduler",
     "prepare_run",
     "split_components",
@@ -84,8 +86,21 @@ def prepare_run(cfg: TrainConfig, *, rank: int) -> RunPaths:
     return paths
 
 
-def build_composer_model(cfg: TrainConfig, vocab: Vocabulary) -> CM3LeonComposerModel:
-    """The registered model builder (``model.name``), sized to ``vocab``, wrapped for Composer."""
+def build_precision(cfg: TrainConfig) -> ResolvedPrecision:
+    """``cfg.precision`` resolved for the device this run uses (``auto`` -> fp32 or amp_bf16)."""
+    device = cfg.device if cfg.device != "auto" else ("gpu" if torch.cuda.is_available() else "cpu")
+    try:
+        return resolve_precision(cfg.precision, device)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+
+
+def build_composer_model(cfg: TrainConfig, vocab: Vocabulary,
+                         precision: ResolvedPrecision | None = None) -> CM3LeonComposerModel:
+    """The registered model builder (``model.name``), sized to ``vocab``, wrapped for Composer.
+
+    ``precision`` (default: :func:`build_precision`) decides the CPU bf16 autocast.
+    """
     options = dict(cfg.model.options)
     if "vocab_size" in options:
         raise ConfigError(
@@ -113,6 +128,7 @@ def build_composer_model(cfg: TrainConfig, vocab: Vocabulary) -> CM3LeonComposer
         use_loss_weights=cfg.data.use_loss_weights,
         fsdp_wrap_blocks=cfg.fsdp.enabled,
         activation_checkpointing=cfg.model.activation_checkpointing,
+        cpu_autocast=(precision or build_precision(cfg)).cpu_autocast,
     )
 
 

@@ -15,6 +15,10 @@ transformed sequence (§2.2), averaged over real targets: labels equal to
 ``IGNORE_INDEX`` or to ``<pad>`` never count.  With ``use_loss_weights`` the average
 is weighted, ``sum(w * ce) / sum(w)`` (RA-CM3's optional query up-weighting; CM3Leon
 itself trains with all weights 1, where this is the plain mean).
+
+Precision: with ``cpu_autocast`` the forward pass runs under
+``torch.autocast("cpu", dtype=torch.bfloat16)`` (Composer's ``amp_bf16`` autocasts on
+CUDA only; see :mod:`cm3leon.core.precision`); the loss is computed from fp32 logits.
 """
 
 from __future__ import annotations
@@ -70,6 +74,8 @@ class CM3LeonComposerModel(ComposerModel):
         train_metrics: compute the per-modality metrics on training batches.
         fsdp_wrap_blocks / activation_checkpointing: mark each transformer block as an
             FSDP unit / for activation checkpointing (read by Composer's FSDP wrapper).
+        cpu_autocast: run the forward pass under CPU bf16 autocast (``precision:
+            amp_bf16`` on the CPU); weights and gradients stay fp32.
 
     Raises:
         ValueError: vocabulary and model disagree on the number of ids.
@@ -84,6 +90,7 @@ class CM3LeonComposerModel(ComposerModel):
         train_metrics: bool = True,
         fsdp_wrap_blocks: bool = True,
         activation_checkpointing: bool = False,
+        cpu_autocast: bool = False,
     ) -> None:
         super().__init__()
         if model.config.vocab_size != vocab.size:
@@ -97,6 +104,7 @@ class CM3LeonComposerModel(ComposerModel):
         self.vocab = vocab
         self.use_loss_weights = use_loss_weights
         self._train_metrics = train_metrics
+        self.cpu_autocast = cpu_autocast
         for block in model.blocks:
             # Composer's FSDP auto-wrap policy reads these module attributes.
             block._fsdp_wrap = fsdp_wrap_blocks
@@ -108,11 +116,13 @@ class CM3LeonComposerModel(ComposerModel):
         missing = [k for k in REQUIRED_BATCH_KEYS if k not in batch]
         if missing:
             raise KeyError(f"batch lacks {missing}; got keys {sorted(batch)}")
-        logits = self.model(
-            batch["input_ids"],
-            position_ids=batch.get("position_ids"),
-            doc_ids=batch.get("doc_ids"),
-        )
+        autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.cpu_autocast)
+        with autocast:
+            logits = self.model(
+                batch["input_ids"],
+                position_ids=batch.get("position_ids"),
+                doc_ids=batch.get("doc_ids"),
+            )  # (B, T, V), bf16 under CPU autocast
         return {"logits": logits}
 
     def loss(self, outputs: dict[str, torch.Tensor], batch: Mapping[str, torch.Tensor],

@@ -34,6 +34,7 @@ from typing import Any
 from omegaconf import MISSING
 
 from cm3leon.core.config import ComponentConfig
+from cm3leon.core.precision import PRECISIONS, precision_problem
 from cm3leon.core.train.trackers import tracker_problems
 
 __all__ = [
@@ -59,7 +60,6 @@ __all__ = [
 ]
 
 DEVICES = ("auto", "cpu", "gpu")
-PRECISIONS = ("fp32", "amp_bf16", "amp_fp16")
 SCHEDULERS = ("linear", "cosine", "constant")
 NONFINITE_POLICIES = ("skip", "stop")
 
@@ -338,7 +338,9 @@ class TrainConfig:
             see their sections.
         max_duration: Composer time string (``166894ba``, ``2ep``, ``1400000000000tok``).
         device: ``auto`` (GPU when available), ``cpu`` or ``gpu``.
-        precision: ``fp32`` (CPU presets), ``amp_bf16`` (GPU configs) or ``amp_fp16``.
+        precision: ``fp32`` (CPU presets), ``amp_bf16`` (GPU configs; on the CPU: bf16
+            autocast in the Composer model), ``amp_fp16`` (GPU only) or ``auto`` (bf16
+            where the GPU or CPU does it natively, else fp32); see :mod:`cm3leon.core.precision`.
         device_train_microbatch_size: rows per forward/backward (gradient accumulation
             over the rank's batch); ``None``: the whole rank batch at once.
         callbacks: extra Composer callbacks or algorithms by registered name (``cm3leon
@@ -444,8 +446,8 @@ def validate_train_config(cfg: TrainConfig, *, source: str = "<config>") -> None
         )
     if cfg.fsdp.enabled and cfg.device == "cpu":
         problems.append("fsdp.enabled: FSDP needs GPUs; CPU runs use DDP (fsdp.enabled=false)")
-    if cfg.precision in PRECISIONS and cfg.precision != "fp32" and cfg.device == "cpu":
-        problems.append(f"precision: {cfg.precision!r} is a GPU setting; CPU runs use fp32")
+    if cfg.precision in PRECISIONS and cfg.device == "cpu":
+        problems += [p for p in [precision_problem(cfg.precision, "cpu")] if p]
     problems += tracker_problems(cfg.logging.trackers)
     if problems:
         raise ConfigError(f"{source}: " + "; ".join(problems))
@@ -524,9 +526,9 @@ def device_problems(cfg: TrainConfig) -> list[str]:
     cuda = torch.cuda.is_available()
     if cfg.device == "gpu" and not cuda:
         return ["device: 'gpu' requested but CUDA is not available"]
-    if cfg.device == "auto" and not cuda and cfg.precision != "fp32":
+    if cfg.device == "auto" and not cuda and cfg.precision == "amp_fp16":
         return [f"precision: {cfg.precision!r} needs a GPU, and device 'auto' found no CUDA "
-                "device (CPU runs use fp32)"]
+                "device (CPU runs use fp32, amp_bf16 or auto)"]
     return []
 
 

@@ -32,6 +32,7 @@ from cm3leon.core.train.builders import (
     build_loggers,
     build_optimizer,
     build_parallelism,
+    build_precision,
     build_scheduler,
     prepare_run,
     split_components,
@@ -229,8 +230,11 @@ def build_trainer(
         shuffle=cfg.data.shuffle,
         where="data",
     )
+    precision = build_precision(cfg)  # Composer autocasts on GPUs only; CPU bf16 is the model's
+    if dist.get_global_rank() == 0:
+        log.info("%s", precision.describe())
     reproducibility.seed_all(cfg.seed)  # identical initial weights on every rank
-    model = build_composer_model(cfg, vocab)
+    model = build_composer_model(cfg, vocab, precision)
     evaluator = _eval_data(cfg, paths)
     callbacks = build_callbacks(
         cfg, paths, model, vocab, asset_fingerprint(list(cfg.data.streams), train_data.dataloader.dataset)
@@ -251,7 +255,7 @@ def build_trainer(
         loggers=build_loggers(cfg, paths),
         max_duration=cfg.max_duration,
         device=_device(cfg),
-        precision=cfg.precision,
+        precision=precision.composer_precision,
         parallelism_config=build_parallelism(cfg),
         device_train_microbatch_size=cfg.device_train_microbatch_size,
         accumulate_train_batch_on_tokens=True,
