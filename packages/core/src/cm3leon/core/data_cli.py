@@ -7,8 +7,12 @@
         --text-tokenizer bytes --image-codebook-size 8192 --tokens-per-image 1024
     cm3leon data prepare --task coco_captioning annotations/ --out shards/sft --kind tokens \\
         --text-tokenizer bpe:tok/text --image-tokenizer vqgan:tok/image
+    cm3leon data prepare --source webdataset laion/ --out shards/laion --workers 8
+    composer -n 2 -m cm3leon.core.data_cli prepare --source webdataset laion/ --out shards/laion
     cm3leon data inspect shards/tok
 
+``--workers N`` (and/or ranks under a launcher) write parts in parallel and merge them
+into one dataset; a killed run resumes (:mod:`cm3leon.core.prepare_parallel`).
 Sources, tasks and tokenizers are resolved by registered name (``cm3leon plugins list``).
 Output directories appear only when complete (see :mod:`cm3leon.core.shards`).
 """
@@ -43,11 +47,15 @@ class PrepareReport:
     written: int = 0
     skipped: list[tuple[str, str]] = field(default_factory=list)
     stats: dict[str, Any] = field(default_factory=dict)
+    parallel: dict[str, Any] | None = None  # parts, workers, per-worker counts (--workers / ranks)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"out": self.out, "kind": self.kind, "written": self.written,
-                "skipped": len(self.skipped), "skipped_items": [list(s) for s in self.skipped[:50]],
-                "stats": self.stats}
+        out = {"out": self.out, "kind": self.kind, "written": self.written,
+               "skipped": len(self.skipped), "skipped_items": [list(s) for s in self.skipped[:50]],
+               "stats": self.stats}  # fmt: skip
+        if self.parallel is not None:
+            out["parallel"] = self.parallel
+        return out
 
 
 def prepare_dataset(documents: Iterable[Any], out: str | Path, *, kind: str = "documents",
@@ -296,6 +304,42 @@ def _doc_tokenizer(text: str | None, image: str | None, codebook: int | None, pe
         raise click.UsageError(str(err)) from None
 
 
+def _source_factory(source: str, opts: dict[str, Any], skip_bad: bool) -> tuple[Any, dict[str, Any]]:
+    """The registered source's factory, and its options (``skip_bad`` added when it takes it)."""
+    from cm3leon.core.plugin_manager import get_registries
+
+    factory = get_registries().sources.get(source, where="--source").load()
+    if skip_bad and _declares(factory, "skip_bad"):
+        opts = {**opts, "skip_bad": True}
+    elif skip_bad:
+        log.warning("source %r has no skip_bad option; --skip-bad covers encoding only", source)
+    return factory, opts
+
+
+def _check_parallel_usage(parallel: bool, task: str | None, max_samples: int | None, part_size: int | None) -> None:
+    if not parallel:
+        if part_size is not None:
+            raise click.UsageError("--part-size applies to parallel preparation (--workers N or composer -n N)")
+        return
+    if task is not None:
+        raise click.UsageError("--task datasets are prepared by one process; drop --workers (and the launcher)")
+    if max_samples is not None:
+        raise click.UsageError("--max-samples needs one process (which samples come first depends on the "
+                               "workers otherwise); drop --workers")  # fmt: skip
+
+
+def _prepare_in_parallel(source: str, path: str, opts: dict[str, Any], meta: dict[str, Any], doc_tok: Any,
+                         out: str, *, workers: int, part_size: int | None, skip_bad: bool, overwrite: bool,
+                         max_skip_rate: float | None) -> PrepareReport | None:  # fmt: skip
+    """``prepare --workers N`` (and/or ranks): :func:`cm3leon.core.prepare_parallel.prepare_parallel`."""
+    from cm3leon.core.prepare_parallel import DEFAULT_PART_SIZE, PrepareJob, prepare_parallel
+
+    job = PrepareJob(source, str(path), opts, kind=meta["kind"], meta=meta, skip_bad=skip_bad,
+                     part_size=part_size or DEFAULT_PART_SIZE)  # fmt: skip
+    return prepare_parallel(job, out, workers=workers, doc_tokenizer=doc_tok, overwrite=overwrite,
+                            max_skip_rate=max_skip_rate)  # fmt: skip
+
+
 @data_command.command("prepare")
 @click.argument("path", type=click.Path())
 @click.option("--source", "source", default=None, help="Registered source (folder, jsonl, world, ...).")
@@ -314,21 +358,28 @@ def _doc_tokenizer(text: str | None, image: str | None, codebook: int | None, pe
 @click.option("-o", "--option", "options", multiple=True, help="KEY=VALUE passed to the source/reader.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for task template choice (as `tasks mixture`).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output directory.")
+@click.option("--workers", type=click.IntRange(min=1), default=None,
+              help="Worker processes (per rank under composer -n N): parts written in parallel into "
+                   "OUT.work, merged into OUT; a killed run resumes.")
+@click.option("--part-size", type=click.IntRange(min=1), default=None,
+              help="With --workers or ranks: images/lines/rows per part (tar and parquet files are one part each).")
 @click.option("--log-file", type=click.Path(dir_okay=False), default=None,
               help="Log file (default: OUT.prepare.log next to OUT).")
 def prepare_command(path: str, source: str | None, task: str | None, out: str, kind: str,
                     text_tokenizer: str | None, image_tokenizer: str | None, image_codebook_size: int | None,
                     tokens_per_image: int | None, num_sentinels: int, max_samples: int | None,
                     skip_bad: bool, max_skip_rate: float | None, options: tuple[str, ...], seed: int,
-                    overwrite: bool, log_file: str | None) -> None:
+                    overwrite: bool, workers: int | None, part_size: int | None, log_file: str | None) -> None:
     """Turn raw data at PATH into MDS shards at --out (documents or token ids)."""
-    from cm3leon.core.plugin_manager import get_registries
+    from cm3leon.core.prepare_parallel import launcher_world_size
     from cm3leon.core.registry import UnknownComponentError
 
     if (source is None) == (task is None):
         raise click.UsageError("give exactly one of --source NAME or --task NAME")
     if max_skip_rate is not None and not skip_bad:
         raise click.UsageError("--max-skip-rate limits --skip-bad; give both")
+    parallel = workers is not None or launcher_world_size() > 1
+    _check_parallel_usage(parallel, task, max_samples, part_size)
     log_path = Path(log_file or f"{out.rstrip('/')}.prepare.log")
     log_path.parent.mkdir(parents=True, exist_ok=True)
     handler = logging.FileHandler(log_path)
@@ -346,17 +397,19 @@ def prepare_command(path: str, source: str | None, task: str | None, out: str, k
             if task is not None:
                 docs: Any = _documents_from_task(task, path, opts, skip_bad, seed)
             else:
-                spec = get_registries().sources.get(source, where="--source")  # type: ignore[arg-type]
-                factory = spec.load()
-                if skip_bad and _declares(factory, "skip_bad"):
-                    opts = {**opts, "skip_bad": True}
-                elif skip_bad:
-                    log.warning("source %r has no skip_bad option; --skip-bad covers encoding only", source)
-                docs = factory(path, **opts)
+                factory, opts = _source_factory(source, opts, skip_bad)  # type: ignore[arg-type]
+                docs = None if parallel else factory(path, **opts)
         except UnknownComponentError as err:
             raise click.UsageError(str(err)) from None
         meta = {"source": source, "task": task, "path": str(path), "options": opts, "kind": kind,
                 "text_tokenizer": text_tokenizer, "image_tokenizer": image_tokenizer}
+        if parallel:
+            report = _prepare_in_parallel(source, path, opts, meta, doc_tok, out, workers=workers or 1,
+                                          part_size=part_size, skip_bad=skip_bad, overwrite=overwrite,
+                                          max_skip_rate=max_skip_rate)  # fmt: skip
+            if report is not None:  # rank 0
+                click.echo(json.dumps(report.as_dict(), indent=2))
+            return
         total = len(docs) if hasattr(docs, "__len__") else None
         report = prepare_dataset(docs, out, kind=kind, doc_tokenizer=doc_tok, max_samples=max_samples,
                                  skip_bad=skip_bad, overwrite=overwrite, meta=meta, total=total,
@@ -388,3 +441,12 @@ def inspect_command(directory: str, as_json: bool, no_hash_check: bool, seq_len:
     for key, value in result.items():
         if key != "meta":
             click.echo(f"{key:>16}: {value}")
+
+
+def main() -> None:
+    """``python -m cm3leon.core.data_cli prepare ...`` (for ``composer -n N -m cm3leon.core.data_cli``)."""
+    data_command(prog_name="python -m cm3leon.core.data_cli")
+
+
+if __name__ == "__main__":
+    main()

@@ -29,7 +29,7 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
-from cm3leon.core.corpora.common import SkippingSource
+from cm3leon.core.corpora.common import SkippingSource, line_ranges
 from cm3leon.core.documents import Document, ImageSegment, TextSegment
 from cm3leon.core.images import load_image
 
@@ -62,6 +62,13 @@ class FolderSource(_SkippingSource):
 
     def __len__(self) -> int:
         return len(self.images)
+
+    def parts(self, size: int) -> list[tuple[str, FolderSource]]:
+        """Runs of ``size`` images, in reading order (parallel preparation)."""
+        runs = [self.images[i: i + size] for i in range(0, len(self.images), size)]
+        return [(f"{self.path.name} images {run[0].relative_to(self.path).as_posix()} .. "
+                 f"{run[-1].relative_to(self.path).as_posix()} ({len(run)})", self._part(images=run))
+                for run in runs]  # fmt: skip
 
     def __iter__(self) -> Iterator[Document]:
         for image_path in self.images:
@@ -116,11 +123,19 @@ class JsonlSource(_SkippingSource):
         if not self.path.is_file():
             raise ValueError(f"{self.path}: jsonl source needs a file")
         self.caption_first = caption_first
+        self.lines: tuple[int, int] | None = None  # [start, end) line numbers of a part
+
+    def parts(self, size: int) -> list[tuple[str, JsonlSource]]:
+        """Runs of ``size`` lines, in reading order (parallel preparation)."""
+        return [(f"{self.path.name} lines {a}:{b}", self._part(lines=(a, b))) for a, b in line_ranges(self.path, size)]
 
     def __iter__(self) -> Iterator[Document]:
+        start, end = self.lines or (1, None)
         with self.path.open("rb") as fh:
             for number, raw in enumerate(fh, start=1):
-                if not raw.strip():
+                if end is not None and number >= end:
+                    break
+                if number < start or not raw.strip():
                     continue
                 where = f"{self.path}:{number}"
                 try:

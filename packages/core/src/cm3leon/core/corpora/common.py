@@ -4,6 +4,7 @@ local image resolution and the caption-image document they all build.
 
 from __future__ import annotations
 
+import copy
 import glob
 import importlib
 from collections.abc import Iterable
@@ -21,6 +22,7 @@ __all__ = [
     "check_options",
     "expand_files",
     "is_url",
+    "line_ranges",
     "pair_document",
     "read_caption",
     "require",
@@ -164,7 +166,13 @@ def pair_document(caption: str, image: Any, *, where: str, id: str, meta: dict[s
 
 
 class SkippingSource:
-    """Skip bookkeeping: with ``skip_bad`` a bad item is listed in ``skipped`` as ``(where, reason)``."""
+    """Skip bookkeeping: with ``skip_bad`` a bad item is listed in ``skipped`` as ``(where, reason)``.
+
+    Sources that can be prepared in parallel (``cm3leon data prepare --workers N``, see
+    :mod:`cm3leon.core.prepare_parallel`) also define ``parts(size)``: ``(label, source)``
+    pairs, in reading order, whose documents concatenated are this source's documents;
+    each part source has its own ``skipped`` list (:meth:`_part` makes one).
+    """
 
     def __init__(self, skip_bad: bool) -> None:
         self.skip_bad = skip_bad
@@ -174,3 +182,25 @@ class SkippingSource:
         if not self.skip_bad:
             raise err
         self.skipped.append((where, str(err)))
+
+    def _part(self, **narrowed: Any) -> Any:
+        """A copy of this source that reads only part of its input (``narrowed``: the attributes
+        that select it, e.g. ``shards=[one]``), with an empty ``skipped`` list of its own."""
+        part = copy.copy(self)
+        part.__dict__.update(narrowed)
+        part.skipped = []
+        return part
+
+
+def line_ranges(file: Path, size: int, *, first: int = 1) -> list[tuple[int, int]]:
+    """``[start, end)`` ranges of 1-based line numbers, ``size`` lines each, covering ``file``
+    from line ``first`` (an empty file, or one with no line from ``first`` on, has none)."""
+    if size < 1:
+        raise ValueError(f"part size must be >= 1, got {size}")
+    count, last = 0, b"\n"
+    with open(file, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            count += chunk.count(b"\n")
+            last = chunk[-1:]
+    count += last != b"\n"  # a last line without its newline
+    return [(start, min(start + size, count + 1)) for start in range(first, count + 1, size)]

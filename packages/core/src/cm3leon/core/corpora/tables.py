@@ -164,6 +164,14 @@ class ParquetSource(SkippingSource):
         self.caption_first = caption_first
         self.batch_size = batch_size
 
+    def parts(self, size: int) -> list[tuple[str, ParquetSource]]:
+        """One part per parquet file, in reading order (parallel preparation; ``size`` is
+        unused: a file is the unit of work)."""
+        return [(self._label(file), self._part(files=[file])) for file in self.files]
+
+    def _label(self, file: Path) -> str:
+        return (file.relative_to(self.root) if self.root else Path(file.name)).with_suffix("").as_posix()
+
     def __iter__(self) -> Iterator[Document]:
         pq = require("pyarrow.parquet", self.name)
         for file in self.files:
@@ -176,7 +184,7 @@ class ParquetSource(SkippingSource):
             reader = RowReader.for_columns(self.name, names, str(file), image_root=self.image_root,
                                            base=file.parent, caption_first=self.caption_first, **self.columns)
             columns = reader.columns + [c for c in ("status", "error_message") if c in names]
-            label = (file.relative_to(self.root) if self.root else Path(file.name)).with_suffix("").as_posix()
+            label = self._label(file)
             row = 0
             for batch in table.iter_batches(batch_size=self.batch_size, columns=columns):
                 for values in batch.to_pylist():
@@ -227,6 +235,7 @@ class HFSource(SkippingSource):
         self.image_root = image_root
         self.caption_first = caption_first
         self.dataset, self.label = self._load()
+        self.rows: tuple[int, int] | None = None  # [start, end) rows of a part
 
     def _load(self) -> tuple[Any, str]:
         datasets = require("datasets", "hf")
@@ -252,7 +261,14 @@ class HFSource(SkippingSource):
         return loaded, name
 
     def __len__(self) -> int:
-        return len(self.dataset)
+        start, end = self.rows or (0, len(self.dataset))
+        return end - start
+
+    def parts(self, size: int) -> list[tuple[str, HFSource]]:
+        """Runs of ``size`` rows, in reading order (parallel preparation)."""
+        n = len(self.dataset)
+        return [(f"{self.label} rows {a}:{min(a + size, n)}", self._part(rows=(a, min(a + size, n))))
+                for a in range(0, n, size)]  # fmt: skip
 
     def __iter__(self) -> Iterator[Document]:
         names = list(self.dataset.column_names)
@@ -264,7 +280,11 @@ class HFSource(SkippingSource):
         reader = RowReader.for_columns("hf", names, str(self.path), image_root=self.image_root,
                                        base=self.path, caption_first=self.caption_first, **columns)  # fmt: skip
         view = self.dataset.select_columns(reader.columns + [c for c in ("status", "error_message") if c in names])
-        for row, values in enumerate(view):
+        start = 0
+        if self.rows is not None:
+            start = self.rows[0]
+            view = view.select(range(*self.rows))
+        for row, values in enumerate(view, start=start):
             where = f"{self.path} row {row}"
             try:
                 yield reader.document(values, where, f"{self.label}/{row}", {"row": row})

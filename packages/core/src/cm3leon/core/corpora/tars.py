@@ -111,6 +111,11 @@ class WebDatasetSource(SkippingSource):
         self.image_keys = (image_key.lower().lstrip("."),) if image_key else IMAGE_EXTENSIONS
         self.caption_key = caption_key.lower().lstrip(".")
 
+    def parts(self, size: int) -> list[tuple[str, WebDatasetSource]]:
+        """One part per tar shard, in reading order (parallel preparation; ``size`` is unused:
+        a shard is the unit of work)."""
+        return [(_label(shard, self.root), self._part(shards=[shard])) for shard in self.shards]
+
     def __iter__(self) -> Iterator[Document]:
         for shard in self.shards:
             try:

@@ -19,6 +19,7 @@ from cm3leon.core.corpora.common import (
     SkippingSource,
     check_options,
     expand_files,
+    line_ranges,
     pair_document,
     read_caption,
     resolve_image_reference,
@@ -41,14 +42,26 @@ class TsvSource(SkippingSource):
         self.caption_column, self.image_column = caption_column, image_column
         self.header = header
         self.image_root = image_root
+        self.lines: tuple[int, int] | None = None  # [start, end) line numbers of a part (one file)
+
+    def _label(self, file: Path) -> str:
+        return (file.relative_to(self.root) if self.root else Path(file.name)).with_suffix("").as_posix()
+
+    def parts(self, size: int) -> list[tuple[str, TsvSource]]:
+        """Runs of ``size`` lines of each file, in reading order (parallel preparation)."""
+        return [(f"{self._label(file)} lines {a}:{b}", self._part(files=[file], lines=(a, b)))
+                for file in self.files for a, b in line_ranges(file, size, first=2 if self.header else 1)]
 
     def __iter__(self) -> Iterator[Document]:
+        start, end = self.lines or (1, None)
         for file in self.files:
-            label = (file.relative_to(self.root) if self.root else Path(file.name)).with_suffix("").as_posix()
+            label = self._label(file)
             with file.open("rb") as fh:
                 columns = self._header(file, fh.readline()) if self.header else None
                 for number, raw in enumerate(fh, start=2 if self.header else 1):
-                    if not raw.strip():
+                    if end is not None and number >= end:
+                        break
+                    if number < start or not raw.strip():
                         continue
                     where = f"{file}:{number}"
                     try:
