@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import base64
 import io
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -38,6 +39,10 @@ __all__ = [
     "image_from_png",
     "image_to_png",
 ]
+
+#: UTF-16 surrogate code points: a Python ``str`` can hold them alone (JSON ``"\\ud800"``,
+#: ``surrogateescape``), but they are not Unicode text and cannot be encoded as UTF-8.
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 #: The ``Document.meta`` key holding the task's output spans (a list of TargetSpan JSON).
 TARGETS_KEY = "targets"
@@ -178,6 +183,9 @@ class Document:
         for i, seg in enumerate(self.segments):
             if not isinstance(seg, (TextSegment, ImageSegment)):
                 raise TypeError(f"document {self.id!r}: segment {i} is {type(seg).__name__}")
+            if isinstance(seg, TextSegment) and (bad := _SURROGATE.search(seg.text)):
+                raise ValueError(f"document {self.id!r}: segment {i}: lone surrogate U+{ord(bad.group()):04X} at "
+                                 f"character {bad.start()} (not valid Unicode text, cannot be encoded as UTF-8)")
 
     @classmethod
     def of(cls, *parts: str | Any, id: str = "", meta: Mapping[str, Any] | None = None) -> Document:
