@@ -45,7 +45,9 @@ def rgb(path: Path) -> np.ndarray:
 
 def test_every_format_is_complete(out: Path) -> None:
     manifest = read_manifest(out)
-    assert set(manifest["formats"]) == {"ground_truth", *FORMATS}
+    # Without a long tail (--entity-docs) "all" is every format but ``entities``.
+    assert set(manifest["formats"]) == {"ground_truth", *FORMATS} - {"entities"}
+    assert "tail" not in manifest["params"]  # exports made before the tail stay valid
     assert manifest["params"]["n"] == N and manifest["params"]["seed"] == SEED
     for name in manifest["formats"]:
         assert is_complete(out / name)
@@ -318,7 +320,7 @@ def test_exported_jpegs_are_read_by_the_scorer(out: Path) -> None:
 def test_rerun_is_idempotent_and_other_params_are_refused(out: Path, tmp_path: Path) -> None:
     before = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()}
     again = export_world(out, n=N, seed=SEED, progress=False)
-    assert again["written"] == [] and set(again["skipped"]) == {"ground_truth", *FORMATS}
+    assert again["written"] == [] and set(again["skipped"]) == {"ground_truth", *FORMATS} - {"entities"}
     assert {
         p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file() and p.name != "world.json"
     } == {p: t for p, t in before.items() if p.name != "world.json"}
@@ -389,3 +391,33 @@ def test_cli_export_show_and_score(tmp_path: Path) -> None:
         result["n"] == len(list(images.iterdir())) and result["scores"]["colour_shape_acc"] >= 0.95
     )
     assert result["chance"]["colour_shape_acc"] == pytest.approx(1 / 24)
+
+
+def test_a_long_tail_is_mixed_into_pretrain_and_listed_with_its_truth(tmp_path: Path) -> None:
+    from cm3leon.world.entities import EntityCatalogue, score_entity
+
+    root = tmp_path / "tail"
+    manifest = export_world(root, n=20, formats="pretrain,entities", entity_docs=60, entities=20,
+                            progress=False)  # fmt: skip
+    assert manifest["params"]["tail"]["docs"] == 60
+    docs = jsonl(root / "entities" / "documents.jsonl")
+    assert [d["index"] for d in docs] == list(range(60))
+    catalogue = EntityCatalogue(0, 20)
+    counts = {e["name"]: e["documents"] for e in load(root / "entities" / "catalogue.json")["entities"]}
+    for d in docs:
+        image = rgb(root / "entities" / d["image"])
+        assert score_entity(image, catalogue.by_name(d["entity"]))["entity_match"] == 1.0
+        assert d["train_count"] == counts[d["entity"]]["train"]
+    assert sum(c["train"] + c["val"] + c["test"] for c in counts.values()) == 60
+    for split in ("train", "val", "test"):
+        rows = jsonl(root / "pretrain" / f"{split}.jsonl")
+        tail = [r for r in rows if r["id"].startswith("entity-")]
+        assert len(tail) == sum(d["split"] == split for d in docs)
+        for r in tail:
+            assert (root / "pretrain" / r["image"]).is_file()
+            assert (root / "pretrain" / r["image"]).with_suffix(".txt").read_text().strip() == r["caption"]
+    # the same parameters resume; other tail parameters are another export
+    assert export_world(root, n=20, formats="pretrain,entities", entity_docs=60, entities=20,
+                        progress=False)["skipped"] == ["ground_truth", "pretrain", "entities"]  # fmt: skip
+    with pytest.raises(FileExistsError, match="other parameters"):
+        export_world(root, n=20, formats="pretrain", entity_docs=61, entities=20, progress=False)

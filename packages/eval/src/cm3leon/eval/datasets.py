@@ -218,6 +218,22 @@ def read_world_scenes(path: str | Path, *, split: str | None = None) -> dict[str
     return out
 
 
+def read_world_entities(path: str | Path, *, split: str | None = None) -> list[dict[str, Any]]:
+    """The world's ``entities/documents.jsonl`` -> its rows (of ``split`` only, if given),
+    each with ``image`` resolved against the file's folder."""
+    path = Path(path)
+    out = []
+    for n, row in iter_jsonl(path):
+        missing = [k for k in ("id", "caption", "entity", "pattern", "image") if k not in row]
+        if missing:
+            raise FormatError(f"{path}:{n}: an entity document needs {missing}")
+        if split is None or row.get("split") == split:
+            out.append(row | {"image": path.parent / str(row["image"])})
+    if not out:
+        raise FormatError(f"{path}: no entity documents" + (f" in split {split!r}" if split else ""))
+    return out
+
+
 def read_world_edits(path: str | Path) -> dict[str, dict[str, Any]]:
     """``ground_truth/edits.jsonl`` -> ``{sample_id: edit dict}``."""
     path = Path(path)

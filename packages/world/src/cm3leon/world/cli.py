@@ -37,20 +37,30 @@ def world_command() -> None:
     default="all",
     show_default=True,
     help="Comma-separated formats: coco, flickr30k, vqa2, okvqa, vizwiz, scienceqa, image_paragraph, "
-    "localized_narratives, instruct_pix2pix, ocr, depth, pretrain (or 'all').",
+    "localized_narratives, instruct_pix2pix, ocr, depth, pretrain, entities (or 'all').",
 )
+@click.option(
+    "--entity-docs", default=0, show_default=True, type=click.IntRange(min=0),
+    help="Long-tail entity documents mixed into 'pretrain' and listed by 'entities'.",
+)  # fmt: skip
+@click.option("--entities", default=300, show_default=True, type=click.IntRange(min=1),
+              help="Size of the entity catalogue.")  # fmt: skip
+@click.option("--entity-zipf", default=1.0, show_default=True, type=click.FloatRange(min=0.0),
+              help="Exponent of the entities' Zipfian frequency.")  # fmt: skip
 @click.option("--overwrite", is_flag=True, help="Replace an export made with other parameters.")
 @click.option("--no-progress", is_flag=True, help="Hide the progress bars.")
 def export_command(
-    out: str, n: int, seed: int, image_size: int, formats: str, overwrite: bool, no_progress: bool
-) -> None:
+    out: str, n: int, seed: int, image_size: int, formats: str, entity_docs: int, entities: int,
+    entity_zipf: float, overwrite: bool, no_progress: bool,
+) -> None:  # fmt: skip
     """Write N scenes in the public dataset formats (idempotent, resumable, atomic per format)."""
     from cm3leon.world.export import export_world
 
     try:
         manifest = export_world(
             out, n=n, seed=seed, image_size=image_size, formats=formats, overwrite=overwrite,
-            progress=not no_progress,
+            progress=not no_progress, entity_docs=entity_docs, entities=entities,
+            entity_zipf=entity_zipf,
         )  # fmt: skip
     except (FileExistsError, ValueError) as err:
         raise click.ClickException(str(err)) from None

@@ -50,6 +50,7 @@ __all__ = [
     "MATCH_CELLS",
     "Entity",
     "EntityCatalogue",
+    "EntityTail",
     "entity_counts",
     "entity_document",
     "entity_documents",
@@ -322,6 +323,40 @@ def entity_counts(catalogue: EntityCatalogue, indices: Iterable[int]) -> Counter
         rng = np.random.default_rng([catalogue.seed, _STREAM_DOC, int(k)])
         counts[catalogue.draw(rng).name] += 1
     return counts
+
+
+@dataclass(frozen=True)
+class EntityTail:
+    """A world's long tail: entity documents ``0 .. docs - 1`` drawn from ``catalogue``.
+
+    ``cm3leon world export --entity-docs N`` writes them beside the scenes (the
+    ``pretrain`` pairs mix them in, the ``entities`` format lists them with their truth).
+    """
+
+    catalogue: EntityCatalogue
+    docs: int
+
+    def __post_init__(self) -> None:
+        if self.docs < 1:
+            raise ValueError(f"entity tail: docs must be >= 1, got {self.docs}")
+
+    @classmethod
+    def build(cls, seed: int, docs: int, entities: int = 300, zipf: float = 1.0) -> EntityTail:
+        return cls(EntityCatalogue(seed, entities, zipf=zipf), docs)
+
+    def params(self) -> dict[str, Any]:
+        c = self.catalogue
+        return {"docs": self.docs, "entities": c.n, "grid": c.grid, "zipf": c.zipf,
+                "min_distance": c.min_distance}  # fmt: skip
+
+    def indices(self, split: str | None = None) -> list[int]:
+        """Entity document indices of ``split`` (None = all)."""
+        seed = self.catalogue.seed
+        return [k for k in range(self.docs) if split is None or entity_split(seed, k) == split]
+
+    def counts(self, split: str = "train") -> Counter[str]:
+        """Documents per entity name in ``split``: how often pretraining sees each one."""
+        return entity_counts(self.catalogue, self.indices(split))
 
 
 # ---------------------------------------------------------------------------- scoring

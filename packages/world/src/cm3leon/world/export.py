@@ -28,6 +28,7 @@ from cm3leon.core.io import (
     mark_complete,
     read_json,
 )
+from cm3leon.world.entities import EntityTail
 from cm3leon.world.formats import WRITERS
 from cm3leon.world.records import World
 from cm3leon.world.scene import WorldConfig
@@ -64,12 +65,15 @@ def parse_formats(spec: str | Sequence[str]) -> list[str]:
 
 
 def _params(world: World, n: int) -> dict[str, Any]:
-    return {
+    params = {
         "version": EXPORT_VERSION,
         "seed": world.seed,
         "n": n,
         "config": dataclasses.asdict(world.config),
     }
+    if world.tail is not None:  # absent without a tail: exports made before it stay valid
+        params["tail"] = world.tail.params()
+    return params
 
 
 def read_manifest(out: str | Path) -> dict[str, Any]:
@@ -97,6 +101,9 @@ def export_world(
     overwrite: bool = False,
     progress: bool = True,
     config: WorldConfig | None = None,
+    entity_docs: int = 0,
+    entities: int = 300,
+    entity_zipf: float = 1.0,
 ) -> dict[str, Any]:
     """Write ``n`` scenes of world ``seed`` in the requested public formats.
 
@@ -109,6 +116,11 @@ def export_world(
         overwrite: replace an export made with different parameters.
         progress: show a progress bar per format.
         config: full sampler config.
+        entity_docs: long-tail entity documents (indices ``0 .. entity_docs-1``, each with
+            its fixed split; :mod:`cm3leon.world.entities`) mixed into ``pretrain`` and
+            listed by the ``entities`` format; 0 = scenes only.
+        entities: size of the entity catalogue.
+        entity_zipf: exponent of the entities' Zipfian frequency.
 
     Returns:
         The manifest (also written to ``out/world.json``), with ``written``/``skipped``
@@ -121,8 +133,9 @@ def export_world(
     """
     if n < 1:
         raise ValueError(f"n must be >= 1, got {n}")
-    names = parse_formats(formats)
-    world = World(seed, config or WorldConfig(image_size=image_size), cache_size=n)
+    tail = _tail(seed, entity_docs, entities, entity_zipf)
+    names = _formats(formats, tail)
+    world = World(seed, config or WorldConfig(image_size=image_size), cache_size=n, tail=tail)
     params = _params(world, n)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -157,6 +170,22 @@ def export_world(
     manifest = {"params": params, "formats": stats}
     atomic_write_json(out / MANIFEST, manifest)
     return manifest | {"written": written, "skipped": skipped}
+
+
+def _tail(seed: int, docs: int, entities: int, zipf: float) -> EntityTail | None:
+    if docs < 0:
+        raise ValueError(f"entity_docs must be >= 0, got {docs}")
+    return EntityTail.build(seed, docs, entities, zipf) if docs else None
+
+
+def _formats(formats: str | Sequence[str], tail: EntityTail | None) -> list[str]:
+    """The formats to write: ``all`` leaves out ``entities`` without a tail; naming it is an error."""
+    names = parse_formats(formats)
+    if tail is None and "entities" in names:
+        if formats != "all" and "all" not in formats:
+            raise ValueError("the entities format needs a long tail: pass entity_docs > 0")
+        names.remove("entities")
+    return names
 
 
 def _existing_params(out: Path) -> dict[str, Any]:

@@ -33,6 +33,9 @@ Layouts (``<id12>`` = 12-digit zero-padded image id; image id = scene index + 1)
                               ``depth/<id12>.png`` (16-bit, larger = farther, 0 = unknown)
 ``pretrain``                  ``{train,val,test}.jsonl`` (``{"id", "image", "caption"}``) and
                               ``{train,val,test}/<id12>.png`` + ``<id12>.txt`` (folder pairs)
+``entities``                  ``documents.jsonl`` (``{"id", "index", "split", "image", "caption", "entity",
+                              "rank", "pattern", "train_count"}``), ``images/entity-<k8>.png``,
+                              ``catalogue.json`` (only with a long tail: ``--entity-docs N``)
 ``ground_truth``              ``scenes.jsonl``, ``edits.jsonl`` (the world's own ground truth)
 ============================  ===============================================================
 """
@@ -54,6 +57,7 @@ from cm3leon.core.formats import scienceqa as scienceqa_format
 from cm3leon.core.formats import vqa as vqa_format
 from cm3leon.core.formats.common import save_jpeg, save_png, write_jsonl, write_text
 from cm3leon.core.formats.depth import write_depth_png
+from cm3leon.core.io import atomic_write_json
 from cm3leon.world.coco import (
     INFO,
     LICENSES,
@@ -61,7 +65,8 @@ from cm3leon.world.coco import (
     coco_image,
     keypoint_categories,
 )
-from cm3leon.world.records import World
+from cm3leon.world.entities import entity_document
+from cm3leon.world.records import World, interleave_evenly
 from cm3leon.world.render import CATEGORIES, render_scene
 
 __all__ = ["WRITERS", "image_id", "save_jpeg", "save_png"]
@@ -299,7 +304,10 @@ def write_ocr(world: World, indices: list[int], root: Path, progress: Progress) 
 def write_pretrain(
     world: World, indices: list[int], root: Path, progress: Progress
 ) -> dict[str, int]:
-    """Caption-image pairs: ``<split>.jsonl`` and ``<split>/`` folders of PNG + TXT."""
+    """Caption-image pairs: ``<split>.jsonl`` and ``<split>/`` folders of PNG + TXT.
+
+    With a long tail (``world.tail``) its entity documents of each split are spread evenly
+    among the scene pairs (``<split>/entity-<k8>.png``)."""
     rows: dict[str, list] = {"train": [], "val": [], "test": []}
     for index in progress(indices, "pretrain"):
         split = world.split(index)
@@ -308,9 +316,58 @@ def write_pretrain(
         save_png(root / split / f"{stem}.png", np.asarray(doc.images[0].image))
         write_text(root / split / f"{stem}.txt", doc.texts[0] + "\n")
         rows[split].append({"id": doc.id, "image": f"{split}/{stem}.png", "caption": doc.texts[0]})
+    tail_rows = _entity_rows(world, root, progress, prefix="{split}/entity-")
     for split, lines in rows.items():
-        write_jsonl(root / f"{split}.jsonl", lines)
-    return {"pairs": sum(len(v) for v in rows.values())}
+        extra = [r for r in tail_rows if r["split"] == split]
+        merged = interleave_evenly(iter(lines), len(lines), iter(extra), len(extra))
+        write_jsonl(
+            root / f"{split}.jsonl",
+            [{"id": r["id"], "image": r["image"], "caption": r["caption"]} for r in merged],
+        )
+    return {"pairs": sum(len(v) for v in rows.values()) + len(tail_rows)}
+
+
+def _entity_rows(world: World, root: Path, progress: Progress, prefix: str) -> list[dict]:
+    """Write the images of the world's entity documents; their rows (empty without a tail)."""
+    if world.tail is None:
+        return []
+    out = []
+    for k in progress(range(world.tail.docs), "entities"):
+        doc = entity_document(world.tail.catalogue, k, world.config.image_size)
+        rel = prefix.format(split=doc.meta["split"]) + f"{k:08d}.png"
+        save_png(root / rel, np.asarray(doc.images[0].image))
+        write_text((root / rel).with_suffix(".txt"), doc.texts[0] + "\n")
+        out.append({"id": doc.id, "index": k, "split": doc.meta["split"], "image": rel,
+                    "caption": doc.texts[0], "entity": doc.meta["entity"],
+                    "rank": doc.meta["rank"], "pattern": doc.meta["pattern"]})  # fmt: skip
+    return out
+
+
+def write_entities(
+    world: World, indices: list[int], root: Path, progress: Progress
+) -> dict[str, int]:
+    """The long tail: ``documents.jsonl`` (caption, entity, its pattern, how many training
+    documents show it), ``images/``, and ``catalogue.json`` (every entity, its
+    probability and its document count per split)."""
+    del indices
+    if world.tail is None:
+        raise ValueError(
+            "the entities format needs a long tail: export with entity_docs > 0 (--entity-docs)"
+        )
+    rows = _entity_rows(world, root, progress, prefix="images/entity-")
+    train = world.tail.counts("train")
+    for r in rows:
+        r["train_count"] = train.get(r["entity"], 0)
+    write_jsonl(root / "documents.jsonl", rows)
+    per_split = {sp: world.tail.counts(sp) for sp in ("train", "val", "test")}
+    catalogue = world.tail.catalogue
+    atomic_write_json(root / "catalogue.json", {
+        "params": world.tail.params(), "seed": catalogue.seed,
+        "entities": [e.to_dict() | {"probability": e.probability,
+                                    "documents": {sp: c.get(e.name, 0) for sp, c in per_split.items()}}
+                     for e in catalogue],
+    })  # fmt: skip
+    return {"documents": len(rows), "entities_in_train": len(train)}
 
 
 def write_ground_truth(
@@ -347,5 +404,6 @@ WRITERS: dict[str, Callable[[World, list[int], Path, Progress], dict[str, int]]]
     "ocr": write_ocr,
     "depth": write_depth,
     "pretrain": write_pretrain,
+    "entities": write_entities,
     "ground_truth": write_ground_truth,
 }

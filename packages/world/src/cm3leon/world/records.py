@@ -27,11 +27,13 @@ import numpy as np
 from cm3leon.core.documents import Document, ImageSegment, TextSegment
 from cm3leon.world import language, questions, scienceqa
 from cm3leon.world.edits import Edit, sample_edit
-from cm3leon.world.entities import EntityCatalogue, entity_documents
+from cm3leon.world.entities import EntityCatalogue, EntityTail, entity_documents
 from cm3leon.world.render import Render, render_scene
 from cm3leon.world.scene import Scene, WorldConfig, sample_scene, scene_rng
 
-__all__ = ["SPLITS", "STREAMS", "Example", "World", "WorldSource", "world_source"]
+__all__ = [
+    "SPLITS", "STREAMS", "Example", "World", "WorldSource", "interleave_evenly", "world_source",
+]  # fmt: skip
 
 SPLITS: tuple[str, ...] = ("train", "val", "test")
 _SPLIT_EDGES = (0.8, 0.9)
@@ -104,6 +106,8 @@ class World:
         config: scene sampler knobs; keyword ``overrides`` replace single fields
             (``World(0, image_size=64)``).
         cache_size: how many recent scenes to keep in memory.
+        tail: the world's long tail of named-entity documents (:mod:`.entities`), written
+            by the export beside the scenes; None = scenes only.
     """
 
     def __init__(
@@ -112,6 +116,7 @@ class World:
         config: WorldConfig | None = None,
         *,
         cache_size: int = 1024,
+        tail: EntityTail | None = None,
         **overrides: Any,
     ) -> None:
         if not isinstance(seed, (int, np.integer)) or seed < 0:
@@ -126,6 +131,16 @@ class World:
             base = dataclasses.replace(base, **overrides)
         self.seed = int(seed)
         self.config = base
+        if tail is not None and tail.catalogue.seed != self.seed:
+            raise ValueError(
+                f"the entity tail's catalogue has seed {tail.catalogue.seed}, the world {self.seed}"
+            )
+        if tail is not None and self.config.image_size % tail.catalogue.grid:
+            raise ValueError(
+                f"image_size {self.config.image_size} is not a multiple of the entity grid "
+                f"{tail.catalogue.grid}"
+            )
+        self.tail = tail
         # Scenes are immutable, so the most recent ones are kept (exports visit each scene
         # once per format).
         self._scene_cache = functools.lru_cache(maxsize=cache_size)(self._sample)
@@ -299,10 +314,10 @@ class WorldSource:
         entities = entity_documents(
             self.catalogue, self.entity_docs, self.split, self.world.config.image_size
         )
-        return _interleave(scenes, self.n, entities, self.entity_docs)
+        return interleave_evenly(scenes, self.n, entities, self.entity_docs)
 
 
-def _interleave(
+def interleave_evenly(
     a: Iterator[Document], n_a: int, b: Iterator[Document], n_b: int
 ) -> Iterator[Document]:
     """``a`` and ``b`` merged so that ``b``'s items are spread evenly (deterministic)."""

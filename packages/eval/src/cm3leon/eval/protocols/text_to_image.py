@@ -39,7 +39,7 @@ from tqdm.auto import tqdm
 from cm3leon.core.config import ConfigError
 from cm3leon.core.io import read_json
 from cm3leon.decoding.presets import DecodingPreset
-from cm3leon.eval.datasets import read_caption_dataset, read_world_scenes
+from cm3leon.eval.datasets import read_caption_dataset, read_world_entities, read_world_scenes
 from cm3leon.eval.formats import FormatError
 from cm3leon.eval.protocols.common import (
     fid_features,
@@ -81,6 +81,10 @@ class TextToImageData:
         images: its image folder (default: found next to the file).
         ground_truth: world ``scenes.jsonl``: the prompts when ``captions`` is not given,
             and the truth the world scorer compares with (matched by image id).
+        entities: the world's long-tail ``entities/documents.jsonl``: prompts naming
+            entities (caption of each document of ``split``), scored from pixels by the
+            entity scorer (``entity_cell_acc``, ``entity_match``), broken down by how many
+            training documents show the entity.
         split: world split of the ground-truth prompts (``val``, ``test``, ``train``).
         caption_index: which caption of an image is the prompt.
         limit: first ``limit`` prompts (by image id).
@@ -92,6 +96,7 @@ class TextToImageData:
     captions: str | None = None
     images: str | None = None
     ground_truth: str | None = None
+    entities: str | None = None
     split: str | None = "val"
     caption_index: int = 0
     limit: int | None = None
@@ -124,11 +129,14 @@ class TextToImageConfig:
     def __post_init__(self) -> None:
         if self.num_samples < 1:
             raise ConfigError(f"num_samples must be >= 1, got {self.num_samples}")
-        if self.data.captions is None and self.data.ground_truth is None:
+        given = [k for k in ("captions", "ground_truth", "entities") if getattr(self.data, k)]
+        if self.data.entities is not None and len(given) > 1:
+            raise ConfigError(f"data.entities is a prompt set of its own; drop data.{given[0]}")
+        if not given:
             if self.predictions is None:
                 raise ConfigError(
-                    "data: give data.captions (COCO captions) or data.ground_truth (world "
-                    "scenes.jsonl)"
+                    "data: give data.captions (COCO captions), data.ground_truth (world "
+                    "scenes.jsonl) or data.entities (world entities/documents.jsonl)"
                 )
             if self.data.reference is None:
                 raise ConfigError(
@@ -143,6 +151,7 @@ class _Prompt:
     text: str
     scene: dict[str, Any] | None
     image: Path | None
+    entity: dict[str, Any] | None = None
 
 
 def _pick(captions: Any, index: int, where: str) -> str:
@@ -152,6 +161,14 @@ def _pick(captions: Any, index: int, where: str) -> str:
 
 
 def _prompts(data: TextToImageData) -> list[_Prompt]:
+    if data.entities is not None:
+        rows = read_world_entities(data.entities, split=data.split)[: data.limit]
+        return [
+            _Prompt(str(r["id"]), str(r["caption"]), None, Path(r["image"]),
+                    {"name": r["entity"], "pattern": r["pattern"],
+                     "train_count": int(r.get("train_count", 0))})
+            for r in rows
+        ]  # fmt: skip
     if data.captions is not None:
         scenes = read_world_scenes(data.ground_truth) if data.ground_truth else {}
         out = []
@@ -390,6 +407,60 @@ def _add_world(prompts: list[_Prompt], scored: dict[str, Any], seed: int, metric
         per_prompt[pid]["world"] = scores
 
 
+#: Training-document counts of an entity -> frequency bucket of the breakdown.
+FREQUENCY_BUCKETS: tuple[tuple[str, int, int], ...] = (
+    ("unseen", 0, 0), ("1-2", 1, 2), ("3-9", 3, 9), ("10+", 10, 1 << 62),
+)  # fmt: skip
+
+
+def _entity_scores(prompts: list[_Prompt], chosen: dict[str, Path]) -> dict[str, Any]:
+    """Entity scorer measures of the chosen images, the shuffled floor, and the breakdown
+    by how often pretraining saw each entity (``train_count``)."""
+    import numpy as np
+
+    from cm3leon.world.entities import ENTITY_CHANCE, ENTITY_METRICS, score_entity
+
+    scored = [p for p in prompts if p.entity is not None]
+    images = [load_rgb(chosen[p.id]) for p in scored]
+    per = [score_entity(im, p.entity["pattern"]) for im, p in zip(images, scored, strict=True)]
+
+    def mean(rows: list[dict[str, float]]) -> dict[str, float]:
+        return {m: float(np.mean([r[m] for r in rows])) for m in ENTITY_METRICS} if rows else {}
+
+    shuffled = [
+        score_entity(images[i], scored[(i + s) % len(scored)].entity["pattern"])
+        for s in range(1, min(_SHIFTS, len(scored) - 1) + 1)
+        for i in range(len(scored))
+    ]  # fmt: skip
+    buckets = {}
+    for name, lo, hi in FREQUENCY_BUCKETS:
+        rows = [r for r, p in zip(per, scored, strict=True) if lo <= p.entity["train_count"] <= hi]
+        if rows:
+            buckets[name] = {"n": len(rows), **mean(rows)}
+    return {
+        "metrics": mean(per), "chance": dict(ENTITY_CHANCE), "shuffled": mean(shuffled),
+        "by_train_count": buckets, "per_prompt": dict(zip([p.id for p in scored], per, strict=True)),
+    }  # fmt: skip
+
+
+def _add_entities(prompts: list[_Prompt], scored: dict[str, Any], metrics: dict[str, Any],
+                  baselines: dict[str, Any], per_prompt: dict[str, Any]) -> dict[str, Any]:  # fmt: skip
+    """Add the entity measures and floors of the chosen images; the frequency breakdown."""
+    chosen = {c["id"]: Path(c["image"]) for c in scored["chosen"]}
+    missing = [p.id for p in prompts if p.entity is not None and p.id not in chosen]
+    if missing:
+        where = scored["inputs"]["manifest"]["path"]
+        raise FormatError(f"{where}: no samples for prompt(s) {missing[:10]}")
+    ent = _entity_scores(prompts, chosen)
+    metrics.update(ent["metrics"])
+    baselines["entity_chance"] = ent["chance"]
+    if ent["shuffled"]:
+        baselines["entity_shuffled"] = ent["shuffled"]
+    for pid, scores in ent["per_prompt"].items():
+        per_prompt[pid]["entity"] = scores
+    return ent["by_train_count"]
+
+
 def run_text_to_image(
     cfg: TextToImageConfig, run_dir: str | Path, *, registries: Any = None, force: bool = False
 ) -> dict[str, Any]:
@@ -404,7 +475,7 @@ def run_text_to_image(
     """
     run_dir = Path(run_dir)
     registries = registries_or_active(registries)
-    named = cfg.data.captions is not None or cfg.data.ground_truth is not None
+    named = any(x is not None for x in (cfg.data.captions, cfg.data.ground_truth, cfg.data.entities))
     prompts = _prompts(cfg.data) if named else []
     if cfg.predictions is None:
         require_model(cfg.model, image_prompts="text-to-image needs the VQ image tokenizer")
@@ -426,6 +497,10 @@ def run_text_to_image(
     }
     if any(p.scene is not None for p in prompts):
         _add_world(prompts, scored, cfg.seed, metrics, baselines, per_prompt)
+    by_count = (
+        _add_entities(prompts, scored, metrics, baselines, per_prompt)
+        if any(p.entity is not None for p in prompts) else None
+    )  # fmt: skip
     if cfg.predictions is not None:
         source = {"num_samples": scored["num_candidates"], **source}
     elif cfg.num_candidates is not None:
@@ -436,6 +511,9 @@ def run_text_to_image(
         "reference": str(reference), "grid": scored.get("grid"),
         "prompts": {p.id: p.text for p in prompts}, "per_prompt": per_prompt,
     }  # fmt: skip
+    if by_count is not None:
+        result["by_train_count"] = by_count
     return summary(
-        finish(run_dir, result, cfg), "baselines", "fid_features", "num_prompts", "num_samples"
-    )
+        finish(run_dir, result, cfg), "baselines", "fid_features", "num_prompts", "num_samples",
+        "by_train_count",
+    )  # fmt: skip
