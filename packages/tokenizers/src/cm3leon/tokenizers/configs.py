@@ -21,6 +21,8 @@ from typing import Any
 
 from omegaconf import MISSING
 
+from cm3leon.core.precision import precision_problem
+
 __all__ = [
     "ImageDataConfig",
     "ImageTrainConfig",
@@ -112,7 +114,7 @@ class ImageTrainConfig:
     save_interval: int = 100  # steps between Composer checkpoints
     checkpoints_to_keep: int = 2
     device: str = "cpu"
-    precision: str = "fp32"
+    precision: str = "fp32"  # fp32 | amp_bf16 (CPU: bf16 autocast) | auto | amp_fp16 (GPU); cm3leon.core.precision
     progress_bar: bool = True
 
 
@@ -155,9 +157,10 @@ def check_config(cfg: TokenizersConfig, *, source: str = "<config>") -> None:
         ("image.optim.betas", img.optim.betas, len(img.optim.betas) == 2, "two numbers"),
         ("image.data.format", img.data.format, img.data.format in ("auto", "folder", "mds"), "auto, folder or mds"),
         ("image.data.flip_p", img.data.flip_p, 0.0 <= img.data.flip_p <= 1.0, "in [0, 1]"),
-        ("image.precision", img.precision, img.precision in ("fp32", "amp_bf16", "amp_fp16"),
-         "fp32, amp_bf16 or amp_fp16"),
     ]
     for key, value, ok, expected in checks:
         if not ok:
             raise ValueError(f"{source}: key {key!r} must be {expected}, got {value!r}")
+    problem = precision_problem(img.precision, img.device, key="image.precision")
+    if problem:
+        raise ValueError(f"{source}: {problem}")

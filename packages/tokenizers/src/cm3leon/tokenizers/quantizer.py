@@ -83,9 +83,17 @@ class VectorQuantizer(nn.Module):
         return torch.argmin(distances, dim=1)
 
     def forward(self, z: torch.Tensor) -> QuantizerOutput:
-        """Quantize encoder outputs ``z`` ``(B, D, h, w)``."""
+        """Quantize encoder outputs ``z`` ``(B, D, h, w)``, in fp32 even under autocast.
+
+        Under bf16 autocast the distance matmul would round ``z . e`` to 8 mantissa bits and
+        pick other codes, so the search (and the codebook losses) leave autocast.
+        """
         if z.dim() != 4 or z.shape[1] != self.dim:
             raise ValueError(f"quantizer expects (B, {self.dim}, h, w) latents, got {tuple(z.shape)}")
+        with torch.autocast(z.device.type, enabled=False):
+            return self._quantize(z.float() if z.dtype in (torch.bfloat16, torch.float16) else z)
+
+    def _quantize(self, z: torch.Tensor) -> QuantizerOutput:
         b, _, h, w = z.shape
         z = z.permute(0, 2, 3, 1).contiguous()  # (B, h, w, D)
         flat = z.view(-1, self.dim)  # (B*h*w, D)

@@ -36,6 +36,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from cm3leon.core.config import save_config
 from cm3leon.core.io import atomic_write_json
+from cm3leon.core.precision import ResolvedPrecision, resolve_precision
 from cm3leon.core.train.composer_checkpoints import (
     AtomicCheckpointSaver,
     check_resume_checkpoint,
@@ -136,7 +137,7 @@ def _setup_file_logging(path: Path) -> logging.Handler:
 
 
 def _build_trainer(cfg: TokenizersConfig, img: ImageTrainConfig, composer_model: VQGANComposerModel,
-                   loader: DataLoader, out: Path) -> Trainer:
+                   loader: DataLoader, out: Path, precision: ResolvedPrecision) -> Trainer:
     optimizer = torch.optim.Adam(composer_model.parameters(), lr=img.optim.lr, betas=tuple(img.optim.betas),
                                  weight_decay=img.optim.weight_decay)
     scheduler = CosineAnnealingWithWarmupScheduler(t_warmup=f"{img.optim.warmup_steps}ba", alpha_f=0.1)
@@ -158,7 +159,7 @@ def _build_trainer(cfg: TokenizersConfig, img: ImageTrainConfig, composer_model:
         run_name=cfg.run_name,
         autoresume=True,  # finds the checkpoint folder through the AtomicCheckpointSaver
         device=img.device,
-        precision=img.precision,
+        precision=precision.composer_precision,  # CPU bf16: the model's own autocast
         seed=cfg.seed,
         progress_bar=img.progress_bar,
         log_to_console=False,
@@ -195,16 +196,20 @@ def train_image_tokenizer(cfg: TokenizersConfig, *, source: str = "<config>") ->
         loader = DataLoader(dataset, batch_size=img.batch_size, shuffle=is_map, drop_last=True,
                             num_workers=img.data.num_workers,
                             generator=torch.Generator().manual_seed(cfg.seed) if is_map else None)
+        precision = resolve_precision(img.precision, "gpu" if img.device == "gpu" else "cpu",
+                                      key="image.precision")
+        log.info("%s", precision.describe())
         composer_model = VQGANComposerModel(
             model,
             weights=LossWeights(img.loss.l1, img.loss.l2, img.loss.codebook),
             usage_decay=img.restarts.usage_decay,
+            cpu_autocast=precision.cpu_autocast,
         )
         install_checkpoint_guard()  # Composer's resume loads go through core's weights-only checks
         resume = check_resume_checkpoint(out / "checkpoints", None, True)
         if resume is not None:
             log.info("resuming from %s", resume)
-        trainer = _build_trainer(cfg, img, composer_model, loader, out)
+        trainer = _build_trainer(cfg, img, composer_model, loader, out, precision)
         trainer.fit()
         steps = int(trainer.state.timestamp.batch)
         trainer.close()

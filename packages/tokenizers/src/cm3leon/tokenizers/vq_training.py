@@ -13,6 +13,10 @@ The loop is Composer's; per step it runs::
 The usage EMA is a persistent buffer of the ComposerModel (not of the VQModel), so
 Composer checkpoints carry it for resumption while the exported ``VQModel`` keeps the
 Chameleon-compatible ``state_dict``.
+
+With ``cpu_autocast`` (``image.precision: amp_bf16`` on the CPU) the encoder and decoder
+run under ``torch.autocast("cpu", dtype=torch.bfloat16)``; the quantizer's nearest-code
+search always runs in fp32, and the losses and metrics are computed in fp32.
 """
 
 from __future__ import annotations
@@ -64,11 +68,14 @@ class VQGANComposerModel(ComposerModel):
         model: the VQ-GAN to train.
         weights: loss weights.
         usage_decay: decay of the per-code EMA usage count (for dead-code restarts).
+        cpu_autocast: run the forward pass under CPU bf16 autocast (weights stay fp32).
     """
 
-    def __init__(self, model: VQModel, *, weights: LossWeights | None = None, usage_decay: float = 0.99) -> None:
+    def __init__(self, model: VQModel, *, weights: LossWeights | None = None, usage_decay: float = 0.99,
+                 cpu_autocast: bool = False) -> None:
         super().__init__()
         self.model = model
+        self.cpu_autocast = cpu_autocast
         self.weights = weights or LossWeights()
         self.usage_decay = usage_decay
         k = model.config.codebook_size
@@ -87,7 +94,10 @@ class VQGANComposerModel(ComposerModel):
         }
 
     def forward(self, batch: Any) -> VQOutput:
-        out = self.model(pixels_of(batch))
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.cpu_autocast):
+            out = self.model(pixels_of(batch))  # reconstruction bf16 under CPU autocast
+        if out.reconstruction.dtype in (torch.bfloat16, torch.float16):
+            out = out._replace(reconstruction=out.reconstruction.float())
         if self.training:
             self._track_usage(out.codes)
             self.last_latents = out.latents.detach()
