@@ -28,7 +28,9 @@ each non-empty, with a unique non-empty id and a lossless JSON form (what docume
 store); reading twice gives the same documents; a bad record raises ``ValueError`` whose
 message names it; and when the factory accepts ``skip_bad``, ``skip_bad=True`` skips the
 record instead, listing it in the source's ``skipped`` as ``(where, reason)`` with
-``where`` naming it, and still yields the good documents.
+``where`` naming it, and still yields the good documents.  A source that can be prepared
+in parallel (a ``parts(size)`` method, :mod:`cm3leon.core.prepare_parallel`) must give
+parts with distinct labels whose documents, concatenated, are the whole source's.
 
 Requires pytest.
 """
@@ -124,3 +126,16 @@ class SourceConformance:
         assert skipped, f"{spec.name}: skip_bad=True must list skipped records in `skipped`"
         assert any(where in str(w) for w, _reason in skipped), f"{spec.name}: skipped {skipped} does not name {where!r}"
         assert docs and all(isinstance(d, Document) for d in docs), f"{spec.name}: no good document after the bad one"
+
+    def test_parts_concatenate_to_the_source(self, spec: SourceSpec, good_input: Any,
+                                             source_options: dict[str, Any]) -> None:  # fmt: skip
+        whole = spec.build(good_input, **source_options)
+        if not callable(getattr(whole, "parts", None)):
+            pytest.skip(f"{spec.name} has no parts(size): it is prepared by one process")
+        docs = list(whole)
+        for size in (1, 2):
+            parts = whole.parts(size)
+            labels = [label for label, _ in parts]
+            assert len(set(labels)) == len(labels), f"{spec.name}: part labels repeat: {labels}"
+            joined = [doc for _, part in parts for doc in part]
+            assert joined == docs, f"{spec.name}: parts({size}) of {good_input} do not concatenate to the source"
