@@ -34,6 +34,7 @@ import numpy as np
 __all__ = [
     "FrechetError",
     "GaussianStats",
+    "RankDeficientError",
     "RankDeficientWarning",
     "SqrtMethod",
     "frechet_distance",
@@ -49,6 +50,10 @@ class FrechetError(ValueError):
 
 class RankDeficientWarning(UserWarning):
     """Fewer samples than feature dimensions + 1: the covariance estimate is singular."""
+
+
+class RankDeficientError(FrechetError):
+    """Fewer samples than feature dimensions + 1 where that was not allowed (``allow_rank_deficient``)."""
 
 
 @dataclass(frozen=True)
@@ -83,26 +88,43 @@ class GaussianStats:
     def dim(self) -> int:
         return int(self.mu.shape[0])
 
+    @property
+    def rank_deficient(self) -> bool:
+        """Fitted to fewer than ``D + 1`` samples (a singular covariance); ``False`` when ``N`` is unknown."""
+        return self.num_samples is not None and self.num_samples < self.dim + 1
+
+    def check_samples(self, name: str, *, allow_rank_deficient: bool) -> None:
+        """Raise :class:`RankDeficientError` (naming ``name``, ``N`` and ``D``) unless allowed; else warn."""
+        if self.num_samples is not None:
+            _check_count(self.num_samples, self.dim, name, allow_rank_deficient=allow_rank_deficient)
+
     @classmethod
-    def from_features(cls, features: np.ndarray, *, name: str = "features") -> GaussianStats:
-        """Fit to ``features`` ``(N, D)``; ``name`` labels errors and warnings."""
+    def from_features(cls, features: np.ndarray, *, name: str = "features",
+                      allow_rank_deficient: bool = True) -> GaussianStats:
+        """Fit to ``features`` ``(N, D)``; ``name`` labels errors and warnings.
+
+        Fewer than ``D + 1`` rows warn (:class:`RankDeficientWarning`), or with
+        ``allow_rank_deficient=False`` raise :class:`RankDeficientError`.
+        """
         x = np.asarray(features, dtype=np.float64)
         if x.ndim != 2:
             raise FrechetError(f"{name}: expected a (N, D) feature matrix, got shape {x.shape}")
         if not np.isfinite(x).all():
             raise FrechetError(f"{name}: features contain NaN or infinity")
-        _check_count(x.shape[0], x.shape[1], name)
+        _check_count(x.shape[0], x.shape[1], name, allow_rank_deficient=allow_rank_deficient)
         return cls(x.mean(axis=0), np.cov(x, rowvar=False), x.shape[0])
 
     @classmethod
     def from_moments(
-        cls, total: np.ndarray, outer: np.ndarray, count: int, *, name: str = "features"
+        cls, total: np.ndarray, outer: np.ndarray, count: int, *, name: str = "features",
+        allow_rank_deficient: bool = True,
     ) -> GaussianStats:
-        """Fit from running sums: ``total = Σx`` ``(D,)``, ``outer = Σxxᵀ`` ``(D, D)``, ``count = N``."""
+        """Fit from running sums: ``total = Σx`` ``(D,)``, ``outer = Σxxᵀ`` ``(D, D)``, ``count = N``
+        (sample-count rules as :meth:`from_features`)."""
         total = np.asarray(total, dtype=np.float64)
         outer = np.asarray(outer, dtype=np.float64)
         count = int(count)
-        _check_count(count, total.shape[0], name)
+        _check_count(count, total.shape[0], name, allow_rank_deficient=allow_rank_deficient)
         mu = total / count
         sigma = (outer - count * np.outer(mu, mu)) / (count - 1)  # (D, D)
         return cls(mu, (sigma + sigma.T) / 2, count)
@@ -139,21 +161,23 @@ class GaussianStats:
             raise FrechetError(f"{path}: not a readable .npz stats file: {err}") from None
 
 
-def _check_count(count: int, dim: int, name: str) -> None:
+def _check_count(count: int, dim: int, name: str, *, allow_rank_deficient: bool = True) -> None:
     if count < 2:
         raise FrechetError(
             f"{name}: the Fréchet distance needs at least 2 samples to estimate a covariance, "
             f"got {count}"
         )
-    if count < dim + 1:
-        warnings.warn(
-            f"{name}: {count} samples for {dim}-dimensional features; the covariance has rank "
-            f"<= {count - 1} < {dim}, so the distance is computed on a singular covariance "
-            "and is strongly biased. Use at least D + 1 samples (FID-Inception: >= 2049; the "
-            "paper uses 30k).",
-            RankDeficientWarning,
-            stacklevel=3,
-        )
+    if count >= dim + 1:
+        return
+    message = (
+        f"{name}: {count} samples for {dim}-dimensional features; the covariance has rank "
+        f"<= {count - 1} < {dim}, so the distance is computed on a singular covariance "
+        "and is strongly biased. Use at least D + 1 samples (FID-Inception: >= 2049; the "
+        "paper uses 30k)."
+    )
+    if not allow_rank_deficient:
+        raise RankDeficientError(f"{message} Pass allow_rank_deficient=True to compute it anyway.")
+    warnings.warn(message, RankDeficientWarning, stacklevel=3)
 
 
 def _psd_sqrt(sigma: np.ndarray) -> np.ndarray:
