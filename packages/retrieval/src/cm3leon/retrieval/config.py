@@ -69,6 +69,9 @@ class ClipTrainConfig:
         save_interval: checkpoint interval (Composer time string).
         seed: Composer seed.
         device: ``cpu`` or ``gpu``.
+        precision: ``fp32``, ``amp_bf16`` (on the CPU: bf16 autocast of the forward pass),
+            ``auto`` (bf16 where the hardware has it) or ``amp_fp16`` (GPU); see
+            :mod:`cm3leon.core.precision`.
         num_workers: dataloader workers.
     """
 
@@ -85,6 +88,7 @@ class ClipTrainConfig:
     save_interval: str = "100ba"
     seed: int = 17
     device: str = "cpu"
+    precision: str = "fp32"
     num_workers: int = 0
 
 

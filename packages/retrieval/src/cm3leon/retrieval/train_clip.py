@@ -35,6 +35,7 @@ from typing import Any
 import torch
 
 from cm3leon.core.documents import Document
+from cm3leon.core.precision import precision_problem, resolve_precision
 from cm3leon.retrieval.config import ClipTrainConfig
 from cm3leon.retrieval.encoder import (
     ClipDocumentEncoder,
@@ -70,8 +71,13 @@ class ClipPairs(torch.utils.data.Dataset):
         return self.transform(image), self.tokens[i]
 
 
-def _composer_parts(clip: torch.nn.Module) -> tuple[Any, Any]:
-    """The ComposerModel and the logit-scale callback (composer imported lazily)."""
+def _composer_parts(clip: torch.nn.Module, cpu_autocast: bool = False) -> tuple[Any, Any]:
+    """The ComposerModel and the logit-scale callback (composer imported lazily).
+
+    ``cpu_autocast``: the forward pass runs under ``torch.autocast("cpu", dtype=torch.bfloat16)``
+    (``precision: amp_bf16`` on the CPU; Composer's own autocast is CUDA-only); the
+    features are cast back to fp32 for the loss.
+    """
     from composer import Callback, Event, State
     from composer.loggers import Logger
     from composer.models import ComposerModel
@@ -84,6 +90,7 @@ def _composer_parts(clip: torch.nn.Module) -> tuple[Any, Any]:
         def __init__(self, model: torch.nn.Module) -> None:
             super().__init__()
             self.clip = model
+            self.cpu_autocast = cpu_autocast
             self.loss_fn = ClipLoss(
                 local_loss=False, gather_with_grad=True, rank=dist.get_global_rank(),
                 world_size=dist.get_world_size(),
@@ -91,10 +98,11 @@ def _composer_parts(clip: torch.nn.Module) -> tuple[Any, Any]:
 
         def forward(self, batch: Any) -> Any:
             images, tokens = batch
-            return self.clip(images, tokens)  # (B, D), (B, D), scalar
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.cpu_autocast):
+                return self.clip(images, tokens)  # (B, D), (B, D), scalar; bf16 under CPU autocast
 
         def loss(self, outputs: Any, batch: Any, *args: Any, **kwargs: Any) -> torch.Tensor:
-            image_features, text_features, logit_scale = outputs[:3]
+            image_features, text_features, logit_scale = (x.float() for x in outputs[:3])  # no-op in fp32
             return self.loss_fn(image_features, text_features, logit_scale)
 
     class ClampLogitScale(Callback):
@@ -128,6 +136,8 @@ def _run_key(cfg: ClipTrainConfig) -> dict[str, Any]:
     key = asdict(cfg)
     for k in ("output", "device", "num_workers", "save_interval"):
         key.pop(k)
+    if key["precision"] == "fp32":  # the key runs had before `precision` existed
+        key.pop("precision")
     return key
 
 
@@ -189,6 +199,9 @@ def train_clip(
     from cm3leon.core.io import atomic_write_json, is_complete, read_json
 
     out = Path(cfg.output)
+    problem = precision_problem(cfg.precision, cfg.device, key="train_clip.precision")
+    if problem:
+        raise ValueError(problem)
     metrics_path = out / "metrics.json"
     if is_complete(out / "encoder") and metrics_path.is_file():
         previous = read_json(metrics_path)
@@ -246,7 +259,10 @@ def _fit(cfg: ClipTrainConfig, clip: torch.nn.Module, model_cfg: dict[str, Any],
     sampler = dist.get_sampler(dataset, shuffle=True, drop_last=True, seed=cfg.seed)
     loader = torch.utils.data.DataLoader(dataset, batch_size=cfg.batch_size, sampler=sampler,
                                          drop_last=True, num_workers=cfg.num_workers)
-    model, clamp = _composer_parts(clip)
+    precision = resolve_precision(cfg.precision, "gpu" if cfg.device == "gpu" else "cpu",
+                                  key="train_clip.precision")
+    log.info("%s", precision.describe())
+    model, clamp = _composer_parts(clip, precision.cpu_autocast)
     optimizer = torch.optim.AdamW(_param_groups(clip, cfg.weight_decay), lr=cfg.lr, betas=(0.9, 0.98), eps=1e-6)
     trainer = Trainer(
         model=model,
@@ -255,6 +271,7 @@ def _fit(cfg: ClipTrainConfig, clip: torch.nn.Module, model_cfg: dict[str, Any],
         optimizers=optimizer,
         schedulers=CosineAnnealingWithWarmupScheduler(t_warmup=cfg.warmup),
         device=cfg.device,
+        precision=precision.composer_precision,  # CPU bf16: the model's own autocast
         callbacks=[clamp, *extra_callbacks],
         loggers=[FileLogger(str(out / "train.log"), capture_stdout=False, capture_stderr=False)],
         save_folder=str(out / "checkpoints"),
