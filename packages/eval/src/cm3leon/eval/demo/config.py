@@ -41,6 +41,10 @@ class WorldSection:
         image_size: image side in pixels (the VQ tokenizer's resolution).
         formats: public formats to write (``ground_truth`` is always written); the SFT
             mixture's and the evaluations' sources must be among them.
+        entity_docs: long-tail entity documents (``cm3leon world export --entity-docs``):
+            named mosaics with Zipfian frequency mixed into pretraining and the memory
+            bank, and the ``tail_to_image`` evaluation's prompts; 0 = no tail.
+        entities / entity_zipf: size of the entity catalogue, exponent of its frequency law.
     """
 
     n: int = 4000
@@ -49,6 +53,9 @@ class WorldSection:
     formats: list[str] = field(
         default_factory=lambda: ["pretrain", "coco", "vqa2", "instruct_pix2pix"]
     )
+    entity_docs: int = 0
+    entities: int = 300
+    entity_zipf: float = 1.0
 
 
 @dataclass
@@ -230,6 +237,31 @@ def _t2i() -> EvalSection:
     )
 
 
+def _tail() -> EvalSection:
+    """Text-to-image on prompts naming long-tail entities (run when ``world.entity_docs`` > 0):
+    the paper's case for retrieval (its Khachkar crosses), k x decoding as Table 1."""
+    base = _t2i()
+    return EvalSection(
+        model="pretrain",
+        protocol=copy.deepcopy(base.protocol),
+        matrix=copy.deepcopy(base.matrix),
+        report={
+            "precision": 3,
+            "tables": [
+                {"rows": "strategy", "columns": "k", "value": "entity_cell_acc",
+                 "title": "Entity mosaic cells right (chance 1/6)"},
+                {"rows": "strategy", "columns": "k", "value": "entity_match",
+                 "title": "Entity drawn (>= 12 of 16 cells right)"},
+                {"rows": "strategy", "columns": "k", "value": "fid", "title": "FID (CLIP features)"},
+            ],
+            "plots": [
+                {"x": "k", "y": "entity_cell_acc", "series": "strategy",
+                 "title": "Tail entities: mosaic cells right vs retrieved documents"},
+            ],
+        },  # fmt: skip
+    )
+
+
 def _captioning() -> EvalSection:
     return EvalSection(
         model="sft",
@@ -288,7 +320,8 @@ class DemoConfig:
         pretrain / sft: ``cm3leon train`` configs (schema ``train``).
         mixture: ``cm3leon tasks mixture`` config (schema ``sft_mixture``); source paths
             are relative to the world export.
-        text_to_image / captioning / vqa / editing: the evaluations.
+        text_to_image / tail_to_image / captioning / vqa / editing: the evaluations
+            (``tail_to_image`` runs only with ``world.entity_docs`` > 0).
         vq_ceiling: score VQ reconstructions of real images (the accuracy ceiling).
     """
 
@@ -307,6 +340,7 @@ class DemoConfig:
     mixture: dict[str, Any] = field(default_factory=_mixture)
     sft: dict[str, Any] = field(default_factory=_sft)
     text_to_image: EvalSection = field(default_factory=_t2i)
+    tail_to_image: EvalSection = field(default_factory=_tail)
     captioning: EvalSection = field(default_factory=_captioning)
     vqa: EvalSection = field(default_factory=_vqa)
     editing: EvalSection = field(default_factory=_editing)

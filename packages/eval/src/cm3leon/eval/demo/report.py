@@ -241,6 +241,49 @@ def _t2i(page: _Page, t2i: dict[str, Any]) -> None:
     )
 
 
+def _matrix_table(page: _Page, rows: list[dict[str, Any]], metric: str, title: str) -> None:
+    """One metric as a strategy x k table (skipped when no run has it)."""
+    if not any(_num(r.get(metric)) is not None for r in rows):
+        return
+    ks = sorted({int(r["k"]) for r in rows if _num(r.get("k")) is not None})
+    body = []
+    for s in dict.fromkeys(str(r.get("strategy")) for r in rows):
+        cells = []
+        for k in ks:
+            hit = [r for r in rows if str(r.get("strategy")) == s and _num(r.get("k")) == k]
+            cells.append(_num(hit[0].get(metric)) if hit else None)
+        body.append([s, *cells])
+    page.add(f"<h3>{html.escape(title)}</h3>")
+    page.table(["strategy \\ k", *[f"k = {k}" for k in ks]], body)
+
+
+def _tail(page: _Page, tail: dict[str, Any]) -> None:
+    """Tail entities: the entity measures over k x decoding, the retrieval difference, grids."""
+    rows = tail.get("rows", [])
+    page.add(
+        "<h2>Tail entities: retrieval for rare named entities (§2.1, Table 1's case)</h2><p>Test-split "
+        "prompts naming the world's long-tail entities (4 x 4 colour mosaics with made-up names, Zipfian "
+        "frequency: most appear in a handful of pretraining documents). The entity scorer reads each "
+        "mosaic cell's colour from the kept image (chance 1/6 per cell); an entity is drawn when at least "
+        f"12 of 16 cells are right. Full table: {page.link(tail['table'], 'results.md')}.</p>"
+    )  # fmt: skip
+    for metric, title in (("entity_cell_acc", "mosaic cells right (chance 0.167)"),
+                          ("entity_match", "entity drawn (>= 12 of 16 cells)"),
+                          ("baselines.entity_shuffled.entity_cell_acc",
+                           "floor: the same images against other prompts' entities"),
+                          ("fid", "FID (CLIP)")):  # fmt: skip
+        _matrix_table(page, rows, metric, title)
+    notes = []
+    for s, entry in tail.get("findings", {}).get("retrieval", {}).items():
+        if "entity_cell_acc" in entry:
+            notes.append(f"retrieval ({s}), from k = 0 to the largest k: cells right "
+                         f"{_delta(entry['entity_cell_acc'])}, entity drawn {_delta(entry.get('entity_match'))}")  # fmt: skip
+    if notes:
+        page.add("<ul>" + "".join(f"<li>{html.escape(n)}</li>" for n in notes) + "</ul>")
+    page.add('<div class="figs">' + "".join(page.image(p, Path(p).stem) for p in tail.get("plots", []))
+             + "".join(page.image(p, run) for run, p in tail.get("grids", {}).items()) + "</div>")  # fmt: skip
+
+
 def _t2i_floors(page: _Page, rows: list[dict[str, Any]]) -> None:
     """Each run's headline next to every baseline measured in the same run, and the old measure."""
     names = ("chance", "shuffled", "other_scene", "mean_image")
@@ -366,6 +409,8 @@ def render_report(out: str | Path, stages: Sequence[Stage], outcomes: Sequence[A
     ev = summary["evaluations"]
     if "text_to_image" in ev:
         _t2i(page, ev["text_to_image"])
+    if "tail_to_image" in ev:
+        _tail(page, ev["tail_to_image"])
     if "vq_ceiling" in ev:
         _ceiling(page, ev["vq_ceiling"], _vq_grid(out))
     for name in ("captioning", "vqa", "editing"):

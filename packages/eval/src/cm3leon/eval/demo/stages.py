@@ -22,6 +22,7 @@ mixture            ``cm3leon tasks mixture``
 sft                ``cm3leon train`` (``model.init_from`` = the pretrained export), export, plot
 vq_ceiling         ``cm3leon tokenizers reconstruct``, ``cm3leon world score`` (x2)
 text_to_image      ``cm3leon ablate`` over the ``text_to_image`` runner (k x decoding strategy)
+tail_to_image      the same over prompts naming long-tail entities (``world.entity_docs`` > 0)
 captioning         ``cm3leon eval captioning``
 vqa                ``cm3leon eval vqa``
 editing            ``cm3leon eval editing``
@@ -130,10 +131,21 @@ def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _world_formats(cfg: DemoConfig) -> list[str]:
+    """The export's formats; with a long tail also ``entities`` (the tail evaluation's prompts)."""
+    formats = list(cfg.world.formats)
+    if cfg.world.entity_docs and "entities" not in formats:
+        formats.append("entities")
+    return formats
+
+
 def _world(cfg: DemoConfig, lay: Layout) -> Stage:
     w = cfg.world
     argv = ("world", "export", "--out", str(lay.world), "--n", str(w.n), "--seed", str(w.seed),
-            "--image-size", str(w.image_size), "--formats", ",".join(w.formats))  # fmt: skip
+            "--image-size", str(w.image_size), "--formats", ",".join(_world_formats(cfg)))  # fmt: skip
+    if w.entity_docs:
+        argv += ("--entity-docs", str(w.entity_docs), "--entities", str(w.entities),
+                 "--entity-zipf", str(w.entity_zipf))  # fmt: skip
     return Stage(
         "world", "Procedural world in public formats",
         (Step("export", argv, (lay.world / "world.json",)),),
@@ -245,6 +257,7 @@ def _protocol_paths(name: str, section: EvalSection, lay: Layout) -> dict[str, A
     w = lay.world
     data = {
         "text_to_image": {"ground_truth": str(w / "ground_truth" / "scenes.jsonl")},
+        "tail_to_image": {"entities": str(w / "entities" / "documents.jsonl")},
         "captioning": {"annotations": str(w / "coco" / "annotations" / "captions_val2017.json")},
         "vqa": {"questions": str(w / "vqa2" / "v2_OpenEnded_mscoco_val2014_questions.json"),
                 "annotations": str(w / "vqa2" / "v2_mscoco_val2014_annotations.json")},
@@ -263,10 +276,15 @@ def _protocol_paths(name: str, section: EvalSection, lay: Layout) -> dict[str, A
 
 _PROTOCOL_TITLES = {
     "text_to_image": "Zero-shot text-to-image: k x decoding strategy (Table 1 / Figure 4)",
+    "tail_to_image": "Tail entities: text-to-image of rare named entities, k x decoding strategy",
     "captioning": "Captioning: CIDEr-D vs the nearest-caption baseline",
     "vqa": "VQA: accuracy vs the majority-answer baseline",
     "editing": "Text-guided editing: world edit accuracy",
 }
+
+
+#: Evaluations that run another protocol's runner.
+_RUNNERS = {"tail_to_image": "text_to_image"}
 
 
 def _evaluation(cfg: DemoConfig, lay: Layout, name: str) -> Stage:
@@ -279,7 +297,7 @@ def _evaluation(cfg: DemoConfig, lay: Layout, name: str) -> Stage:
     if section.matrix:
         ablation = {
             "name": f"demo_{name}", "description": _PROTOCOL_TITLES[name],
-            "base": {"runner": name, "config": protocol},
+            "base": {"runner": _RUNNERS.get(name, name), "config": protocol},
             "matrix": copy.deepcopy(section.matrix), "exclude": copy.deepcopy(section.exclude),
             "run_name": section.run_name, "output_dir": str(out), "report": copy.deepcopy(section.report),
         }  # fmt: skip
@@ -287,11 +305,11 @@ def _evaluation(cfg: DemoConfig, lay: Layout, name: str) -> Stage:
         artefacts = {"results table": out / "results.md", "results csv": out / "results.csv"}
         configs = {path: ("ablation", ablation)}
     else:
-        command = name.replace("_", "-")
+        command = _RUNNERS.get(name, name).replace("_", "-")
         step = Step("protocol", ("eval", command, str(path), "--out", str(out)),
                     (out / "results.json",))  # fmt: skip
         artefacts = {"results": out / "results.json", "samples": out / "samples.png"}
-        configs = {path: (f"runner:{name}", protocol)}
+        configs = {path: (f"runner:{_RUNNERS.get(name, name)}", protocol)}
     return Stage(name, _PROTOCOL_TITLES[name], (step,), configs=configs, artefacts=artefacts,
                  owns=(out,), depends=depends)  # fmt: skip
 
@@ -335,7 +353,7 @@ def build_stages(cfg: DemoConfig, layout: Layout | None = None) -> list[Stage]:
     ]
     if cfg.vq_ceiling.enabled:
         stages.append(_vq_ceiling(cfg, lay))
-    for name in ("text_to_image", "captioning", "vqa", "editing"):
-        if getattr(cfg, name).enabled:
+    for name in ("text_to_image", "tail_to_image", "captioning", "vqa", "editing"):
+        if getattr(cfg, name).enabled and (name != "tail_to_image" or cfg.world.entity_docs):
             stages.append(_evaluation(cfg, lay, name))
     return stages

@@ -37,6 +37,13 @@ VQA_FLOOR = 2.0  # VQA accuracy >= 2x the majority-answer baseline
 #: The text-to-image run the floor is checked on, fixed in advance (the paper's default
 #: decoding, zero-shot without retrieval) rather than the best of the matrix.
 T2I_HEADLINE = {"strategy": "top_p", "k": 0}
+#: Tail entities (issue 15): the entity scorer's measures, and the retrieval floor -- on
+#: prompts naming rare entities, the default strategy with the most retrieved documents
+#: beats k = 0 by at least this many standard errors of the difference.
+TAIL_METRIC = "entity_cell_acc"
+TAIL_METRICS = ("entity_cell_acc", "entity_match")
+TAIL_RETRIEVAL_SES = 3.0
+TAIL_STRATEGY = "top_p"
 
 
 def _json(path: Path) -> Any:
@@ -88,10 +95,10 @@ def _training(run: Path) -> dict[str, Any]:
 
 
 def _standard_error(run_dir: Path, metric: str) -> float | None:
-    """Standard error over prompts of a world metric of one text-to-image run."""
+    """Standard error over prompts of a world (or entity) metric of one text-to-image run."""
     result = _json(run_dir / "results.json") or {}
     values = [
-        _float((p.get("world") or {}).get(metric))
+        _float({**(p.get("world") or {}), **(p.get("entity") or {})}.get(metric))
         for p in (result.get("per_prompt") or {}).values()
     ]
     values = [v for v in values if v is not None]
@@ -102,7 +109,7 @@ def _standard_error(run_dir: Path, metric: str) -> float | None:
     return math.sqrt(var / len(values))
 
 
-def _ablation(folder: Path) -> dict[str, Any]:
+def _ablation(folder: Path, metrics: Sequence[str] = (T2I_METRIC, T2I_OLD_METRIC)) -> dict[str, Any]:
     """Rows of an ablation's ``results.csv`` (numbers parsed, plus the headline's and the old
     accuracy's standard errors over prompts from each run's ``results.json``) and its plots."""
     rows: list[dict[str, Any]] = []
@@ -115,7 +122,7 @@ def _ablation(folder: Path) -> dict[str, Any]:
     except FileNotFoundError:
         return {}
     for row in rows:
-        for metric in (T2I_METRIC, T2I_OLD_METRIC):
+        for metric in metrics:
             row[f"{metric}_se"] = _standard_error(folder / "runs" / str(row.get("run")), metric)
     return {"rows": rows, "plots": sorted(str(p) for p in folder.glob("plot-*.png")),
             "table": str(folder / "results.md")}  # fmt: skip
@@ -142,7 +149,7 @@ def _difference(rows: Sequence[dict[str, Any]], metric: str, a: dict[str, Any], 
     if va is None or vb is None:
         return None
     out: dict[str, Any] = {names[0]: va, names[1]: vb, "delta": vb - va}
-    if metric in (T2I_METRIC, T2I_OLD_METRIC):
+    if metric in (T2I_METRIC, T2I_OLD_METRIC, *TAIL_METRICS):
         sa, sb = _cell(rows, f"{metric}_se", **a), _cell(rows, f"{metric}_se", **b)
         if sa is not None and sb is not None:
             out["se"] = math.sqrt(sa**2 + sb**2)
@@ -156,12 +163,14 @@ def _difference(rows: Sequence[dict[str, Any]], metric: str, a: dict[str, Any], 
     return out
 
 
-def _t2i_findings(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+def _t2i_findings(
+    rows: Sequence[dict[str, Any]], accuracies: Sequence[str] = (T2I_METRIC, T2I_OLD_METRIC)
+) -> dict[str, Any]:
     """Does retrieval (largest k vs 0) help, does CFG help: differences read off the matrix."""
     ks = sorted({int(r["k"]) for r in rows if _float(r.get("k")) is not None})
     strategies = sorted({str(r["strategy"]) for r in rows if r.get("strategy")})
     out: dict[str, Any] = {"retrieval": {}, "cfg": {}}
-    metrics = (T2I_METRIC, T2I_OLD_METRIC, "fid", "clip_score")
+    metrics = (*accuracies, "fid", "clip_score")
     if ks and min(ks) == 0 and max(ks) > 0:
         for s in strategies:
             diffs = {m: _difference(rows, m, {"k": 0, "strategy": s}, {"k": max(ks), "strategy": s},
@@ -183,6 +192,12 @@ def _evaluations(lay: Layout) -> dict[str, Any]:
         t2i["grids"] = {row["run"]: str(lay.eval / "text_to_image" / "runs" / str(row["run"]) / "samples.png")
                         for row in t2i["rows"] if row.get("run")}  # fmt: skip
         out["text_to_image"] = t2i
+    tail = _ablation(lay.eval / "tail_to_image", TAIL_METRICS)
+    if tail:
+        tail["findings"] = _t2i_findings(tail["rows"], TAIL_METRICS)
+        tail["grids"] = {row["run"]: str(lay.eval / "tail_to_image" / "runs" / str(row["run"]) / "samples.png")
+                         for row in tail["rows"] if row.get("run")}  # fmt: skip
+        out["tail_to_image"] = tail
     for name in ("captioning", "vqa", "editing"):
         result = _json(lay.eval / name / "results.json")
         if result is not None:
@@ -257,10 +272,25 @@ def _t2i_floors(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     return checks
 
 
+def _tail_floor(tail: dict[str, Any]) -> list[dict[str, Any]]:
+    """Retrieval on tail entities: k = max minus k = 0 of the default strategy, in SEs."""
+    entry = (tail.get("findings", {}).get("retrieval", {}).get(TAIL_STRATEGY) or {}).get(TAIL_METRIC)
+    if not entry or entry.get("se") is None:
+        return []
+    k_max = next(k for k in entry if k.startswith("k") and k != "k0")
+    ses = entry["delta"] / entry["se"] if entry["se"] else None
+    return [{"name": f"retrieval on tail entities: mosaic cells right, {k_max} minus k0 "
+                     f"({TAIL_STRATEGY}); floor in standard errors of the difference",
+             "value": entry[k_max], "se": entry["se"], "baseline": entry["k0"],
+             "baseline_name": "k = 0 (no retrieval), same prompts", "floor": TAIL_RETRIEVAL_SES,
+             "ratio": ses, "passed": ses is not None and ses >= TAIL_RETRIEVAL_SES}]  # fmt: skip
+
+
 def floors(summary: dict[str, Any]) -> list[dict[str, Any]]:
     """The demo's must-show checks: value, baseline, ratio, floor, pass/fail."""
     ev = summary.get("evaluations", {})
     checks = _t2i_floors(ev.get("text_to_image", {}).get("rows", []))
+    checks += _tail_floor(ev.get("tail_to_image", {}))
     vqa = ev.get("vqa")
     if vqa:
         acc = _float(vqa["metrics"].get("accuracy"))
