@@ -330,22 +330,30 @@ def _digest(ident: str) -> int:
     return int.from_bytes(hashlib.blake2b(ident.encode("utf-8"), digest_size=8).digest(), "little")
 
 
-def _check_unique_ids(records: Sequence[Mapping[str, Any]], out: Path) -> None:
-    """Ids must be unique across parts (64-bit digests sorted; a clash is confirmed by name)."""
+def _check_unique_ids(work: Path, n_parts: int, out: Path) -> None:
+    """Ids must be unique across parts.
+
+    One 64-bit digest per id is kept (not the ids: a corpus has hundreds of millions), the
+    digests are sorted, and only a repeated digest is looked up again by name.
+    """
     import numpy as np
 
-    digests = np.fromiter((_digest(i) for r in records for i in r["ids"]), dtype=np.uint64)
+    def ids(part: int) -> list[str]:
+        return read_json(_record_path(work, part))["ids"]
+
+    digests = np.concatenate([np.fromiter(map(_digest, ids(p)), dtype=np.uint64) for p in range(n_parts)])
     digests.sort()
     clashes = set(digests[1:][digests[1:] == digests[:-1]].tolist())
     seen: dict[str, str] = {}
-    for record in records:
+    for part in range(n_parts) if clashes else ():
+        record = read_json(_record_path(work, part))
         for ident in record["ids"]:
             if _digest(ident) not in clashes:
                 continue
             if ident in seen:
                 raise ValueError(f"{out}: duplicate sample id {ident!r} in parts {seen[ident]} and "
-                                 f"{record['part']} ({record['label']})")  # fmt: skip
-            seen[ident] = f"{record['part']} ({record['label']})"
+                                 f"{part} ({record['label']})")  # fmt: skip
+            seen[ident] = f"{part} ({record['label']})"
 
 
 def _worker_summary(records: Sequence[Mapping[str, Any]], finished_before: set[int]) -> list[dict[str, Any]]:
@@ -372,8 +380,8 @@ def _merge(job: PrepareJob, out: Path, work: Path, n_parts: int, workers: int, f
     missing = [p for p in range(n_parts) if not _record_path(work, p).is_file()]
     if missing:
         raise ValueError(f"{work}: part(s) {missing[:10]} not finished; run the command again to resume")
-    records = [read_json(_record_path(work, p)) for p in range(n_parts)]
-    _check_unique_ids(records, out)
+    _check_unique_ids(work, n_parts, out)
+    records = [{k: v for k, v in read_json(_record_path(work, p)).items() if k != "ids"} for p in range(n_parts)]
     report = PrepareReport(str(out), job.kind, written=sum(r["written"] for r in records),
                            skipped=[(str(w), str(why)) for r in records for w, why in r["skipped"]])  # fmt: skip
     _check_skip_rate(report, len(report.skipped), max_skip_rate)
