@@ -28,6 +28,8 @@ __all__ = ["generate_command"]
 @click.option("--out", default=None, help="Output directory (overrides output).")
 @click.option("--num-candidates", type=int, default=None, help="Candidates per prompt (overrides num_candidates).")
 @click.option("--seed", type=int, default=None, help="Sampling seed (overrides seed).")
+@click.option("--dtype", default=None, type=click.Choice(["fp32", "bf16", "fp16", "float32", "bfloat16", "float16"]),
+              help="Weight dtype (overrides model.dtype); bf16 halves the bytes each decode step reads.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output directory.")
 def generate_command(
     config: str | None,
@@ -40,6 +42,7 @@ def generate_command(
     out: str | None,
     num_candidates: int | None,
     seed: int | None,
+    dtype: str | None,
     overwrite: bool,
 ) -> None:
     """Generate images and text with a trained model, deterministically for a seed.
@@ -56,7 +59,8 @@ def generate_command(
     from cm3leon.decoding.run import run_generation
 
     flags = {"model.export": export, "tokenizer.text": text_tokenizer, "tokenizer.image": image_tokenizer,
-             "output": out, "num_candidates": num_candidates, "seed": seed, "prompts": prompts_file}  # fmt: skip
+             "output": out, "num_candidates": num_candidates, "seed": seed, "prompts": prompts_file,
+             "model.dtype": dtype}  # fmt: skip
     extra = [f"{key}={json.dumps(value)}" for key, value in flags.items() if value is not None]
     try:
         cfg = load_config(GenerateConfig, config, [*overrides, *extra])

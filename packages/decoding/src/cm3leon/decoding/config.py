@@ -48,7 +48,15 @@ _BUILTIN_TASKS = ("text_to_image", "image_to_text", "text_infill", "image_infill
 
 @dataclass
 class ModelSource:
-    """Attributes: export: a ``cm3leon train export`` directory or its ``model.safetensors``."""
+    """Where the model comes from and how it is held.
+
+    Attributes:
+        export: a ``cm3leon train export`` directory or its ``model.safetensors``.
+        device: ``cpu`` or a CUDA device.
+        dtype: weight (and KV-cache) dtype: ``float32``/``fp32``, ``bfloat16``/``bf16``,
+            ``float16``/``fp16`` or ``float64`` (``--dtype``).  bf16 halves the bytes each
+            decode step reads; guidance and selection run on fp32 logits.
+    """
 
     export: str = MISSING
     device: str = "cpu"

@@ -340,7 +340,8 @@ def _generate(
     finished = torch.zeros(B, dtype=torch.bool, device=device)
     steps = 0
     for t in range(T):
-        scores = logits.view(S, B, -1)
+        # bf16/fp16 weights give half-precision logits: guidance and selection run in fp32
+        scores = logits.to(torch.promote_types(logits.dtype, torch.float32)).view(S, B, -1)
         if plan.disallowed is not None:
             scores = scores.index_fill(-1, plan.disallowed, float("-inf"))
         chosen = _select(scores, pipelines, plan.stream_idx, plan.columns, out, t, plan.offset, generator)

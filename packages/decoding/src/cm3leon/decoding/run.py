@@ -29,7 +29,11 @@ __all__ = ["build_generator", "run_generate", "run_generation"]
 
 log = logging.getLogger(__name__)
 
-_DTYPES = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16, "float16": torch.float16}
+#: ``model.dtype`` / ``--dtype`` values: the weights (and KV cache) are cast to it on load.
+#: bf16 halves the bytes a memory-bound decode step moves; logits are upcast to fp32 in
+#: the processors either way.
+_DTYPES = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16, "float16": torch.float16,
+           "fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def build_generator(cfg: GenerateConfig, *, registries: Any = None) -> CM3LeonGenerator:
@@ -105,6 +109,7 @@ def run_generation(
             summary = {
                 **counts,
                 "num_candidates": cfg.num_candidates,
+                "dtype": str(next(gen.model.parameters()).dtype).removeprefix("torch."),
                 "seconds": seconds,
                 "generated_tokens": tokens,
                 "tokens_per_second": tokens / seconds if seconds > 0 else None,
