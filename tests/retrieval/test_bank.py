@@ -262,10 +262,10 @@ def test_merging_two_rank_shards_equals_one_index(factory: str) -> None:
         np.testing.assert_array_equal(a, b)
 
 
-def write_document_shards(path: Path, docs: list[Document]) -> Path:
+def write_document_shards(path: Path, docs: list[Document], size_limit: int = 1 << 26) -> Path:
     from cm3leon.core.shards import DocumentShardWriter
 
-    with DocumentShardWriter(path) as w:
+    with DocumentShardWriter(path, size_limit=size_limit) as w:
         for d in docs:
             w.write(d)
     return path
@@ -285,12 +285,13 @@ def test_two_simulated_ranks_build_the_same_bank_as_one(tmp_path: Path, factory:
     results = {}
     for world in (1, 2):
         cfg = bank_cfg(tmp_path / f"w{world}", shards, factory)
+        layout = build_mod.plan_layout(cfg)
         for rank in range(world):
-            total = build_mod.embed_phase(cfg, enc, rank=rank, world_size=world, progress=False)
-        build_mod.train_phase(cfg, enc.dim, total)
+            build_mod.embed_phase(cfg, enc, layout, rank=rank, world_size=world, progress=False)
+        build_mod.train_phase(cfg, enc.dim, layout)
         for rank in range(world):
-            build_mod.add_phase(cfg, enc.dim, total, rank=rank, world_size=world)
-        results[world] = MemoryBank.load(build_mod.merge_phase(cfg, total, world, info))
+            build_mod.add_phase(cfg, enc.dim, layout, rank=rank, world_size=world)
+        results[world] = MemoryBank.load(build_mod.merge_phase(cfg, layout, world, info))
     one, two = results[1], results[2]
     assert one.ids == two.ids == [d.id for d in docs]
     q = enc.encode_documents(docs[:20]).numpy()
@@ -320,10 +321,11 @@ def test_interrupted_embedding_resumes_from_complete_chunks(tmp_path: Path) -> N
                 raise Crash
             return super().encode_documents(docs)
 
+    layout = build_mod.plan_layout(cfg)
     with pytest.raises(Crash):
-        build_mod.embed_phase(cfg, CrashingEncoder(), progress=False)
-    done = [d for d in build_mod.chunk_dirs(cfg, 200) if (d / "COMPLETE").exists()]
+        build_mod.embed_phase(cfg, CrashingEncoder(), layout, progress=False)
+    done = [d for d in build_mod.chunk_dirs(cfg, len(layout.chunks)) if (d / "COMPLETE").exists()]
     assert len(done) == 2  # two chunks finished before the crash; no partial chunk left
     assert not any(p.name.endswith(".partial") for p in build_mod.work_dir(cfg).iterdir())
-    build_mod.embed_phase(cfg, enc, progress=False)
+    build_mod.embed_phase(cfg, enc, layout, progress=False)
     assert enc.calls == 2  # only the two missing chunks were embedded again

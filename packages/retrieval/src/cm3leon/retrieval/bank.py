@@ -4,18 +4,25 @@ On disk (written atomically as one directory, ``COMPLETE`` marker last)::
 
     bank/
       manifest.json            kind, size, dim, factory string, search params,
-                               encoder fingerprint, sizes + SHA-256 of every file
+                               encoder fingerprint, documents (kind, sources),
+                               sizes + SHA-256 of every file
       index.faiss              the FAISS index (row i = document i)
       ids.json                 row -> document id
-      documents.jsonl          row -> document (Document.to_json per line)
-      documents.offsets.npy    byte offsets into documents.jsonl
+      documents.refs.npy       row -> (source, sample): documents by reference into the
+                               document shards listed (path + index.json SHA-256) in the
+                               manifest -- what ``cm3leon retrieval build`` writes
+      documents.jsonl          or: row -> a copy of the document (banks built in memory
+      documents.offsets.npy        from documents that live in no dataset; format-1 banks)
       COMPLETE
 
 :meth:`MemoryBank.load` checks the marker, the manifest, every file's size and
 hash, the index file's size against a byte limit
 (:func:`cm3leon.retrieval.index.max_index_bytes`) and the index header's dimension
 before FAISS reads the index; after reading, ``index.ntotal`` must equal the manifest's
-size, the number of ids and the number of documents (errors name the files).
+size, the number of ids and the number of documents (errors name the files).  A bank
+by reference also checks that each source directory exists and still has the
+``index.json`` it was built from (:class:`cm3leon.retrieval.store.ShardDocumentStore`);
+banks of format 1 (with document copies) load as before.
 """
 
 from __future__ import annotations
@@ -45,6 +52,7 @@ from cm3leon.retrieval.store import (
     DocumentStore,
     JsonlDocumentStore,
     ListDocumentStore,
+    ShardDocumentStore,
     write_jsonl_documents,
 )
 
@@ -60,7 +68,8 @@ __all__ = [
     "verify_files",
 ]
 
-BANK_FORMAT = 1
+BANK_FORMAT = 2
+READABLE_FORMATS = (1, 2)  # 1: documents always copied (documents.jsonl); no "documents" field
 MANIFEST_FILE = "manifest.json"
 INDEX_FILE = "index.faiss"
 IDS_FILE = "ids.json"
@@ -83,6 +92,8 @@ class BankManifest:
         encoder: name and fingerprint of the encoder that produced the vectors.
         files: file name -> ``{"bytes": n, "sha256": hex}``.
         extra: kind-specific settings (BM25 ``k1``/``b``, training sample size, ...).
+        documents: how documents are stored: ``{"kind": "jsonl"}`` (copies) or
+            ``{"kind": "shards", "sources": [{"path", "index_sha256", "num_samples"}]}``.
     """
 
     kind: str
@@ -93,6 +104,7 @@ class BankManifest:
     encoder: dict[str, str] = field(default_factory=dict)
     files: dict[str, dict[str, Any]] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
+    documents: dict[str, Any] = field(default_factory=lambda: {"kind": "jsonl"})
     format: int = BANK_FORMAT
 
     def to_json(self) -> dict[str, Any]:
@@ -115,8 +127,11 @@ def read_manifest(directory: str | Path, *, kind: str | None = None) -> BankMani
         manifest = BankManifest(**data)
     except TypeError as err:
         raise BankError(f"{directory / MANIFEST_FILE}: unexpected manifest fields: {err}") from None
-    if manifest.format != BANK_FORMAT:
-        raise BankError(f"{directory}: bank format {manifest.format}, this version reads {BANK_FORMAT}")
+    if manifest.format not in READABLE_FORMATS:
+        raise BankError(f"{directory}: bank format {manifest.format}, this version reads formats "
+                        f"{', '.join(map(str, READABLE_FORMATS))}; rebuild it with `cm3leon retrieval build`")
+    if manifest.documents.get("kind") not in ("jsonl", "shards"):
+        raise BankError(f"{directory / MANIFEST_FILE}: unknown documents kind {manifest.documents.get('kind')!r}")
     if kind is not None and manifest.kind != kind:
         raise BankError(f"{directory}: a {manifest.kind!r} bank, expected a {kind!r} bank")
     return manifest
@@ -244,15 +259,12 @@ class MemoryBank:
         with atomic_directory(directory, overwrite=overwrite) as tmp:
             write_index(self.index, tmp / INDEX_FILE)
             atomic_write_json(tmp / IDS_FILE, self.ids, indent=0)
-            fast_copy = getattr(self.store, "write_jsonl", None)  # stores already in JSONL form
-            if fast_copy is not None:
-                fast_copy(tmp)
-            else:
-                write_jsonl_documents(self._iter_documents(), tmp)
-            files = {name: file_record(tmp / name) for name in (INDEX_FILE, IDS_FILE, DOCUMENTS_FILE, OFFSETS_FILE)}
+            documents, names = write_store(self.store, tmp, self._iter_documents)
+            files = {name: file_record(tmp / name) for name in (INDEX_FILE, IDS_FILE, *names)}
             manifest = BankManifest(
                 kind="faiss", size=self.size, dim=self.dim, factory=self.factory,
                 search_params=self.search_params, encoder=self.encoder, files=files, extra=self.extra,
+                documents=documents,
             )
             atomic_write_json(tmp / MANIFEST_FILE, manifest.to_json())
             mark_complete(tmp, {"kind": "faiss", "size": self.size})
@@ -268,6 +280,7 @@ class MemoryBank:
         encoder_fingerprint: str | None = None,
         search_params: str | None = None,
         max_index_bytes: int | None = None,
+        verify_documents: bool = True,
     ) -> MemoryBank:
         """Load a bank, verifying it before FAISS reads anything.
 
@@ -278,12 +291,16 @@ class MemoryBank:
             search_params: override the manifest's FAISS search parameters.
             max_index_bytes: refuse a larger ``index.faiss`` before reading it (default:
                 :func:`cm3leon.retrieval.index.max_index_bytes`).
+            verify_documents: for a bank by reference, SHA-256-check each source shard file
+                the first time a document of it is fetched (sizes and the sources'
+                ``index.json`` hashes are always checked).
 
         Raises:
             BankError / IndexIntegrityError: incomplete directory, dimension or encoder
                 mismatch, an index over the byte limit, any file whose size or SHA-256
                 differs from the manifest, or row counts that disagree (index ``ntotal``,
                 ids, documents).
+            SourceError: a bank by reference whose source directory is missing or changed.
         """
         directory = Path(directory)
         manifest = read_manifest(directory, kind="faiss")
@@ -302,10 +319,15 @@ class MemoryBank:
             directory / INDEX_FILE, size=rec["bytes"], sha256=rec["sha256"], dim=manifest.dim,
             max_bytes=max_index_bytes,
         )
-        verify_files(directory, manifest, (IDS_FILE, DOCUMENTS_FILE, OFFSETS_FILE))
+        by_reference = manifest.documents.get("kind") == "shards"
+        store_files = ShardDocumentStore.files if by_reference else JsonlDocumentStore.files
+        verify_files(directory, manifest, (IDS_FILE, *store_files))
         ids = _read_ids(directory / IDS_FILE)
-        store = JsonlDocumentStore(directory)
-        _check_rows(directory, int(index.ntotal), manifest.size, len(ids), len(store))
+        if by_reference:
+            store: DocumentStore = ShardDocumentStore.load(directory, manifest.documents, verify=verify_documents)
+        else:
+            store = JsonlDocumentStore(directory)
+        _check_rows(directory, int(index.ntotal), manifest.size, len(ids), len(store), store_files[-1])
         params = manifest.search_params if search_params is None else search_params
         configure_search(index, params)
         return cls(
@@ -319,6 +341,19 @@ class MemoryBank:
             yield from self.store.get(range(start, min(start + chunk, self.size)))
 
 
+def write_store(store: DocumentStore, directory: Path, iter_documents: Any) -> tuple[dict[str, Any], tuple[str, ...]]:
+    """Write ``store``'s files into ``directory``: ``(manifest documents field, file names)``.
+
+    Stores that know their own form write it (references, or JSONL copied byte for byte);
+    any other store is written as JSONL copies from ``iter_documents()``.
+    """
+    write = getattr(store, "write", None)
+    if write is not None:
+        return write(directory), tuple(store.files)
+    write_jsonl_documents(iter_documents(), directory)
+    return {"kind": "jsonl"}, (DOCUMENTS_FILE, OFFSETS_FILE)
+
+
 def _read_ids(path: Path) -> list[str]:
     try:
         ids = json.loads(path.read_text(encoding="utf-8"))
@@ -329,7 +364,7 @@ def _read_ids(path: Path) -> list[str]:
     return ids
 
 
-def _check_rows(directory: Path, ntotal: int, size: int, n_ids: int, n_docs: int) -> None:
+def _check_rows(directory: Path, ntotal: int, size: int, n_ids: int, n_docs: int, docs_file: str) -> None:
     """The index, the manifest, ``ids.json`` and the document store must agree on the row count."""
     index = directory / INDEX_FILE
     if ntotal != size:
@@ -338,7 +373,7 @@ def _check_rows(directory: Path, ntotal: int, size: int, n_ids: int, n_docs: int
         raise IndexIntegrityError(f"{index}: holds {ntotal} vectors but {directory / IDS_FILE} has {n_ids} ids")
     if ntotal != n_docs:
         raise IndexIntegrityError(
-            f"{index}: holds {ntotal} vectors but {directory / OFFSETS_FILE} indexes {n_docs} documents"
+            f"{index}: holds {ntotal} vectors but {directory / docs_file} indexes {n_docs} documents"
         )
 
 

@@ -3,16 +3,25 @@
 ``build_bank(cfg)`` runs four phases; under ``composer -n N`` every rank runs
 them and ``torch.distributed`` (gloo) barriers separate the phases::
 
-    1. embed    rank r embeds chunks c with c % N == r      -> OUT.work/chunk-CCCCC/
-                (embeddings.npy, ids.json, documents.jsonl, COMPLETE; existing
-                 complete chunks are skipped, so an interrupted build resumes)
+    0. plan     every rank lays the bank rows over the MDS shard files from each
+                dataset's manifest.json + index.json only (index.json hash-checked)
+    1. embed    rank r embeds the chunks of the shard files it owns  -> OUT.work/chunk-CCCCC/
+                (embeddings.npy, ids.json, refs.npy, COMPLETE; existing complete chunks
+                 are skipped, so an interrupted build resumes); it opens and hash-checks
+                 ONLY those shard files
     2. train    rank 0 trains the empty index on a seeded sample (IVF/PQ only)
                                                              -> OUT.work/trained.faiss
     3. add      rank r adds its contiguous range of chunks   -> OUT.work/shard-RRRRR.faiss
     4. merge    rank 0 merges the shards in rank order and writes OUT atomically
                 (manifest with sizes and SHA-256), then removes OUT.work/
 
-Each phase is a plain function of ``(cfg, rank, world_size)``, so the sharded
+Chunks never span two shard files; shard file ``f`` belongs to the rank whose equal
+share of the rows holds its middle row (:func:`shard_owners`), so ranks get whole files
+and about equal rows.  The bank stores its documents by reference (source, sample) into
+the input datasets, pinned by the SHA-256 of their ``index.json``
+(:class:`cm3leon.retrieval.store.ShardDocumentStore`), never a copy.
+
+Each phase is a plain function of ``(cfg, layout, rank, world_size)``, so the sharded
 logic is testable in one process by calling the phases for simulated ranks.
 
 Launch::
@@ -29,6 +38,7 @@ import os
 import shutil
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -45,35 +55,72 @@ from cm3leon.retrieval.index import (
     train_index,
     write_index,
 )
-from cm3leon.retrieval.store import (
-    DOCUMENTS_FILE,
-    OFFSETS_FILE,
-    JsonlDocumentStore,
-    write_jsonl_documents,
-)
+from cm3leon.retrieval.sources import ShardFile, plan_shards, read_shard, source_record
+from cm3leon.retrieval.store import ShardDocumentStore
 
 __all__ = [
-    "ConcatJsonlStore",
+    "Chunk",
+    "Layout",
     "add_phase",
     "build_bank",
     "chunk_dirs",
     "embed_phase",
     "merge_phase",
+    "plan_layout",
     "rank_chunks",
+    "shard_owners",
     "train_phase",
 ]
 
 log = logging.getLogger("cm3leon.retrieval.build")
 EMBEDDINGS_FILE = "embeddings.npy"
 CHUNK_IDS_FILE = "ids.json"
+CHUNK_REFS_FILE = "refs.npy"
+LAYOUT_VERSION = 2  # chunks within shard files, documents by reference
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """Bank rows ``[start, stop)``, all inside shard file ``shard`` of the plan."""
+
+    shard: int
+    start: int
+    stop: int
+
+
+@dataclass(frozen=True)
+class Layout:
+    """The shard files of a build and its chunks (same on every rank)."""
+
+    shards: list[ShardFile]
+    chunks: list[Chunk]
+
+    @property
+    def total(self) -> int:
+        return self.chunks[-1].stop if self.chunks else 0
+
+
+def plan_layout(cfg: BankConfig) -> Layout:
+    """Shard files and chunks of ``cfg`` (reads manifests and ``index.json`` files only)."""
+    shards = plan_shards(cfg.data)
+    chunks = [Chunk(f, a, min(a + cfg.chunk_size, s.first_row + s.rows))
+              for f, s in enumerate(shards) for a in range(s.first_row, s.first_row + s.rows, cfg.chunk_size)]
+    if not chunks:
+        raise ValueError(f"{cfg.data.shards}: no documents to index")
+    return Layout(shards, chunks)
+
+
+def shard_owners(shards: Sequence[ShardFile], world_size: int) -> list[int]:
+    """Rank of each shard file: the rank whose share of the rows holds the file's middle row."""
+    total = sum(s.rows for s in shards)
+    return [min(world_size - 1, (2 * s.first_row + s.rows) * world_size // (2 * total)) for s in shards]
 
 
 def work_dir(cfg: BankConfig) -> Path:
     return Path(f"{str(cfg.output).rstrip('/')}.work")
 
 
-def chunk_dirs(cfg: BankConfig, total: int) -> list[Path]:
-    n_chunks = (total + cfg.chunk_size - 1) // cfg.chunk_size
+def chunk_dirs(cfg: BankConfig, n_chunks: int) -> list[Path]:
     return [work_dir(cfg) / f"chunk-{c:05d}" for c in range(n_chunks)]
 
 
@@ -83,63 +130,71 @@ def rank_chunks(n_chunks: int, rank: int, world_size: int) -> range:
 
 
 # ------------------------------------------------------------------ phase 1
-def embed_phase(cfg: BankConfig, encoder: Any, *, rank: int = 0, world_size: int = 1, progress: bool = True,
-                code_decoder: Any = None) -> int:
-    """Embed this rank's missing chunks; returns the total number of documents."""
+def embed_phase(cfg: BankConfig, encoder: Any, layout: Layout, *, rank: int = 0, world_size: int = 1,
+                progress: bool = True, code_decoder: Any = None) -> list[str]:
+    """Embed the missing chunks of this rank's shard files; returns the shard files read."""
     from tqdm.auto import tqdm
 
-    from cm3leon.core.io import atomic_directory, atomic_write_json, is_complete
-    from cm3leon.retrieval.data import count_documents, iter_rows
+    from cm3leon.core.io import is_complete
 
-    total = count_documents(cfg.data)
-    if total == 0:
-        raise ValueError(f"{cfg.data.shards}: no documents to index")
-    dirs = chunk_dirs(cfg, total)
-    todo = [c for c in range(len(dirs)) if c % world_size == rank and not is_complete(dirs[c])]
-    if not todo:
-        return total
-    wanted = {row for c in todo for row in range(c * cfg.chunk_size, min((c + 1) * cfg.chunk_size, total))}
-    bar = tqdm(total=len(wanted), unit="doc", desc=f"embed rank {rank}", disable=not progress)
-    pending: list[Document] = []
+    dirs = chunk_dirs(cfg, len(layout.chunks))
+    owners = shard_owners(layout.shards, world_size)
+    todo: dict[int, list[int]] = {}
+    for c, chunk in enumerate(layout.chunks):
+        if owners[chunk.shard] == rank and not is_complete(dirs[c]):
+            todo.setdefault(chunk.shard, []).append(c)
+    rows = sum(layout.chunks[c].stop - layout.chunks[c].start for cs in todo.values() for c in cs)
+    log.info("rank %d/%d: %d shard files to read, %d documents to embed", rank, world_size, len(todo), rows)
+    bar = tqdm(total=rows, unit="doc", desc=f"embed rank {rank}", disable=not progress)
     with bar:
-        for row, doc in iter_rows(cfg.data, wanted):
-            if doc is None:
-                continue
-            pending.append(doc)
-            end = min((row // cfg.chunk_size + 1) * cfg.chunk_size, total)
-            if row + 1 == end:  # last row of a chunk this rank owns
-                c = row // cfg.chunk_size
-                vectors = encoder.encode_documents(pending, code_decoder=code_decoder).numpy()  # (n, D)
-                with atomic_directory(dirs[c], overwrite=True) as tmp:
-                    np.save(tmp / EMBEDDINGS_FILE, vectors.astype(np.float32), allow_pickle=False)
-                    atomic_write_json(tmp / CHUNK_IDS_FILE, [d.id for d in pending], indent=0)
-                    write_jsonl_documents(pending, tmp)
+        for f, cs in todo.items():
+            shard = layout.shards[f]
+            wanted = [r for c in cs for r in range(layout.chunks[c].start, layout.chunks[c].stop)]
+            docs = read_shard(shard, wanted, check_hash=cfg.data.verify, rank=rank)
+            for c in cs:
+                chunk = layout.chunks[c]
+                pending = [next(docs)[1] for _ in range(chunk.start, chunk.stop)]
+                refs = [(shard.source, shard.first_sample + r - shard.first_row) for r in range(chunk.start, chunk.stop)]
+                _write_chunk(dirs[c], encoder, pending, refs, code_decoder)
                 bar.update(len(pending))
-                pending = []
-    return total
+    return [str(layout.shards[f].file) for f in todo]
 
 
-def _load_chunk(directory: Path) -> np.ndarray:
+def _write_chunk(directory: Path, encoder: Any, docs: list[Document], refs: list[tuple[int, int]],
+                 code_decoder: Any) -> None:
+    from cm3leon.core.io import atomic_directory, atomic_write_json
+
+    vectors = encoder.encode_documents(docs, code_decoder=code_decoder).numpy()  # (n, D)
+    with atomic_directory(directory, overwrite=True) as tmp:
+        np.save(tmp / EMBEDDINGS_FILE, vectors.astype(np.float32), allow_pickle=False)
+        atomic_write_json(tmp / CHUNK_IDS_FILE, [d.id for d in docs], indent=0)
+        np.save(tmp / CHUNK_REFS_FILE, np.asarray(refs, dtype=np.int64).reshape(-1, 2), allow_pickle=False)
+
+
+def _load_chunk(directory: Path, name: str = EMBEDDINGS_FILE) -> np.ndarray:
     from cm3leon.core.io import is_complete
 
     if not is_complete(directory):
         raise RuntimeError(f"{directory}: chunk is not complete (did every rank finish embedding?)")
-    return np.load(directory / EMBEDDINGS_FILE, allow_pickle=False)
+    return np.load(directory / name, allow_pickle=False)
 
 
 # ------------------------------------------------------------------ phase 2
-def train_phase(cfg: BankConfig, dim: int, total: int) -> Path | None:
+def train_phase(cfg: BankConfig, dim: int, layout: Layout) -> Path | None:
     """Train the empty index on a sample (rank 0); ``None`` when no training is needed."""
     index = make_index(dim, cfg.index.factory)
     if index.is_trained:
         return None
+    total = layout.total
     rows = np.arange(total)
     if total > cfg.index.train_size:
         rows = np.sort(np.random.default_rng(cfg.index.seed).choice(total, cfg.index.train_size, replace=False))
+    starts = np.asarray([c.start for c in layout.chunks])
     by_chunk: dict[int, list[int]] = {}
     for r in rows.tolist():
-        by_chunk.setdefault(r // cfg.chunk_size, []).append(r % cfg.chunk_size)
-    dirs = chunk_dirs(cfg, total)
+        c = int(np.searchsorted(starts, r, side="right")) - 1
+        by_chunk.setdefault(c, []).append(r - int(starts[c]))
+    dirs = chunk_dirs(cfg, len(layout.chunks))
     sample = np.concatenate([_load_chunk(dirs[c])[idx] for c, idx in sorted(by_chunk.items())])
     train_index(index, sample)
     return write_index(index, work_dir(cfg) / "trained.faiss")
@@ -155,65 +210,53 @@ def _empty_index(cfg: BankConfig, dim: int) -> Any:
 
 
 # ------------------------------------------------------------------ phase 3
-def add_phase(cfg: BankConfig, dim: int, total: int, *, rank: int = 0, world_size: int = 1) -> Path:
+def add_phase(cfg: BankConfig, dim: int, layout: Layout, *, rank: int = 0, world_size: int = 1) -> Path:
     """Add this rank's contiguous chunks to a copy of the (trained) empty index."""
     index = _empty_index(cfg, dim)
-    dirs = chunk_dirs(cfg, total)
+    dirs = chunk_dirs(cfg, len(layout.chunks))
     for c in rank_chunks(len(dirs), rank, world_size):
         add_vectors(index, _load_chunk(dirs[c]))
     return write_index(index, work_dir(cfg) / f"shard-{rank:05d}.faiss")
 
 
 # ------------------------------------------------------------------ phase 4
-class ConcatJsonlStore:
-    """The documents of several chunk directories, concatenated in order."""
-
-    def __init__(self, directories: Sequence[Path]) -> None:
-        self.stores = [JsonlDocumentStore(d) for d in directories]
-        self.starts = np.cumsum([0] + [len(s) for s in self.stores])
-
-    def __len__(self) -> int:
-        return int(self.starts[-1])
-
-    def get(self, rows: Sequence[int]) -> list[Document]:
-        out = []
-        for r in rows:
-            s = int(np.searchsorted(self.starts, int(r), side="right")) - 1
-            out.extend(self.stores[s].get([int(r) - int(self.starts[s])]))
-        return out
-
-    def write_jsonl(self, directory: Path) -> None:
-        """Concatenate the chunk files byte for byte (no decoding) into ``directory``."""
-        offsets = [np.zeros(1, dtype=np.int64)]
-        base = 0
-        with open(directory / DOCUMENTS_FILE, "wb") as dst:
-            for store in self.stores:
-                with open(store.path, "rb") as src:
-                    shutil.copyfileobj(src, dst)
-                offsets.append(store.offsets[1:] + base)
-                base += int(store.offsets[-1])
-        np.save(directory / OFFSETS_FILE, np.concatenate(offsets), allow_pickle=False)
-
-
-def merge_phase(cfg: BankConfig, total: int, world_size: int, encoder_info: dict[str, str],
-                *, overwrite: bool = False) -> Path:
+def merge_phase(cfg: BankConfig, layout: Layout, world_size: int, encoder_info: dict[str, str],
+                *, overwrite: bool = False, verify_documents: bool = True) -> Path:
     """Merge the rank shards in order and write the bank directory (rank 0)."""
     import faiss
 
     shards = [faiss.read_index(str(work_dir(cfg) / f"shard-{r:05d}.faiss")) for r in range(world_size)]
     index = merge_indexes(shards)
-    dirs = chunk_dirs(cfg, total)
+    del shards
+    dirs = chunk_dirs(cfg, len(layout.chunks))
     ids: list[str] = []
     for d in dirs:
         ids.extend(json.loads((d / CHUNK_IDS_FILE).read_text(encoding="utf-8")))
+    refs = np.concatenate([_load_chunk(d, CHUNK_REFS_FILE) for d in dirs])
+    sources = _sources_unchanged(cfg)
+    store = ShardDocumentStore(sources, refs, verify=verify_documents, where=cfg.output)
     configure_search(index, cfg.index.search_params)
     bank = MemoryBank(
-        index, ids, ConcatJsonlStore(dirs), factory=cfg.index.factory, search_params=cfg.index.search_params,
+        index, ids, store, factory=cfg.index.factory, search_params=cfg.index.search_params,
         encoder=encoder_info,
         extra={"train_size": cfg.index.train_size, "seed": cfg.index.seed, "chunk_size": cfg.chunk_size,
                "world_size": world_size, "shards": [str(s) for s in cfg.data.shards], "limit": cfg.data.limit},
     )
     return bank.save(cfg.output, overwrite=overwrite)
+
+
+def _sources_unchanged(cfg: BankConfig) -> list[dict[str, Any]]:
+    """The source records now; they must be those the build started from (``build.json``)."""
+    from cm3leon.core.io import read_json
+
+    sources = [source_record(s) for s in cfg.data.shards]
+    marker = work_dir(cfg) / "build.json"
+    started = read_json(marker).get("sources") if marker.is_file() else None
+    if started is not None and started != sources:
+        changed = [s["path"] for s, t in zip(sources, started, strict=False) if s != t]
+        raise ValueError(f"{', '.join(changed) or cfg.data.shards}: changed while the bank was being built; "
+                         f"run the build again (it starts over)")
+    return sources
 
 
 # ------------------------------------------------------------ orchestration
@@ -259,25 +302,29 @@ def build_bank(cfg: BankConfig, *, progress: bool = True, overwrite: bool = Fals
     make_index(4, cfg.index.factory)  # fail fast on a bad factory string
     if not cfg.encoder:
         raise ValueError("bank.encoder: a CLIP encoder directory is required for faiss banks")
+    from cm3leon.retrieval.config import resolve_device
     from cm3leon.retrieval.encoder import load_encoder
 
-    encoder = load_encoder(cfg.encoder, batch_size=cfg.batch_size)
+    device = resolve_device(cfg.device)
     dist = _Dist()
+    log.info("rank %d: embedding on %s (bank.device=%s)", dist.rank, device, cfg.device)
     try:
+        encoder = load_encoder(cfg.encoder, batch_size=cfg.batch_size, device=device)
+        layout = plan_layout(cfg)
         if dist.rank == 0:
             _reset_stale_work(cfg, encoder.fingerprint)
         dist.barrier()
-        total = embed_phase(cfg, encoder, rank=dist.rank, world_size=dist.world_size, progress=progress,
-                            code_decoder=_code_decoder(cfg.image_tokenizer))
+        embed_phase(cfg, encoder, layout, rank=dist.rank, world_size=dist.world_size, progress=progress,
+                    code_decoder=_code_decoder(cfg.image_tokenizer, device))
         dist.barrier()
         if dist.rank == 0:
-            train_phase(cfg, encoder.dim, total)
+            train_phase(cfg, encoder.dim, layout)
         dist.barrier()
-        add_phase(cfg, encoder.dim, total, rank=dist.rank, world_size=dist.world_size)
+        add_phase(cfg, encoder.dim, layout, rank=dist.rank, world_size=dist.world_size)
         dist.barrier()
         if dist.rank == 0:
             info = {"name": encoder.name, "fingerprint": encoder.fingerprint, "path": str(Path(cfg.encoder).resolve())}
-            merge_phase(cfg, total, dist.world_size, info, overwrite=overwrite or out.exists())
+            merge_phase(cfg, layout, dist.world_size, info, overwrite=overwrite or out.exists())
             shutil.rmtree(work_dir(cfg), ignore_errors=True)
         dist.barrier()
     finally:
@@ -289,13 +336,13 @@ def _reset_stale_work(cfg: BankConfig, fingerprint: str) -> None:
     """Keep resumable chunks only if they were made from the same inputs and encoder."""
     from cm3leon.core.io import atomic_write_json, read_json
 
-    key = {"shards": [str(Path(s).resolve()) for s in cfg.data.shards], "limit": cfg.data.limit,
-           "chunk_size": cfg.chunk_size, "encoder": fingerprint, "factory": cfg.index.factory,
-           "train_size": cfg.index.train_size, "seed": cfg.index.seed}
+    key = {"layout": LAYOUT_VERSION, "sources": [source_record(s) for s in cfg.data.shards],
+           "limit": cfg.data.limit, "chunk_size": cfg.chunk_size, "encoder": fingerprint,
+           "factory": cfg.index.factory, "train_size": cfg.index.train_size, "seed": cfg.index.seed}
     work = work_dir(cfg)
     marker = work / "build.json"
     if work.exists() and (not marker.is_file() or read_json(marker) != key):
-        log.warning("%s: left over from a build with other settings; starting over", work)
+        log.warning("%s: left over from a build with other settings or inputs; starting over", work)
         shutil.rmtree(work)
     if not marker.is_file():
         atomic_write_json(marker, key)
@@ -309,13 +356,16 @@ def _build_bm25(cfg: BankConfig, *, overwrite: bool) -> Path:
     return bank.save(cfg.output, overwrite=overwrite or Path(cfg.output).exists())
 
 
-def _code_decoder(spec: str) -> Any:
-    """``image_tokenizer.decode`` for VQ-only images, from a tokenizer value (or ``None``)."""
+def _code_decoder(spec: str, device: str = "cpu") -> Any:
+    """``image_tokenizer.decode`` for VQ-only images on ``device``, from a tokenizer value (or ``None``)."""
     if not spec:
         return None
     from cm3leon.core.tokenization import resolve_tokenizer
 
-    return resolve_tokenizer(spec, "image").decode
+    tokenizer = resolve_tokenizer(spec, "image")
+    if device != "cpu" and hasattr(tokenizer, "to"):  # torch-backed tokenizers (VQGANTokenizer.to)
+        tokenizer.to(device)
+    return tokenizer.decode
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -326,8 +376,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = list(sys.argv[1:] if argv is None else argv)
     if not args:
         raise SystemExit("usage: python -m cm3leon.retrieval.build CONFIG.yaml [key=value ...]")
+    rank = int(os.environ.get("RANK", "0"))
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format=f"%(asctime)s rank {rank} %(levelname)s %(name)s: %(message)s")
     cfg = section(load_config(RetrievalConfig, args[0], args[1:]), "bank", source=args[0])
-    build_bank(cfg, progress=int(os.environ.get("RANK", "0")) == 0)
+    if rank == 0 and cfg.kind == "faiss":
+        from cm3leon.retrieval.estimate import estimate_for_config
+
+        print(estimate_for_config(cfg, world_size=int(os.environ.get("WORLD_SIZE", "1"))).render(), file=sys.stderr)
+    build_bank(cfg, progress=rank == 0)
 
 
 if __name__ == "__main__":

@@ -3,9 +3,11 @@
 ::
 
     cm3leon retrieval train-clip configs/retrieval/clip_small.yaml
+    cm3leon retrieval estimate   configs/retrieval/bank.yaml --documents 100000000
     cm3leon retrieval build      configs/retrieval/bank.yaml
     composer -n 2 -m cm3leon.retrieval.build configs/retrieval/bank.yaml   # sharded
     cm3leon retrieval augment    configs/retrieval/augment.yaml
+    composer -n 2 -m cm3leon.retrieval.augment configs/retrieval/augment.yaml   # two ranks
     cm3leon retrieval query runs/retrieval/bank --text "a red circle" -k 2 --grid q.png
     cm3leon retrieval convert-encoder ViT-B-32.pt runs/retrieval/clip-vit-b-32-openai
 
@@ -94,6 +96,12 @@ def build_command(config: str, overrides: tuple[str, ...], overwrite: bool, prog
     cfg = _section(config, overrides, "bank")
     with _file_logging(f"{cfg.output.rstrip('/')}.log"):
         try:
+            if cfg.kind == "faiss" and (overwrite or not Path(cfg.output, "COMPLETE").is_file()):
+                from cm3leon.retrieval.estimate import estimate_for_config
+
+                text = estimate_for_config(cfg).render()
+                logging.getLogger("cm3leon.retrieval.build").info("%s", text)
+                click.echo(text, err=True)
             path = build_bank(cfg, overwrite=overwrite, progress=progress)
         except (ValueError, FileNotFoundError, FileExistsError) as err:
             raise click.ClickException(str(err)) from None
@@ -102,13 +110,44 @@ def build_command(config: str, overrides: tuple[str, ...], overwrite: bool, prog
                            "factory": m.factory}, indent=2))
 
 
+@retrieval_command.command("estimate")
+@click.argument("config", type=click.Path(dir_okay=False))
+@click.argument("overrides", nargs=-1)
+@click.option("--documents", type=click.IntRange(min=1), default=None,
+              help="Documents to size for (default: those of the config's data.shards).")
+@click.option("--dim", type=click.IntRange(min=1), default=None,
+              help="Vector dimension (default: embed_dim of the config's encoder directory).")
+@click.option("--world-size", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Ranks of the build (composer -n N).")
+@click.option("--id-chars", type=click.IntRange(min=1), default=16, show_default=True,
+              help="Average document-id length, for ids.json.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def estimate_command(config: str, overrides: tuple[str, ...], documents: int | None, dim: int | None,
+                     world_size: int, id_chars: int, as_json: bool) -> None:
+    """Print the disk and peak-RAM estimate of building CONFIG's bank (builds nothing)."""
+    from cm3leon.retrieval.estimate import estimate_for_config
+
+    cfg = _section(config, overrides, "bank")
+    if cfg.kind != "faiss":
+        raise click.ClickException(f"{config}: bank.kind is {cfg.kind!r}; the estimate covers faiss banks")
+    try:
+        est = estimate_for_config(cfg, documents=documents, dim=dim, world_size=world_size, id_chars=id_chars)
+    except (ValueError, FileNotFoundError) as err:
+        raise click.ClickException(str(err)) from None
+    click.echo(json.dumps(est.to_json(), indent=2) if as_json else est.render())
+
+
 @retrieval_command.command("augment")
 @click.argument("config", type=click.Path(dir_okay=False))
 @click.argument("overrides", nargs=-1)
 @click.option("--overwrite", is_flag=True, help="Rewrite even if the output exists.")
 @_PROGRESS
 def augment_command(config: str, overrides: tuple[str, ...], overwrite: bool, progress: bool) -> None:
-    """Write retrieval-augmented token shards (Figure 9) from CONFIG's augment section."""
+    """Write retrieval-augmented token shards (Figure 9) from CONFIG's augment section.
+
+    Resumable (complete parts in OUTPUT.work are kept); on N ranks:
+    composer -n N -m cm3leon.retrieval.augment CONFIG [key=value ...].
+    """
     from cm3leon.retrieval.augment import augment_shards
 
     cfg = _section(config, overrides, "augment")

@@ -34,8 +34,11 @@ __all__ = [
     "DocumentsConfig",
     "IndexConfig",
     "RetrievalConfig",
+    "resolve_device",
     "section",
 ]
+
+DEVICES = ("auto", "cpu", "cuda")
 
 
 @dataclass
@@ -120,8 +123,12 @@ class BankConfig:
         encoder: CLIP encoder directory (``faiss`` banks).
         image_tokenizer: decodes VQ-only images to pixels for CLIP (``NAME:DIR``); optional.
         index: FAISS settings.
-        chunk_size: documents per resumable embedding chunk.
+        chunk_size: documents per resumable embedding chunk (chunks never span two
+            MDS shard files, so a rank reads only the shard files it embeds).
         batch_size: encoder batch size.
+        device: where CLIP embeds and the image tokenizer decodes VQ-only images:
+            ``auto`` (CUDA when available, else CPU), ``cpu`` or ``cuda`` (under a launcher,
+            rank ``r`` uses ``cuda:LOCAL_RANK``); see :func:`resolve_device`.
         bm25_k1 / bm25_b: BM25 parameters (``bm25`` banks).
     """
 
@@ -133,6 +140,7 @@ class BankConfig:
     index: IndexConfig = field(default_factory=IndexConfig)
     chunk_size: int = 1024
     batch_size: int = 64
+    device: str = "auto"
     bm25_k1: float = 1.5
     bm25_b: float = 0.75
 
@@ -157,6 +165,12 @@ class AugmentConfig:
         tokens_per_image: expected codes per image (checked); 0 = from the tokenizer.
         num_sentinels: CM3 sentinel pairs of the vocabulary.
         batch_size: queries retrieved per batch.
+        part_size: queries per resumable part (``OUTPUT.work/part-PPPPP/``); parts never
+            span two input shard files, each rank of ``composer -n N -m
+            cm3leon.retrieval.augment`` writes an equal share of them, and the parts are
+            merged into ``output`` once all are complete.
+        device: where queries are embedded (CLIP) and images without codes are VQ-encoded:
+            ``auto``/``cpu``/``cuda``, as ``bank.device``.
         keep_unaugmented: also write each query alone (k = 0), as the zero-shot case.
         query_loss_weight: RA-CM3's up-weighting of the query document's loss; 0 = off
             (CM3Leon removed it, §2.2).
@@ -176,6 +190,8 @@ class AugmentConfig:
     tokens_per_image: int = 0
     num_sentinels: int = 8
     batch_size: int = 64
+    part_size: int = 8192
+    device: str = "auto"
     keep_unaugmented: bool = False
     query_loss_weight: float = 0.0
 
@@ -196,6 +212,34 @@ class RetrievalConfig:
     train_clip: ClipTrainConfig | None = None
     bank: BankConfig | None = None
     augment: AugmentConfig | None = None
+
+
+def resolve_device(value: str, *, key: str = "bank.device", local_rank: int | None = None) -> str:
+    """The torch device of a ``device`` config value (``auto``/``cpu``/``cuda``).
+
+    ``auto`` is ``cuda`` when ``torch.cuda.is_available()``, else ``cpu``.  A CUDA device is
+    ``cuda:LOCAL_RANK`` (``local_rank``, default the launcher's ``LOCAL_RANK`` variable, 0).
+
+    Raises:
+        ConfigError: an unknown value, or ``cuda`` requested where CUDA is not available
+            (the message names ``key``).
+    """
+    import os
+
+    import torch
+
+    from cm3leon.core.config import ConfigError
+
+    if value not in DEVICES:
+        raise ConfigError(f"{key}: must be one of {', '.join(DEVICES)}, got {value!r}")
+    cuda = torch.cuda.is_available()
+    if value == "cuda" and not cuda:
+        raise ConfigError(f"{key}: 'cuda' requested but CUDA is not available here "
+                          "(torch.cuda.is_available() is False); use 'auto' or 'cpu'")
+    if value == "cpu" or not cuda:
+        return "cpu"
+    rank = int(os.environ.get("LOCAL_RANK", "0")) if local_rank is None else int(local_rank)
+    return f"cuda:{rank % max(torch.cuda.device_count(), 1)}"
 
 
 def section(cfg: RetrievalConfig, name: str, *, source: str = "<config>") -> Any:
