@@ -43,6 +43,7 @@ checkpoint Composer loads is a local file that passes the same guard.
 
 from __future__ import annotations
 
+import errno
 import io
 import logging
 import os
@@ -355,6 +356,19 @@ def recover_save_folder(folder: str | Path, latest_name: str = LATEST_FILENAME.f
 
 
 # ------------------------------------------------------------------ saving
+def _disk_full(err: BaseException) -> bool:
+    """Whether ``err`` is, or was raised while handling, ENOSPC/EDQUOT (torch.save turns a full
+    disk into ``RuntimeError: [enforce fail at inline_container.cc] unexpected pos``)."""
+    seen: BaseException | None = err
+    for _ in range(16):  # a bounded walk of the cause/context chain
+        if seen is None:
+            return False
+        if isinstance(seen, OSError) and seen.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
 def _fsync(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -430,8 +444,29 @@ class AtomicCheckpointSaver(CheckpointSaver):
         self.all_saved_checkpoints_to_timestamp[str(final)] = state.timestamp
         sharded = state.fsdp_sharded_state_dict_enabled
 
-        # 1. write everything inside a hidden partial directory (same filesystem as `final`)
         partial = folder / f"{PARTIAL_PREFIX}ba{int(state.timestamp.batch)}"
+        try:
+            self._write_and_commit(state, template, final, partial, sharded)
+        except (OSError, RuntimeError) as err:
+            if not _disk_full(err):
+                raise
+            if dist.get_global_rank() == 0:
+                shutil.rmtree(partial, ignore_errors=True)  # give the space back now
+            latest = folder / LATEST_FILENAME.format(rank=dist.get_global_rank())
+            raise OSError(errno.ENOSPC, f"No space left on device while saving checkpoint {final}: its partial "
+                          f"write was removed and {latest} still names the newest complete checkpoint. Free space "
+                          "(or lower checkpoint.num_checkpoints_to_keep) and rerun the same command to resume "
+                          "from it") from err
+        dist.barrier()
+        self.symlink_count += 1
+        if dist.get_global_rank() == 0 or sharded:
+            self.saved_checkpoints.append(str(final))
+            if self.num_checkpoints_to_keep >= 0:
+                self._rotate_checkpoints(sharding_enabled=sharded)
+        log.info("checkpoint saved: %s", final.parent if sharded else final)
+
+    def _write_and_commit(self, state: State, template: str, final: Path, partial: Path, sharded: bool) -> None:
+        # 1. write everything inside a hidden partial directory (same filesystem as `final`)
         if dist.get_global_rank() == 0:
             shutil.rmtree(partial, ignore_errors=True)
             partial.mkdir(parents=True)
@@ -456,13 +491,6 @@ class AtomicCheckpointSaver(CheckpointSaver):
             self._point_latest(state, target)
             self._reached("after_latest", state, target)
             self._upload(target)
-        dist.barrier()
-        self.symlink_count += 1
-        if dist.get_global_rank() == 0 or sharded:
-            self.saved_checkpoints.append(str(final))
-            if self.num_checkpoints_to_keep >= 0:
-                self._rotate_checkpoints(sharding_enabled=sharded)
-        log.info("checkpoint saved: %s", final.parent if sharded else final)
 
     def _upload(self, target: Path) -> None:
         """Upload a committed checkpoint to ``remote`` (rank 0; synchronous, errors raise:
