@@ -103,3 +103,13 @@ def run(cmd: list[str], log: Path, *, timeout: float = 600, env: dict[str, str] 
     with open(log, "ab") as fh:
         return subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT, timeout=timeout, cwd=REPO,
                               env=env or subprocess_env(), check=False)
+
+
+def launch_ranks(n: int, script: str, config: Path, log: Path, *overrides: str,
+                 port_offset: int = 0, **env: str) -> subprocess.Popen:
+    """``composer -n N SCRIPT CONFIG OVERRIDES`` on gloo over loopback, in its own session
+    (so a test can SIGKILL the whole group); ``env``: extra environment variables."""
+    port = str(29500 + (os.getpid() + 97 * port_offset) % 1000)
+    cmd = [COMPOSER, "-n", str(n), "--master_port", port, script, str(config), *overrides]
+    return subprocess.Popen(cmd, cwd=REPO, stdout=open(log, "ab"), stderr=subprocess.STDOUT, start_new_session=True,
+                            env=subprocess_env(MASTER_ADDR="127.0.0.1", GLOO_SOCKET_IFNAME="lo", **env))
