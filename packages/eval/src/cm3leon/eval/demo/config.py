@@ -323,6 +323,10 @@ class DemoConfig:
         text_to_image / tail_to_image / captioning / vqa / editing: the evaluations
             (``tail_to_image`` runs only with ``world.entity_docs`` > 0).
         vq_ceiling: score VQ reconstructions of real images (the accuracy ceiling).
+        trackers: experiment trackers (``{name, options}``: tensorboard, mlflow, wandb) the
+            finished demo's training curves and evaluation results are logged to, read
+            from the artefacts after the stages (:mod:`cm3leon.eval.demo.tracking`);
+            default none.
     """
 
     out: str = "runs/demo"
@@ -345,6 +349,7 @@ class DemoConfig:
     vqa: EvalSection = field(default_factory=_vqa)
     editing: EvalSection = field(default_factory=_editing)
     vq_ceiling: VQCeilingSection = field(default_factory=VQCeilingSection)
+    trackers: list[Any] = field(default_factory=list)
 
 
 #: ``--quick``: the same pipeline at test scale (about a minute of compute).
@@ -367,6 +372,10 @@ QUICK_PRESET: dict[str, Any] = {
             "data": {"seq_len": 384, "global_batch_size": 8}, "max_duration": "6ba",
             "checkpoint": {"save_interval": "3ba"}, "logging": {"console_interval": "3ba"}},
     "text_to_image": {
+        "protocol": {"data": {"limit": 4}, "num_samples": 2, "batch_size": 4, "grid_prompts": 4},
+        "exclude": [{"k": 1}, {"strategy": "no_cfg"}],
+    },
+    "tail_to_image": {
         "protocol": {"data": {"limit": 4}, "num_samples": 2, "batch_size": 4, "grid_prompts": 4},
         "exclude": [{"k": 1}, {"strategy": "no_cfg"}],
     },
