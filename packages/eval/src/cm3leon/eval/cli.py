@@ -189,6 +189,14 @@ def grid_command(folder: str, out: str, ncols: int, limit: int) -> None:
 @click.option("--keep-going", is_flag=True, help="Record failed runs and continue.")
 @click.option("--dry-run", is_flag=True, help="Validate every run and write the plan; run nothing.")
 @click.option("--only", multiple=True, help="Run only this run name (repeatable).")
+@click.option(
+    "--tracker",
+    "trackers",
+    multiple=True,
+    type=click.Choice(["tensorboard", "mlflow", "wandb"]),
+    help="Also log every finished run to this tracker, default options (repeatable; "
+    "the file's trackers: section takes options).",
+)
 def ablate_command(
     path: str,
     overrides: tuple[str, ...],
@@ -197,6 +205,7 @@ def ablate_command(
     keep_going: bool,
     dry_run: bool,
     only: tuple[str, ...],
+    trackers: tuple[str, ...],
 ) -> None:
     """Expand the ablation file PATH (base + matrix) into runs, run the unfinished ones, and
     write results.md/.csv, pivot tables and plots.  OVERRIDES (dotted key=value) edit the file."""
@@ -212,6 +221,7 @@ def ablate_command(
                 keep_going=keep_going,
                 dry_run=dry_run,
                 only=only,
+                trackers=trackers,
             )
         except AblationRunError as err:
             raise click.ClickException(str(err)) from None

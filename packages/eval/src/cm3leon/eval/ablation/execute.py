@@ -8,11 +8,18 @@ Layout of the output directory (default ``runs/ablations/<name>``)::
     runs/<run>/config.yaml   the run's validated config
     runs/<run>/result.json   written atomically when the run finished — the resume marker
     runs/<run>/error.json    the last failure (removed when the run succeeds)
+    runs/<run>/trackers.json the tracker destinations that hold the run (``trackers:``)
     results.md results.csv table-*.csv plot-*.png
 
 **Resuming**: a run whose ``result.json`` records the same runner and config hash is not
 executed again (``force=True`` redoes everything); a run whose config changed is re-run.
 A crash never leaves a ``result.json`` behind, so an interrupted run is simply redone.
+
+**Trackers**: with a ``trackers:`` section (or ``--tracker NAME``), every finished run --
+also one finished by an earlier invocation and not yet logged there -- is logged as one
+tracker run (:mod:`cm3leon.eval.tracking`).  A tracker that fails does not stop the
+ablation: the results stay, the failure is raised at the end, and the next invocation
+logs what is missing.
 """
 
 from __future__ import annotations
@@ -38,6 +45,7 @@ from cm3leon.core.io import atomic_write_json, atomic_write_text, read_json
 from cm3leon.core.registry import resolve_object
 from cm3leon.eval.ablation.report import flatten_results, write_report
 from cm3leon.eval.ablation.spec import AblationConfig, Run, expand_runs, load_ablation, parse_axes
+from cm3leon.eval.tracking import TrackerLoggers
 
 __all__ = ["AblationOutcome", "AblationRunError", "RunOutcome", "active_registries", "run_ablation"]
 
@@ -174,6 +182,36 @@ def _attach_log(path: Path) -> list[logging.Handler]:
     return handlers
 
 
+class _CellTracker:
+    """Logs finished runs to the ablation's trackers; keeps failures for the end."""
+
+    def __init__(self, trackers: TrackerLoggers | None, runner: str) -> None:
+        self.trackers, self.runner, self.errors = trackers, runner, []
+
+    def __call__(self, run: Run, results: dict[str, Any], run_dir: Path, fingerprint: str) -> None:
+        if not self.trackers:
+            return
+        params = {**run.labels, "runner": self.runner}
+        try:
+            logged = self.trackers.log_cell(run.name, params, flatten_results(results),
+                                            marker=run_dir / "trackers.json", fingerprint=fingerprint)
+        except Exception as err:  # the results are saved; the next invocation retries
+            message = f"{run.name}: {type(err).__name__}: {err}"
+            log.error("tracker logging failed for %s", message)
+            self.errors.append(message)
+            return
+        if logged:
+            log.info("logged %s to %s", run.name, ", ".join(logged))
+
+
+def _trackers(cfg: AblationConfig, extra: Sequence[str], out: Path, where: str) -> TrackerLoggers:
+    """The file's ``trackers`` plus ``--tracker`` names not already listed (validated)."""
+    entries = list(cfg.trackers)
+    names = {e if isinstance(e, str) else dict(e).get("name") for e in entries}
+    entries += [{"name": n} for n in dict.fromkeys(extra) if n not in names]
+    return TrackerLoggers(entries, out_dir=out, experiment=cfg.name, where=f"{where}: trackers")
+
+
 def _rows(outcomes: Sequence[RunOutcome]) -> list[dict[str, Any]]:
     rows = []
     for o in outcomes:
@@ -194,6 +232,7 @@ def run_ablation(
     dry_run: bool = False,
     only: Sequence[str] = (),
     progress: bool = True,
+    trackers: Sequence[str] = (),
 ) -> AblationOutcome:
     """Expand, validate and execute an ablation, then write its tables and plots.
 
@@ -208,10 +247,14 @@ def run_ablation(
         dry_run: validate and write the plan only; nothing is executed.
         only: run only these run names (the report still covers every finished run).
         progress: show a progress bar.
+        trackers: names of trackers to log every finished run to, besides the file's
+            ``trackers`` section (:mod:`cm3leon.eval.tracking`).
 
     Raises:
-        ConfigError: the ablation file or a run config is invalid (before anything runs).
-        AblationRunError: a run failed (without ``keep_going``); finished runs are kept.
+        ConfigError: the ablation file, a run config or a tracker is invalid (before
+            anything runs).
+        AblationRunError: a run failed (without ``keep_going``), or logging to a tracker
+            failed; finished runs are kept.
     """
     cfg, where, runs = _load(source, overrides, only)
     if registries is None:
@@ -222,6 +265,7 @@ def run_ablation(
     schema = resolve_object(spec.schema) if spec.schema is not None else None
     typed = _typed_configs(runs, schema, where)
     out = Path(out_dir or cfg.output_dir or Path("runs") / "ablations" / cfg.name)
+    tracker = _CellTracker(_trackers(cfg, trackers, out, where), spec.name)
     _write_plan(out, cfg, spec.name, runs, typed)
     handlers = _attach_log(out / "ablate.log")
     try:
@@ -230,7 +274,7 @@ def run_ablation(
         token = _ACTIVE_REGISTRIES.set(registries)
         try:
             outcomes = _run_all(
-                spec, runs, typed, out, force, keep_going, dry_run, set(only), progress
+                spec, runs, typed, out, force, keep_going, dry_run, set(only), progress, tracker
             )
         finally:
             _ACTIVE_REGISTRIES.reset(token)
@@ -247,6 +291,10 @@ def run_ablation(
     if failed and not keep_going:
         raise AblationRunError(
             f"run {failed[0].run.name} failed: {failed[0].error} (see {out / 'runs' / failed[0].run.name / 'error.json'})"
+        )
+    if tracker.errors:
+        raise AblationRunError(
+            f"logging to a tracker failed (results are saved; re-run to log them): {'; '.join(tracker.errors)}"
         )
     return AblationOutcome(cfg, out, outcomes, report)
 
@@ -295,6 +343,7 @@ def _run_all(
     dry_run: bool,
     only: set[str],
     progress: bool,
+    tracker: _CellTracker,
 ) -> list[RunOutcome]:
     outcomes: list[RunOutcome] = []
     stop = False
@@ -311,6 +360,8 @@ def _run_all(
             outcomes.append(
                 RunOutcome(run, "skipped", previous["results"], previous.get("seconds", 0.0))
             )
+            if not dry_run:
+                tracker(run, previous["results"], run_dir, fingerprint)
             continue
         if dry_run or stop or (only and run.name not in only):
             outcomes.append(RunOutcome(run, "pending", None))
@@ -335,4 +386,5 @@ def _run_all(
             flatten_results(record["results"]),
         )
         outcomes.append(RunOutcome(run, "done", record["results"], record["seconds"]))
+        tracker(run, record["results"], run_dir, fingerprint)
     return outcomes

@@ -18,6 +18,7 @@ An ablation file (``configs/ablations/NAME.yaml``, schema :class:`AblationConfig
           wide: {scale: 1.5, shift: 0.1}
     run_name: "n${matrix.num_samples}-d${matrix.dim}-${matrix.spread}"
     report: {...}                   # tables and plots, see cm3leon.eval.ablation.report
+    trackers: [{name: mlflow}]      # log every cell (cm3leon.eval.tracking); default: none
 
 The runs are the Cartesian product of the axes (minus ``exclude`` entries).  ``run_name`` is
 an OmegaConf interpolation resolved per run against the ablation file in which
@@ -113,6 +114,9 @@ class AblationConfig:
     run_name: str = ""
     output_dir: str = ""  # default runs/ablations/<name>
     report: ReportConfig = field(default_factory=ReportConfig)
+    # Experiment trackers every finished cell is logged to ({name, options}, as a train
+    # config's logging.trackers; cm3leon.eval.tracking): tensorboard, mlflow, wandb.
+    trackers: list[Any] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

@@ -86,11 +86,13 @@ def run_demo(cfg: DemoConfig, *, stop_after: str | None = None, progress: bool =
         validate_stage_configs,
         write_stage_configs,
     )
+    from cm3leon.eval.demo.tracking import log_demo, open_demo_trackers
 
     _quiet_threads()
     out = Path(cfg.out).resolve()
     stages = build_stages(cfg, Layout(out))
     validate_stage_configs(stages)
+    trackers = open_demo_trackers(cfg.trackers, out)  # validated before anything runs
     out.mkdir(parents=True, exist_ok=True)
     save_config(cfg, out / "demo.yaml")
     result = DemoResult(out)
@@ -108,5 +110,9 @@ def run_demo(cfg: DemoConfig, *, stop_after: str | None = None, progress: bool =
             result.seconds = time.monotonic() - start
             result.report = render_report(out, stages, result.outcomes, wall_seconds=result.seconds)
             display.print(f"[bold green]report:[/] {result.report}")
+        logged = log_demo(trackers, stages, result.outcomes, out)
+        if logged:
+            names = ", ".join(dict.fromkeys(line.split(":", 1)[0] for line in logged))
+            display.print(f"[bold green]trackers:[/] {len(logged)} runs logged ({names})")
     result.seconds = time.monotonic() - start
     return result
