@@ -296,7 +296,7 @@ def _forked_worker(errors: Any, *args: Any, **kwargs: Any) -> None:
     try:
         run_worker(*args, **kwargs)
     except Exception as err:  # reported by the coordinator, naming this worker
-        errors.put(f"{type(err).__name__}: {err}")
+        errors.put((args[3], f"{type(err).__name__}: {err}"))
         raise SystemExit(1) from None
 
 
@@ -319,10 +319,15 @@ def _run_workers(job: PrepareJob, parts: Sequence[tuple[str, Any]], work: Path, 
         proc.start()
     for proc in procs:
         proc.join()
-    failed = [(first + w + 1, proc.exitcode) for w, proc in enumerate(procs) if proc.exitcode != 0]
+    messages = {}
+    while not errors.empty():
+        worker, message = errors.get()
+        messages[worker] = message
+    failed = [(first + w, proc.exitcode) for w, proc in enumerate(procs) if proc.exitcode != 0]
     if failed:
-        message = errors.get() if not errors.empty() else f"exit code {failed[0][1]}"
-        raise ValueError(f"worker {failed[0][0]}/{total} failed: {message}")
+        worker, code = failed[0]
+        raise ValueError(f"worker {worker + 1}/{total} failed: {messages.get(worker, f'exit code {code}')}"
+                         + (f" (and {len(failed) - 1} more worker(s))" if len(failed) > 1 else ""))
 
 
 # ------------------------------------------------------------------ merge
