@@ -187,12 +187,17 @@ def test_eval_streams_report_per_modality_metrics(tmp_path: Path, token_data: Pa
 @pytest.mark.parametrize("path", [p for p in SHIPPED if "fsdp" in p.read_text()],
                          ids=lambda p: p.relative_to(REPO).as_posix())
 def test_gpu_configs_build_a_composer_fsdp_config(path: Path) -> None:
-    from composer.utils.parallelism import FSDPConfig
+    from composer.utils.parallelism import FSDP2Config, FSDPConfig
 
     from cm3leon.core.train.builders import build_parallelism
 
     cfg = load_config(TrainConfig, path)
-    assert cfg.precision == "amp_bf16" and cfg.fsdp.enabled
+    assert cfg.precision == "amp_bf16" and cfg.fsdp.enabled and cfg.fsdp.version == 2
+    fsdp2 = build_parallelism(cfg)["fsdp"]  # the path tests/core/train/test_fsdp.py runs on 2 ranks
+    assert isinstance(fsdp2, FSDP2Config) and fsdp2.reshard_after_forward is True
+    assert fsdp2.mixed_precision == "PURE" and fsdp2.state_dict_type == "sharded"
+    assert fsdp2.activation_checkpointing == cfg.model.activation_checkpointing
+    cfg.fsdp.version = 1
     fsdp = FSDPConfig(**build_parallelism(cfg)["fsdp"])  # every key is a Composer 0.32 FSDPConfig field
     assert fsdp.sharding_strategy == "FULL_SHARD" and fsdp.mixed_precision == "PURE"
     assert fsdp.activation_checkpointing == cfg.model.activation_checkpointing

@@ -6,6 +6,7 @@ Each takes the relevant config section and returns a ready object, raising
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -26,6 +27,7 @@ from cm3leon.core.train.callbacks import DataCounters, LossCurvePlot, NonFiniteG
 from cm3leon.core.train.composer_checkpoints import AtomicCheckpointSaver
 from cm3leon.core.train.composer_model import CM3LeonComposerModel
 from cm3leon.core.train.config import TrainConfig, config_fingerprint
+from cm3leon.core.train.fsdp import builds_on_meta, composer_parallelism
 from cm3leon.core.train.logs import JSONLLogger
 from cm3leon.core.vocab import Vocabulary
 
@@ -109,9 +111,12 @@ def build_composer_model(cfg: TrainConfig, vocab: Vocabulary,
     options["vocab_size"] = vocab.size
     if "max_seq_len" not in options:
         options.setdefault("max_seq_len", cfg.data.seq_len)
-    model = build_component(
-        get_registries().models, {"name": cfg.model.name, "options": options}, where="model"
-    )
+    # FSDP2 on > 1 rank: only rank 0 holds real weights; Composer broadcasts them into the shards.
+    meta = builds_on_meta(cfg.fsdp)
+    with torch.device("meta") if meta else contextlib.nullcontext():
+        model = build_component(
+            get_registries().models, {"name": cfg.model.name, "options": options}, where="model"
+        )
     if not isinstance(model, CM3LeonTransformer):
         raise ConfigError(
             f"model.name: {cfg.model.name!r} built a {type(model).__name__}, not a CM3LeonTransformer"
@@ -120,7 +125,7 @@ def build_composer_model(cfg: TrainConfig, vocab: Vocabulary,
         raise ConfigError(
             f"data.seq_len={cfg.data.seq_len} exceeds the model's max_seq_len={model.config.max_seq_len}"
         )
-    if cfg.model.init_from:
+    if cfg.model.init_from and not meta:
         _init_from_export(model, cfg.model.init_from, vocab)
     return CM3LeonComposerModel(
         model,
@@ -321,11 +326,6 @@ def build_loggers(cfg: TrainConfig, paths: RunPaths) -> list[LoggerDestination]:
 
 
 def build_parallelism(cfg: TrainConfig) -> dict[str, Any] | None:
-    """Composer 0.32 ``parallelism_config`` (``{"fsdp": {...}}``) or ``None`` for DDP / single."""
-    if not cfg.fsdp.enabled:
-        return None
-    from dataclasses import asdict
-
-    fsdp = {k: v for k, v in asdict(cfg.fsdp).items() if k != "enabled"}
-    fsdp["activation_checkpointing"] = cfg.model.activation_checkpointing
-    return {"fsdp": fsdp}
+    """Composer 0.32 ``parallelism_config`` (``{"fsdp": ...}``) or ``None`` for DDP / single:
+    FSDP2 (``fsdp.version: 2``) or FSDP1, see :mod:`cm3leon.core.train.fsdp`."""
+    return composer_parallelism(cfg.fsdp, activation_checkpointing=cfg.model.activation_checkpointing)

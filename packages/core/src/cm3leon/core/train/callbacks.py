@@ -58,6 +58,12 @@ class NonFiniteLossError(RuntimeError):
     """Training stopped on a NaN/inf loss or gradient (raised on every rank at once)."""
 
 
+def _local(t: torch.Tensor) -> torch.Tensor:
+    """This rank's part of a (FSDP2-sharded) ``DTensor``; a plain tensor itself."""
+    to_local = getattr(t, "to_local", None)
+    return to_local() if callable(to_local) else t
+
+
 class NonFiniteGuard(Callback):
     """NaN/inf policy, decided identically on every rank.
 
@@ -102,7 +108,9 @@ class NonFiniteGuard(Callback):
     def after_train_batch(self, state: State, logger: Logger) -> None:
         bad = self._bad if self._bad is not None else torch.tensor(False)
         if self.check_gradients:
-            grads = [p.grad for p in state.model.parameters() if p.grad is not None]
+            # FSDP2: gradients are sharded DTensors; each rank checks its own shard (the
+            # flag is all-reduced below), a DTensor norm would need a collective per tensor.
+            grads = [_local(p.grad) for p in state.model.parameters() if p.grad is not None]
             if grads:
                 norms = torch._foreach_norm(grads)
                 bad = bad | ~torch.isfinite(torch.stack(norms)).all()

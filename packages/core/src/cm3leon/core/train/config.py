@@ -233,14 +233,18 @@ class SchedulerSection:
 
 @dataclass
 class FSDPSection:
-    """Composer 0.32 ``FSDPConfig`` fields (FSDP1); ``enabled: false`` means DDP / single.
+    """Composer 0.32 FSDP settings (FSDP1 field names); ``enabled: false`` means DDP / single.
 
+    ``version``: 2 (default) runs Composer's FSDP2 (``fully_shard``), on GPUs and on CPU
+    ranks alike; 1 runs Composer's FSDP1, GPUs only.  How the fields map onto FSDP2, and
+    which are FSDP1-only: :mod:`cm3leon.core.train.fsdp`.
     Every transformer block is its own FSDP unit (and activation-checkpointing unit).
     ``state_dict_type: sharded`` writes one ``.distcp`` file per rank (needs a shared
     filesystem for the save folder); ``full`` gathers a monolithic checkpoint on rank 0.
     """
 
     enabled: bool = False
+    version: int = 2
     sharding_strategy: str = "FULL_SHARD"
     mixed_precision: str = "PURE"
     state_dict_type: str = "sharded"
@@ -444,8 +448,9 @@ def validate_train_config(cfg: TrainConfig, *, source: str = "<config>") -> None
             "data.static_rows: FSDP needs the same rows on every rank; set static_rows: true "
             "(or a fixed data.num_rows)"
         )
-    if cfg.fsdp.enabled and cfg.device == "cpu":
-        problems.append("fsdp.enabled: FSDP needs GPUs; CPU runs use DDP (fsdp.enabled=false)")
+    from cm3leon.core.train.fsdp import fsdp_problems
+
+    problems += fsdp_problems(cfg.fsdp, cfg.device)
     if cfg.precision in PRECISIONS and cfg.device == "cpu":
         problems += [p for p in [precision_problem(cfg.precision, "cpu")] if p]
     problems += tracker_problems(cfg.logging.trackers)
@@ -565,6 +570,7 @@ RESUME_EXEMPT_KEYS: tuple[str, ...] = (
     "data.predownload", "data.cache_limit", "data.download_timeout",
     "data.check_hashes", "data.verify_remote",  # loader performance and pre-flight checks
     "data.streams.*.local", "data.streams.*.remote",  # moved data: its content is `assets.*`
+    "fsdp.version",  # FSDP1 or FSDP2: the same sharded step; checkpoints from before the key resume
 )
 
 
