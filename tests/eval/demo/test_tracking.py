@@ -32,7 +32,8 @@ def _artefacts(out: Path) -> None:
         atomic_write_json(out / "eval" / "text_to_image" / "runs" / cell / "result.json", {
             "run": cell, "fingerprint": f"text_to_image:{cell}", "results": results,
             "labels": {"k": int(k[2:]), "strategy": strategy.split("=")[1]}})  # fmt: skip
-    atomic_write_json(out / "eval" / "vqa" / "results.json", {"accuracy": 0.4, "baseline": {"majority": 0.2}})
+    atomic_write_json(out / "eval" / "vqa" / "results.json", {
+        "accuracy": 0.4, "baseline": {"majority": 0.2}, "per_question": {"q1": 1.0, "q2": 0.0}})
 
 
 def _outcomes(stages) -> list[StageOutcome]:
@@ -70,7 +71,7 @@ def test_demo_logs_curves_cells_and_protocol_results(tmp_path: Path, monkeypatch
     cell = runs["demo/text_to_image/k=2__strategy=cd_k"]
     assert cell.data.metrics == {"object_acc": 0.5, "fid": 70.0}
     assert cell.data.params == {"stage": "text_to_image", "k": "2", "strategy": "cd_k"}
-    assert runs["demo/vqa"].data.metrics == {"accuracy": 0.4, "baseline.majority": 0.2}
+    assert runs["demo/vqa"].data.metrics == {"accuracy": 0.4, "baseline.majority": 0.2}  # no per_* items
     # Logged once: a second pass (a re-run demo, every stage cached) adds nothing.
     assert log_demo(trackers, stages, _outcomes(stages), tmp_path) == []
     assert len(_mlflow(tmp_path)[0]) == 4

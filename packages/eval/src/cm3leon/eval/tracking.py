@@ -4,8 +4,8 @@ Training reaches TensorBoard, MLflow and W&B through Composer's loggers
 (``logging.trackers`` of a train config, :mod:`cm3leon.core.train.trackers`).  An ablation
 cell is one runner call returning a dict of results, so this module logs that dict
 directly with each library: **one tracker run per cell**, named ``<ablation>/<cell>``,
-the cell's axis labels as parameters and its flattened numeric results as metrics
-(step 0).  The same ``{name, options}`` entries as a train config select them::
+the cell's axis labels as parameters and its flattened numeric results as metrics (step
+0; per-item ``per_*`` breakdowns left out).  The same ``{name, options}`` entries as a train config select them::
 
     trackers:                                  # in an ablation file (or: cm3leon ablate --tracker NAME)
       - {name: tensorboard}                    # <out>/tensorboard/<ablation>/<cell>/ (scalars + HParams)
@@ -83,10 +83,13 @@ def _composer_option(name: str, key: str) -> bool:
 
 
 def numeric_metrics(results: Mapping[str, Any]) -> dict[str, float]:
-    """The finite numbers of flattened ``results`` (bools and strings left out)."""
+    """The finite numbers of flattened ``results`` (bools and strings left out, and per-item
+    breakdowns -- a key part ``per_*``, e.g. ``per_prompt.<id>.clip_score`` -- too)."""
     out: dict[str, float] = {}
     for key, value in results.items():
         if isinstance(value, bool) or not isinstance(value, (int, float)):
+            continue
+        if any(part.startswith("per_") for part in str(key).split(".")):
             continue
         if math.isfinite(float(value)):
             out[str(key)] = float(value)

@@ -90,9 +90,9 @@ def run_demo(cfg: DemoConfig, *, stop_after: str | None = None, progress: bool =
 
     _quiet_threads()
     out = Path(cfg.out).resolve()
+    trackers = open_demo_trackers(cfg.trackers, out)  # validated before anything runs
     stages = build_stages(cfg, Layout(out))
     validate_stage_configs(stages)
-    trackers = open_demo_trackers(cfg.trackers, out)  # validated before anything runs
     out.mkdir(parents=True, exist_ok=True)
     save_config(cfg, out / "demo.yaml")
     result = DemoResult(out)
