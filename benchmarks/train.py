@@ -1,4 +1,4 @@
-"""Composer trainer overhead: tokens/s and CPU-MFU of ``cm3leon train`` vs a plain PyTorch loop.
+"""Composer trainer overhead and fp32 vs bf16: tokens/s and CPU-MFU of ``cm3leon train`` vs a plain loop.
 
 Both loops train the same model (same registered builder, same seed, so the same initial
 weights) on the same data (the same token shards, through the same
@@ -15,8 +15,16 @@ the ratio measures Composer's bookkeeping, nothing else.  Runs are interleaved (
 composer, plain, ...) so background load hits both alike; medians are reported.  A
 step's time is measured BATCH_END to BATCH_END (data loading included in both), after
 ``--warmup`` steps.  CPU-MFU = model FLOPs/s (``flops_per_batch``: 6N + attention) over
-the fp32 matmul peak measured in the same process (best of 10 1024x1024 matmuls, on the
-same clock, measured before and after every repeat; the best is used).
+the GEMM peak measured in the same process (best of 10 1024x1024 ``matmul`` and
+``F.linear`` calls, on the same clock, measured before and after every repeat; the best
+is used), in fp32 and in bf16.
+
+Precision: each repeat also runs the Composer trainer with ``precision: amp_bf16`` (CPU
+bf16 autocast in the Composer model, :mod:`cm3leon.core.precision`), so fp32 and bf16 are
+measured side by side: ``bf16_speedup`` (CPU time), each run's MFU against the peak of its
+own precision (``mfu``) and against both (``mfu_vs_fp32_peak``, ``mfu_vs_bf16_peak``).
+Where the CPU has no AMX / AVX512-BF16 (``cpu_bf16_flags`` empty) bf16 is emulated and
+usually slower; ``auto_resolves_to`` says what ``precision: auto`` would pick here.
 
 The machine this runs on is shared, so wall-clock rates swing with other people's jobs.
 Each step is therefore also timed in **CPU time of this process** (``time.process_time``),
@@ -28,6 +36,7 @@ Usage::
 
     uv run python benchmarks/train.py                    # JSON on stdout
     uv run python benchmarks/train.py --steps 40 --repeats 3 --output runs/bench/train.json
+    uv run python benchmarks/train.py --precisions fp32              # the overhead ratio only
 
 ``overhead_ratio`` = plain tokens per CPU-second / composer tokens per CPU-second (goal <= 1.10).
 """
@@ -76,6 +85,8 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--warmup", type=int, default=5)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--threads", type=int, default=1, help="torch intra-op threads (0: torch's default)")
+    p.add_argument("--precisions", default="fp32,amp_bf16",
+                   help="comma-separated; the plain loop runs in fp32, Composer in each")
     p.add_argument("--output", default=None)
     return p.parse_args(argv)
 
@@ -95,27 +106,33 @@ def _write_data(out: Path, vocab: Vocabulary, n: int, seed: int = 0) -> Path:
     return out
 
 
-def _matmul_peaks(size: int = 1024, repeats: int = 10) -> tuple[float, float]:
-    """Best fp32 matmul FLOP/s of this process, in wall time and in CPU time."""
-    a, b = torch.randn(size, size), torch.randn(size, size)
-    torch.matmul(a, b)
+def _matmul_peaks(size: int = 1024, repeats: int = 10, dtype: torch.dtype = torch.float32) -> tuple[float, float]:
+    """Best GEMM FLOP/s of this process in ``dtype``, in wall time and in CPU time.
+
+    Both of torch's CPU GEMM entry points are timed, ``matmul`` and ``F.linear`` (what
+    the model's projections call), and the faster counts: without native bf16 they differ
+    several-fold (``F.linear`` goes through oneDNN's bf16 path, ``matmul`` does not).
+    """
+    a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
     best_wall = best_cpu = float("inf")
-    for _ in range(repeats):
-        w, c = time.perf_counter(), time.process_time()
-        torch.matmul(a, b)
-        best_wall, best_cpu = min(best_wall, time.perf_counter() - w), min(best_cpu, time.process_time() - c)
+    for op in (torch.matmul, torch.nn.functional.linear):
+        op(a, b)
+        for _ in range(repeats):
+            w, c = time.perf_counter(), time.process_time()
+            op(a, b)
+            best_wall, best_cpu = min(best_wall, time.perf_counter() - w), min(best_cpu, time.process_time() - c)
     flops = 2.0 * size**3
     return flops / best_wall, flops / best_cpu
 
 
-def _config(args: argparse.Namespace, data: Path, work: Path, tag: str) -> TrainConfig:
+def _config(args: argparse.Namespace, data: Path, work: Path, tag: str, precision: str = "fp32") -> TrainConfig:
     return load_config(TrainConfig, data={
         "run_name": "bench", "run_dir": str(work / tag), "seed": 0,
         "model": {"name": args.preset, "options": {"max_seq_len": args.seq_len}},
         "data": {"streams": {"bench": {"remote": str(data), "local": str(work / f"cache-{tag}")}},
                  "seq_len": args.seq_len, "global_batch_size": args.batch, "shuffle": False},
         "optim": {"lr": 1e-3}, "scheduler": {"name": "constant", "warmup": "0ba"},
-        "max_duration": f"{args.steps}ba", "device": "cpu", "precision": "fp32",
+        "max_duration": f"{args.steps}ba", "device": "cpu", "precision": precision,
         "checkpoint": {"save_interval": "100000ba", "autoresume": False},
         "callbacks": [{"name": "speed_monitor", "options": {"window_size": 5}}],
         "logging": {"progress_bar": False, "console_interval": "100000ba", "plot": False, "log_level": "WARNING"},
@@ -148,20 +165,28 @@ class _StepClock(Callback):
                 "flops_per_s": flops / wall, "flops_per_cpu_s": flops / cpu, "wall_s": wall, "cpu_s": cpu}
 
 
-def _add_mfu(result: dict[str, float], peak: tuple[float, float]) -> dict[str, float]:
-    return {**result, "mfu": result["flops_per_s"] / peak[0], "mfu_cpu_time": result["flops_per_cpu_s"] / peak[1]}
+def _add_mfu(result: dict[str, float], peaks: dict[str, tuple[float, float]], precision: str) -> dict[str, float]:
+    """MFU against the peak of the run's own precision (``mfu``) and against both peaks."""
+    own = peaks["bf16" if precision == "amp_bf16" else "fp32"]
+    out = {**result, "mfu": result["flops_per_s"] / own[0], "mfu_cpu_time": result["flops_per_cpu_s"] / own[1]}
+    for name, peak in peaks.items():
+        out[f"mfu_vs_{name}_peak"] = result["flops_per_s"] / peak[0]
+        out[f"mfu_cpu_time_vs_{name}_peak"] = result["flops_per_cpu_s"] / peak[1]
+    return out
 
 
-def _composer(args: argparse.Namespace, data: Path, work: Path, tag: str) -> tuple[dict, list[float]]:
+def _composer(args: argparse.Namespace, data: Path, work: Path, tag: str,
+              precision: str = "fp32") -> tuple[dict, list[float]]:
     clock = _StepClock()
-    cfg = _config(args, data, work, tag)
+    cfg = _config(args, data, work, tag, precision)
     train(cfg, extra_callbacks=[clock])
     losses = [r["loss/train/total"] for r in read_metrics(Path(cfg.run_dir) / "metrics.jsonl") if "loss/train/total" in r]
     return clock.summary(args.warmup), losses
 
 
-def _plain(args: argparse.Namespace, data: Path, work: Path, tag: str) -> tuple[dict, list[float]]:
-    cfg = _config(args, data, work, tag)
+def _plain(args: argparse.Namespace, data: Path, work: Path, tag: str,
+           precision: str = "fp32") -> tuple[dict, list[float]]:
+    cfg = _config(args, data, work, tag, precision)
     spec, vocab = build_dataspec(cfg.data, streams=cfg.data.streams, global_batch_size=cfg.data.global_batch_size,
                                  num_rows=None, cache_root=work, seed=cfg.seed, shuffle=False, where="data")
     reproducibility.seed_all(cfg.seed)
@@ -182,41 +207,80 @@ def _plain(args: argparse.Namespace, data: Path, work: Path, tag: str) -> tuple[
     return clock.summary(args.warmup), losses
 
 
+def _measure_peaks() -> dict[str, tuple[float, float]]:
+    return {"fp32": _matmul_peaks(), "bf16": _matmul_peaks(repeats=3, dtype=torch.bfloat16)}
+
+
+def _variants(precisions: list[str]) -> list[tuple[str, Any, str]]:
+    """``(name, loop, precision)``: the plain loop in fp32, Composer in every precision."""
+    unknown = sorted(set(precisions) - {"fp32", "amp_bf16"})
+    if unknown or not precisions:
+        raise SystemExit(f"--precisions: give fp32 and/or amp_bf16, got {precisions}")
+    out: list[tuple[str, Any, str]] = [("plain", _plain, "fp32")] if "fp32" in precisions else []
+    return out + [("composer" if p == "fp32" else f"composer_{p}", _composer, p) for p in precisions]
+
+
+def _run_all(args: argparse.Namespace, variants: list, data: Path, work: Path) -> tuple[dict, dict, list]:
+    """Interleaved repeats of every variant; the matmul peaks before and after each repeat."""
+    peaks = [_measure_peaks()]
+    runs: dict[str, list[dict]] = {name: [] for name, _, _ in variants}
+    losses: dict[str, list[float]] = {}
+    for r in range(args.repeats):
+        for name, fn, precision in variants:
+            print(f"repeat {r + 1}/{args.repeats}: {name} ...", file=sys.stderr, flush=True)
+            result, losses[name] = fn(args, data, work, f"{name}{r}", precision)
+            runs[name].append(result)
+            print(f"  {json.dumps(result)}", file=sys.stderr, flush=True)
+        peaks.append(_measure_peaks())
+    return runs, losses, peaks
+
+
+def _max_diff(a: list[float], b: list[float]) -> float | None:
+    diff = max(abs(x - y) for x, y in zip(a, b, strict=True))
+    return diff if math.isfinite(diff) else None
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
+    from cm3leon.core.precision import cpu_bf16_flags, resolve_precision
+
     args = _args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)  # before the peak is measured: same threads for all
+    variants = _variants([p.strip() for p in args.precisions.split(",") if p.strip()])
     vocab = Vocabulary(text_size=2048, image_size=1024)
     with tempfile.TemporaryDirectory(prefix="cm3leon-bench-train-") as tmp:
         work = Path(tmp)
         data = _write_data(work / "data", vocab, n=args.batch * (args.steps + 2))
-        peaks = [_matmul_peaks()]
-        runs: dict[str, list[dict]] = {"plain": [], "composer": []}
-        losses: dict[str, list[float]] = {}
-        for r in range(args.repeats):
-            for name, fn in (("plain", _plain), ("composer", _composer)):
-                print(f"repeat {r + 1}/{args.repeats}: {name} ...", file=sys.stderr, flush=True)
-                result, losses[name] = fn(args, data, work, f"{name}{r}")
-                runs[name].append(result)
-                print(f"  {json.dumps(result)}", file=sys.stderr, flush=True)
-            peaks.append(_matmul_peaks())
+        runs, losses, measured = _run_all(args, variants, data, work)
     # the best matmul rate seen in the run is the least disturbed estimate of the peak
-    peak = (max(p[0] for p in peaks), max(p[1] for p in peaks))
-    runs = {name: [_add_mfu(x, peak) for x in rs] for name, rs in runs.items()}
+    peaks = {k: (max(p[k][0] for p in measured), max(p[k][1] for p in measured)) for k in ("fp32", "bf16")}
+    runs = {name: [_add_mfu(x, peaks, p) for x in runs[name]] for name, _, p in variants}
     med = {name: {k: statistics.median(x[k] for x in rs) for k in rs[0]} for name, rs in runs.items()}
-    diff = max(abs(a - b) for a, b in zip(losses["plain"], losses["composer"], strict=True))
-    out = {
+    out: dict[str, Any] = {
         "benchmark": "train", "preset": args.preset, "seq_len": args.seq_len, "examples_per_step": args.batch,
         "steps": args.steps, "timed_steps": args.steps - args.warmup, "repeats": args.repeats,
-        "threads": torch.get_num_threads(), "cpu_peak_flops_wall": peak[0], "cpu_peak_flops_cpu_time": peak[1], "platform": platform.platform(),
-        "torch": torch.__version__,
-        "plain": med["plain"], "composer": med["composer"], "runs": runs,
-        "overhead_ratio": med["plain"]["tokens_per_cpu_s"] / med["composer"]["tokens_per_cpu_s"],
-        "overhead_ratio_wall": med["plain"]["tokens_per_s"] / med["composer"]["tokens_per_s"],
-        "goal_overhead_ratio": 1.10,
-        "max_abs_loss_difference": diff if math.isfinite(diff) else None,
-        "losses_identical": diff == 0.0,
+        "threads": torch.get_num_threads(), "platform": platform.platform(), "torch": torch.__version__,
+        "cpu_bf16_flags": list(cpu_bf16_flags()), "auto_resolves_to": resolve_precision("auto", "cpu").precision,
+        "cpu_peak_flops_wall": peaks["fp32"][0], "cpu_peak_flops_cpu_time": peaks["fp32"][1],
+        "cpu_peak_bf16_flops_wall": peaks["bf16"][0], "cpu_peak_bf16_flops_cpu_time": peaks["bf16"][1],
+        "bf16_matmul_peak_ratio": peaks["bf16"][1] / peaks["fp32"][1],
+        **med, "runs": runs,
     }
+    if "plain" in med:
+        out |= {
+            "overhead_ratio": med["plain"]["tokens_per_cpu_s"] / med["composer"]["tokens_per_cpu_s"],
+            "overhead_ratio_wall": med["plain"]["tokens_per_s"] / med["composer"]["tokens_per_s"],
+            "goal_overhead_ratio": 1.10,
+            "max_abs_loss_difference": _max_diff(losses["plain"], losses["composer"]),
+            "losses_identical": losses["plain"] == losses["composer"],
+        }
+    if "composer" in med and "composer_amp_bf16" in med:
+        bf16 = med["composer_amp_bf16"]
+        out |= {
+            "bf16_speedup": bf16["tokens_per_cpu_s"] / med["composer"]["tokens_per_cpu_s"],
+            "bf16_speedup_wall": bf16["tokens_per_s"] / med["composer"]["tokens_per_s"],
+            "bf16_max_abs_loss_difference": _max_diff(losses["composer"], losses["composer_amp_bf16"]),
+        }
     text = json.dumps(out, indent=2)
     print(text)
     if args.output:
