@@ -233,3 +233,53 @@ def test_estimate_at_scale_has_the_textbook_sizes() -> None:
     hnsw = estimate_bank(n, d, "HNSW32")
     assert 4 * d + 4 * 64 < hnsw.index.per_vector < 4 * d + 4 * 66 + 12.5
     assert "index.faiss" in pq.render() and "peak RAM while building" in pq.render()
+
+
+# ---------------------------------------------------------------------- CLI
+def _cli(*args: str):
+    from click.testing import CliRunner
+
+    from cm3leon.core.cli import cli
+
+    return CliRunner().invoke(cli, list(args), catch_exceptions=False)
+
+
+def test_estimate_command_and_build_prints_it_first(tmp_path: Path, tiny_encoder_dir: Path) -> None:
+    shards = write_document_shards(tmp_path / "docs", shape_documents(30, seed=69), size_limit=SMALL_SHARDS)
+    cfg = tmp_path / "bank.yaml"
+    cfg.write_text(f"bank:\n  output: {tmp_path / 'bank'}\n  data: {{shards: [{shards}]}}\n"
+                   f"  encoder: {tiny_encoder_dir}\n  chunk_size: 10\n")
+    res = _cli("retrieval", "estimate", str(cfg), "--documents", "1000", "--dim", "64", "--json")
+    assert res.exit_code == 0, res.output
+    est = json.loads(res.stdout)
+    assert est["index_bytes"] == index_size(64, "Flat").bytes(1000) and est["refs_bytes"] == 128 + 16 * 1000
+    res = _cli("retrieval", "estimate", str(cfg), "bank.index.factory=HNSW8")  # documents + dim from the config
+    assert res.exit_code == 0 and "30 documents x 32 dims, factory 'HNSW8'" in res.stdout
+    res = _cli("retrieval", "estimate", str(cfg), "bank.encoder=", "--documents", "5")
+    assert res.exit_code != 0 and "bank.encoder: (unset) has no open_clip_config.json" in res.output
+    res = _cli("retrieval", "build", str(cfg), "--no-progress")
+    assert res.exit_code == 0, res.output
+    assert res.stderr.index("bank estimate: 30 documents x 32 dims") < len(res.stderr)
+    real = (tmp_path / "bank" / "index.faiss").stat().st_size
+    assert f"{real / 1024:.1f} KiB" in res.stderr  # the printed index size is the built one (Flat)
+
+
+def test_verify_documents_false_skips_only_the_shard_hashes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import cm3leon.core.io as core_io
+
+    docs = shape_documents(30, seed=70)
+    bank_dir, _ = _built(tmp_path, docs)
+    hashed: list[str] = []
+    real = core_io.sha256_file
+
+    def counting(path, **kw):
+        hashed.append(Path(path).name)
+        return real(path, **kw)
+
+    monkeypatch.setattr(core_io, "sha256_file", counting)
+    for verify in (True, False):
+        hashed.clear()
+        bank = MemoryBank.load(bank_dir, verify_documents=verify)
+        assert bank.documents([0, 29]) == [docs[0], docs[29]]
+        assert any(name.endswith(".mds") for name in hashed) is verify
+        assert "index.json" in hashed  # the source pin is always checked

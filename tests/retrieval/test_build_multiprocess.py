@@ -1,9 +1,11 @@
-"""``composer -n 2``: two real ranks build the same bank as one, and train the small CLIP."""
+"""``composer -n 2``: two real ranks build the same bank as one (each reading only its own
+shard files), and train the small CLIP."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -41,9 +43,11 @@ def _env() -> dict[str, str]:
 @pytest.mark.parametrize("factory", ["Flat", "IVF4,Flat"])
 def test_two_ranks_under_the_composer_launcher(tmp_path: Path, tiny_encoder_dir: Path, factory: str) -> None:
     docs = shape_documents(130, seed=51)
-    with DocumentShardWriter(tmp_path / "docs") as w:
+    with DocumentShardWriter(tmp_path / "docs", size_limit=8000) as w:  # several shard files
         for d in docs:
             w.write(d)
+    all_files = sorted(str(p) for p in (tmp_path / "docs").glob("*.mds"))
+    assert len(all_files) >= 4
     outputs = {}
     for world in (1, 2):
         out = tmp_path / f"bank{world}"
@@ -54,7 +58,8 @@ def test_two_ranks_under_the_composer_launcher(tmp_path: Path, tiny_encoder_dir:
             cmd = [sys.executable, "-m", "cm3leon.retrieval.build", str(cfg)]
         else:
             port = str(29600 + os.getpid() % 1000)
-            cmd = [COMPOSER, "-n", "2", "--master_port", port, "-m", "cm3leon.retrieval.build", str(cfg)]
+            cmd = [COMPOSER, "-n", "2", "--master_port", port, "--stdout", str(tmp_path / "rank{rank}.out"),
+                   "--stderr", str(tmp_path / "rank{rank}.err"), "-m", "cm3leon.retrieval.build", str(cfg)]
         log = tmp_path / f"launch{world}.log"
         with open(log, "wb") as fh:
             proc = subprocess.Popen(cmd, cwd=REPO, env=_env(), stdout=fh, stderr=subprocess.STDOUT,
@@ -72,6 +77,12 @@ def test_two_ranks_under_the_composer_launcher(tmp_path: Path, tiny_encoder_dir:
     q = one.vectors(np.arange(0, 130, 7))
     np.testing.assert_array_equal(one.search(q, 5)[1], two.search(q, 5)[1])
     assert not (tmp_path / "bank2.work").exists()
+    assert two.documents(range(130)) == docs  # fetched by reference from the shards
+    # Each rank logged the shard files it opened: disjoint, together all of them.
+    read = {r: re.findall(r"rank \d+ reads (\S+\.mds)", (tmp_path / f"rank{r}.err").read_text()) for r in (0, 1)}
+    assert read[0] and read[1], read
+    assert sorted(read[0] + read[1]) == all_files
+    assert "bank estimate: 130 documents" in (tmp_path / "rank0.err").read_text()
 
 
 TRAIN_CONFIG = """\

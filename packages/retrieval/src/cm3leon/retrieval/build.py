@@ -37,7 +37,7 @@ import logging
 import os
 import shutil
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -287,8 +287,13 @@ class _Dist:
             tdist.destroy_process_group()
 
 
-def build_bank(cfg: BankConfig, *, progress: bool = True, overwrite: bool = False) -> Path:
-    """Build the bank described by ``cfg`` (resumable; sharded under a launcher)."""
+def build_bank(cfg: BankConfig, *, progress: bool = True, overwrite: bool = False,
+               report: Callable[[str], Any] | None = None) -> Path:
+    """Build the bank described by ``cfg`` (resumable; sharded under a launcher).
+
+    Before embedding, rank 0 logs the size and memory estimate
+    (:mod:`cm3leon.retrieval.estimate`) and hands its text to ``report`` (the CLI prints it).
+    """
     from cm3leon.core.io import is_complete
 
     out = Path(cfg.output)
@@ -312,6 +317,7 @@ def build_bank(cfg: BankConfig, *, progress: bool = True, overwrite: bool = Fals
         encoder = load_encoder(cfg.encoder, batch_size=cfg.batch_size, device=device)
         layout = plan_layout(cfg)
         if dist.rank == 0:
+            _announce_estimate(cfg, layout.total, encoder.dim, dist.world_size, report)
             _reset_stale_work(cfg, encoder.fingerprint)
         dist.barrier()
         embed_phase(cfg, encoder, layout, rank=dist.rank, world_size=dist.world_size, progress=progress,
@@ -330,6 +336,16 @@ def build_bank(cfg: BankConfig, *, progress: bool = True, overwrite: bool = Fals
     finally:
         dist.close()
     return out
+
+
+def _announce_estimate(cfg: BankConfig, documents: int, dim: int, world_size: int,
+                       report: Callable[[str], Any] | None) -> None:
+    from cm3leon.retrieval.estimate import estimate_for_config
+
+    text = estimate_for_config(cfg, documents=documents, dim=dim, world_size=world_size).render()
+    log.info("%s", text)
+    if report is not None:
+        report(text)
 
 
 def _reset_stale_work(cfg: BankConfig, fingerprint: str) -> None:
@@ -380,11 +396,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format=f"%(asctime)s rank {rank} %(levelname)s %(name)s: %(message)s")
     cfg = section(load_config(RetrievalConfig, args[0], args[1:]), "bank", source=args[0])
-    if rank == 0 and cfg.kind == "faiss":
-        from cm3leon.retrieval.estimate import estimate_for_config
-
-        print(estimate_for_config(cfg, world_size=int(os.environ.get("WORLD_SIZE", "1"))).render(), file=sys.stderr)
-    build_bank(cfg, progress=rank == 0)
+    build_bank(cfg, progress=rank == 0, report=lambda text: print(text, file=sys.stderr, flush=True))
 
 
 if __name__ == "__main__":

@@ -96,13 +96,8 @@ def build_command(config: str, overrides: tuple[str, ...], overwrite: bool, prog
     cfg = _section(config, overrides, "bank")
     with _file_logging(f"{cfg.output.rstrip('/')}.log"):
         try:
-            if cfg.kind == "faiss" and (overwrite or not Path(cfg.output, "COMPLETE").is_file()):
-                from cm3leon.retrieval.estimate import estimate_for_config
-
-                text = estimate_for_config(cfg).render()
-                logging.getLogger("cm3leon.retrieval.build").info("%s", text)
-                click.echo(text, err=True)
-            path = build_bank(cfg, overwrite=overwrite, progress=progress)
+            path = build_bank(cfg, overwrite=overwrite, progress=progress,
+                              report=lambda text: click.echo(text, err=True))
         except (ValueError, FileNotFoundError, FileExistsError) as err:
             raise click.ClickException(str(err)) from None
     m = read_manifest(path)

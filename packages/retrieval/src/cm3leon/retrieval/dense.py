@@ -139,6 +139,7 @@ def clip_retriever(
     code_decoder: CodeDecoder | None = None,
     factory: str = "Flat",
     search_params: str | None = None,
+    verify_documents: bool = True,
     **strategy: Any,
 ) -> StrategyRetriever:
     """Build the ``"clip"`` retriever.
@@ -151,6 +152,8 @@ def clip_retriever(
         code_decoder: pixels for VQ-only images (queries and in-memory documents).
         factory: FAISS index-factory string for in-memory ``documents``.
         search_params: FAISS search parameters (``"nprobe=32"``), overriding the bank's.
+        verify_documents: SHA-256-check each source shard file of a bank by reference the
+            first time one of its documents is retrieved (sizes are always checked).
         **strategy: :class:`RetrievalStrategy` fields (``max_score=0.9``, ``seed=...``).
     """
     strat = RetrievalStrategy.from_options(**strategy)
@@ -172,7 +175,8 @@ def clip_retriever(
         manifest = read_manifest(bank, kind="faiss")
         enc = _as_encoder(encoder if encoder is not None else manifest.encoder.get("path"))
         mem = MemoryBank.load(
-            bank, expected_dim=enc.dim, encoder_fingerprint=enc.fingerprint, search_params=search_params
+            bank, expected_dim=enc.dim, encoder_fingerprint=enc.fingerprint, search_params=search_params,
+            verify_documents=verify_documents,
         )
     return StrategyRetriever(DenseSearcher(mem, enc, code_decoder=code_decoder), strat, name="clip")
 
