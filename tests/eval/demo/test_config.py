@@ -50,7 +50,8 @@ def test_plan_covers_the_paper_in_order(tmp_path: Path) -> None:
     stages = build_stages(load_demo_config(quick=True), Layout(tmp_path))
     assert [s.name for s in stages] == [
         "world", "documents", "text_tokenizer", "image_tokenizer", "clip", "bank", "augment",
-        "pretrain", "mixture", "sft", "vq_ceiling", "text_to_image", "captioning", "vqa", "editing",
+        "pretrain", "mixture", "sft", "vq_ceiling", "text_to_image", "in_context", "captioning", "vqa",
+        "editing",
     ]  # fmt: skip
     names = {s.name for s in stages}
     for i, stage in enumerate(stages):

@@ -71,3 +71,41 @@ def test_the_tail_retrieval_floor_counts_standard_errors(tmp_path: Path) -> None
     assert not check["passed"] and 0 < check["ratio"] < TAIL_RETRIEVAL_SES
     page = render_report(tmp_path / "noise", stages)
     assert "Tail entities" in page.read_text()
+
+
+def _fake_context(out: Path, values: dict[str, list[float]], ceiling: float) -> list:
+    stages = build_stages(load_demo_config(None, [f"out={out}"], quick=True), Layout(out))
+    lay = Layout(out)
+    folder = lay.eval / "in_context"
+    rows = ["run,status,context,object_acc,colour_shape_acc"]
+    for context, vals in values.items():
+        run = f"context={context}"
+        rows.append(f"{run},done,{context},{sum(vals) / len(vals)},0.5")
+        per = {str(i): {"world": {"object_acc": v}} for i, v in enumerate(vals)}
+        _write(folder / "runs" / run / "results.json", json.dumps({"per_prompt": per}))
+    _write(folder / "results.csv", "\n".join(rows) + "\n")
+    _write(folder / "results.md", "# in context\n")
+    _write(lay.eval / "vq_ceiling" / "reconstructions.json",
+           json.dumps({"scores": {"object_acc": ceiling}}))  # fmt: skip
+    return stages
+
+
+def _context_check(out: Path, stages: list) -> dict:
+    return next(c for c in floors(collect_summary(out, stages)) if c["name"].startswith("in-context use"))
+
+
+def test_the_in_context_floor_needs_the_ceiling_and_the_standard_errors(tmp_path: Path) -> None:
+    values = {"none": [0.1, 0.3] * 20, "own": [0.7, 0.9] * 20, "other": [0.1, 0.2] * 20}
+    stages = _fake_context(tmp_path / "a", values, ceiling=0.9)
+    check = _context_check(tmp_path / "a", stages)
+    assert abs(check["value"] - 0.8) < 1e-9 and abs(check["baseline"] - 0.2) < 1e-9
+    assert abs(check["control"] - 0.15) < 1e-9 and check["passed"]  # 0.8 >= 0.8 * 0.9, many SEs
+    # far above no context, but below 0.8 of the VQ ceiling: not met
+    stages = _fake_context(tmp_path / "b", values, ceiling=1.0)
+    assert not _context_check(tmp_path / "b", stages)["passed"]
+    # the target in context changes nothing: not met however high the ceiling allows
+    same = {"none": [0.7, 0.9] * 20, "own": [0.7, 0.9] * 20, "other": [0.7, 0.9] * 20}
+    stages = _fake_context(tmp_path / "c", same, ceiling=0.5)
+    check = _context_check(tmp_path / "c", stages)
+    assert check["ratio"] == 0 and not check["passed"]
+    assert "In-context use" in render_report(tmp_path / "c", stages).read_text()

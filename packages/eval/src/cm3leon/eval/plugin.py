@@ -12,6 +12,7 @@ from cm3leon.core.registry import (
     ConfigSchemaSpec,
     FeatureExtractorSpec,
     MetricSpec,
+    RetrieverSpec,
     RunnerSpec,
 )
 
@@ -54,6 +55,18 @@ def cm3leon_register_feature_extractors() -> list[FeatureExtractorSpec]:
             "clip",
             "cm3leon.eval.metrics.features:clip_extractor",
             "CLIP image embeddings of a registered DocumentEncoder.",
+        ),
+    ]
+
+
+@hookimpl
+def cm3leon_register_retrievers() -> list[RetrieverSpec]:
+    return [
+        RetrieverSpec(
+            "lookup",
+            "cm3leon.eval.lookup_retrieval:lookup_retriever",
+            "Oracle / control retrieval for evaluation: each prompt's own ground-truth document "
+            "(mode own) or an unrelated one (mode other).",
         ),
     ]
 

@@ -262,6 +262,27 @@ def _tail() -> EvalSection:
     )
 
 
+def _in_context() -> EvalSection:
+    """Does the model use its context?  Head prompts with nothing, the prompt's own document
+    (oracle retrieval: its caption and real image) or another test document (the control)
+    retrieved, by the ``lookup`` retriever over the world's ground truth (Table 1's mechanism)."""
+    base = _t2i()
+    return EvalSection(
+        model="pretrain",
+        protocol=copy.deepcopy(base.protocol) | {"decoding": {"strategy": "top_p", "cfg_scale": 3.0,
+                                                             "top_p": 0.9}},
+        matrix={"context": {"values": {
+            "none": {"retrieval.k": 0},
+            "own": {"retrieval.k": 1, "retrieval.options.mode": "own"},
+            "other": {"retrieval.k": 1, "retrieval.options.mode": "other"},
+        }}},
+        report={"precision": 3, "tables": [
+            {"rows": "context", "columns": "context", "value": "object_acc",
+             "title": "Object accuracy with nothing / the target itself / another document in context"},
+        ]},
+    )  # fmt: skip
+
+
 def _captioning() -> EvalSection:
     return EvalSection(
         model="sft",
@@ -321,7 +342,8 @@ class DemoConfig:
         mixture: ``cm3leon tasks mixture`` config (schema ``sft_mixture``); source paths
             are relative to the world export.
         text_to_image / tail_to_image / captioning / vqa / editing: the evaluations
-            (``tail_to_image`` runs only with ``world.entity_docs`` > 0).
+            (``tail_to_image`` runs only with ``world.entity_docs`` > 0); ``in_context``:
+            head prompts with the oracle / an unrelated document in context.
         vq_ceiling: score VQ reconstructions of real images (the accuracy ceiling).
         trackers: experiment trackers (``{name, options}``: tensorboard, mlflow, wandb) the
             finished demo's training curves and evaluation results are logged to, read
@@ -345,6 +367,7 @@ class DemoConfig:
     sft: dict[str, Any] = field(default_factory=_sft)
     text_to_image: EvalSection = field(default_factory=_t2i)
     tail_to_image: EvalSection = field(default_factory=_tail)
+    in_context: EvalSection = field(default_factory=_in_context)
     captioning: EvalSection = field(default_factory=_captioning)
     vqa: EvalSection = field(default_factory=_vqa)
     editing: EvalSection = field(default_factory=_editing)
@@ -378,6 +401,9 @@ QUICK_PRESET: dict[str, Any] = {
     "tail_to_image": {
         "protocol": {"data": {"limit": 4}, "num_samples": 2, "batch_size": 4, "grid_prompts": 4},
         "exclude": [{"k": 1}, {"strategy": "no_cfg"}],
+    },
+    "in_context": {
+        "protocol": {"data": {"limit": 4}, "num_samples": 2, "batch_size": 4, "grid_prompts": 4},
     },
     "captioning": {"protocol": {"data": {"limit": 6}, "num_samples": 2, "decoding": {"max_new_tokens": 12}}},
     "vqa": {"protocol": {"data": {"limit": 8}}},

@@ -284,6 +284,23 @@ def _tail(page: _Page, tail: dict[str, Any]) -> None:
              + "".join(page.image(p, run) for run, p in tail.get("grids", {}).items()) + "</div>")  # fmt: skip
 
 
+def _in_context(page: _Page, context: dict[str, Any]) -> None:
+    """Object accuracy with nothing, the target itself, or another document in context."""
+    rows = {str(r.get("context")): r for r in context.get("rows", [])}
+    page.add(
+        "<h2>In-context use (the mechanism Table 1 rests on)</h2><p>The same head prompts with "
+        "nothing in context, with the target itself (its caption and real image) as the one retrieved "
+        "document (oracle retrieval), and with another test document (the control). A model that uses "
+        "its context draws the target far better when it is shown; one that ignores it scores the "
+        f"same three times. Full table: {page.link(context['table'], 'results.md')}.</p>"
+    )  # fmt: skip
+    labels = (("none", "nothing retrieved (k = 0)"), ("own", "the target itself (oracle)"),
+              ("other", "another test document (control)"))  # fmt: skip
+    body = [[label, _num(rows[key].get(T2I_METRIC)), _num(rows[key].get(f"{T2I_METRIC}_se")),
+             _num(rows[key].get(T2I_OLD_METRIC))] for key, label in labels if key in rows]  # fmt: skip
+    page.table(["in context", "object accuracy", "SE", "colour+shape (old)"], body)
+
+
 def _t2i_floors(page: _Page, rows: list[dict[str, Any]]) -> None:
     """Each run's headline next to every baseline measured in the same run, and the old measure."""
     names = ("chance", "shuffled", "other_scene", "mean_image")
@@ -411,6 +428,8 @@ def render_report(out: str | Path, stages: Sequence[Stage], outcomes: Sequence[A
         _t2i(page, ev["text_to_image"])
     if "tail_to_image" in ev:
         _tail(page, ev["tail_to_image"])
+    if "in_context" in ev:
+        _in_context(page, ev["in_context"])
     if "vq_ceiling" in ev:
         _ceiling(page, ev["vq_ceiling"], _vq_grid(out))
     for name in ("captioning", "vqa", "editing"):

@@ -23,6 +23,7 @@ sft                ``cm3leon train`` (``model.init_from`` = the pretrained expor
 vq_ceiling         ``cm3leon tokenizers reconstruct``, ``cm3leon world score`` (x2)
 text_to_image      ``cm3leon ablate`` over the ``text_to_image`` runner (k x decoding strategy)
 tail_to_image      the same over prompts naming long-tail entities (``world.entity_docs`` > 0)
+in_context         the same runner with nothing / the target / another document retrieved
 captioning         ``cm3leon eval captioning``
 vqa                ``cm3leon eval vqa``
 editing            ``cm3leon eval editing``
@@ -258,6 +259,7 @@ def _protocol_paths(name: str, section: EvalSection, lay: Layout) -> dict[str, A
     data = {
         "text_to_image": {"ground_truth": str(w / "ground_truth" / "scenes.jsonl")},
         "tail_to_image": {"entities": str(w / "entities" / "documents.jsonl")},
+        "in_context": {"ground_truth": str(w / "ground_truth" / "scenes.jsonl")},
         "captioning": {"annotations": str(w / "coco" / "annotations" / "captions_val2017.json")},
         "vqa": {"questions": str(w / "vqa2" / "v2_OpenEnded_mscoco_val2014_questions.json"),
                 "annotations": str(w / "vqa2" / "v2_mscoco_val2014_annotations.json")},
@@ -269,6 +271,8 @@ def _protocol_paths(name: str, section: EvalSection, lay: Layout) -> dict[str, A
         "data": data,
         "retrieval": {"retriever": "clip", "bank": str(lay.bank)},
     }  # fmt: skip
+    if name == "in_context":  # oracle / control documents come from the ground truth itself
+        paths["retrieval"] = {"retriever": "lookup", "bank": data["ground_truth"]}
     if name != "vqa":
         paths["clip"] = {"encoder": "clip-image", "options": {"path": str(lay.encoder)}}
     return paths
@@ -277,6 +281,7 @@ def _protocol_paths(name: str, section: EvalSection, lay: Layout) -> dict[str, A
 _PROTOCOL_TITLES = {
     "text_to_image": "Zero-shot text-to-image: k x decoding strategy (Table 1 / Figure 4)",
     "tail_to_image": "Tail entities: text-to-image of rare named entities, k x decoding strategy",
+    "in_context": "In-context use: nothing, the target itself, or another document retrieved",
     "captioning": "Captioning: CIDEr-D vs the nearest-caption baseline",
     "vqa": "VQA: accuracy vs the majority-answer baseline",
     "editing": "Text-guided editing: world edit accuracy",
@@ -284,7 +289,7 @@ _PROTOCOL_TITLES = {
 
 
 #: Evaluations that run another protocol's runner.
-_RUNNERS = {"tail_to_image": "text_to_image"}
+_RUNNERS = {"tail_to_image": "text_to_image", "in_context": "text_to_image"}
 
 
 def _evaluation(cfg: DemoConfig, lay: Layout, name: str) -> Stage:
@@ -353,7 +358,7 @@ def build_stages(cfg: DemoConfig, layout: Layout | None = None) -> list[Stage]:
     ]
     if cfg.vq_ceiling.enabled:
         stages.append(_vq_ceiling(cfg, lay))
-    for name in ("text_to_image", "tail_to_image", "captioning", "vqa", "editing"):
+    for name in ("text_to_image", "tail_to_image", "in_context", "captioning", "vqa", "editing"):
         if getattr(cfg, name).enabled and (name != "tail_to_image" or cfg.world.entity_docs):
             stages.append(_evaluation(cfg, lay, name))
     return stages

@@ -44,6 +44,10 @@ TAIL_METRIC = "entity_cell_acc"
 TAIL_METRICS = ("entity_cell_acc", "entity_match")
 TAIL_RETRIEVAL_SES = 3.0
 TAIL_STRATEGY = "top_p"
+#: In-context use (issue 15): with the target itself as the one retrieved document, object
+#: accuracy reaches this fraction of the VQ ceiling and beats no context by this many SEs.
+IN_CONTEXT_CEILING = 0.8
+IN_CONTEXT_SES = 3.0
 
 
 def _json(path: Path) -> Any:
@@ -198,6 +202,9 @@ def _evaluations(lay: Layout) -> dict[str, Any]:
         tail["grids"] = {row["run"]: str(lay.eval / "tail_to_image" / "runs" / str(row["run"]) / "samples.png")
                          for row in tail["rows"] if row.get("run")}  # fmt: skip
         out["tail_to_image"] = tail
+    context = _ablation(lay.eval / "in_context")
+    if context:
+        out["in_context"] = context
     for name in ("captioning", "vqa", "editing"):
         result = _json(lay.eval / name / "results.json")
         if result is not None:
@@ -286,11 +293,32 @@ def _tail_floor(tail: dict[str, Any]) -> list[dict[str, Any]]:
              "ratio": ses, "passed": ses is not None and ses >= TAIL_RETRIEVAL_SES}]  # fmt: skip
 
 
+def _in_context_floor(rows: Sequence[dict[str, Any]], ceiling: float | None) -> list[dict[str, Any]]:
+    """The target itself in context vs nothing (in SEs of the difference), and vs the VQ
+    ceiling; another document in context is the control, reported beside it."""
+    diff = _difference(rows, T2I_METRIC, {"context": "none"}, {"context": "own"}, ("none", "own"))
+    if diff is None:
+        return []
+    control = _cell(rows, T2I_METRIC, context="other")
+    ses = diff["delta"] / diff["se"] if diff.get("se") else None
+    high = ceiling is not None and diff["own"] >= IN_CONTEXT_CEILING * ceiling
+    return [{"name": "in-context use: object accuracy with the target itself as the retrieved document, "
+                     f"minus no context, in SEs (control: another document, {control}); also >= "
+                     f"{IN_CONTEXT_CEILING} x the VQ ceiling ({ceiling})",
+             "value": diff["own"], "se": diff.get("se"), "baseline": diff["none"],
+             "baseline_name": "no document in context, same prompts", "floor": IN_CONTEXT_SES,
+             "ratio": ses, "control": control, "ceiling": ceiling,
+             "passed": ses is not None and ses >= IN_CONTEXT_SES and high}]  # fmt: skip
+
+
 def floors(summary: dict[str, Any]) -> list[dict[str, Any]]:
     """The demo's must-show checks: value, baseline, ratio, floor, pass/fail."""
     ev = summary.get("evaluations", {})
     checks = _t2i_floors(ev.get("text_to_image", {}).get("rows", []))
     checks += _tail_floor(ev.get("tail_to_image", {}))
+    recon = (ev.get("vq_ceiling") or {}).get("reconstructions") or {}
+    checks += _in_context_floor(ev.get("in_context", {}).get("rows", []),
+                                _float((recon.get("scores") or {}).get(T2I_METRIC)))  # fmt: skip
     vqa = ev.get("vqa")
     if vqa:
         acc = _float(vqa["metrics"].get("accuracy"))
