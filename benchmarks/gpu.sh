@@ -10,12 +10,19 @@
 # Each part is its own process under `timeout` (limits below, 450 s in all), so a part that
 # fails, runs out of memory or hangs is reported with its exit status and log tail while
 # the others' numbers still print.  Extra arguments go to every part (benchmarks/gpu.py
-# --help).  GPU_PYTHON overrides the interpreter command (default: uv run python).
+# --help).  GPU_PYTHON overrides the interpreter command (default: the uv environment's).
 # GPU_KEEP=DIR keeps the per-part JSON and logs in DIR.  GPU_TIME_SCALE multiplies the
 # limits (default 1; 4 with --smoke, whose CPU processes are not held to the GPU budget).
 set -u
 cd "$(dirname "$0")/.."
-read -r -a PY <<< "${GPU_PYTHON:-uv run python}"
+if [ -n "${GPU_PYTHON:-}" ]; then
+    read -r -a PY <<< "$GPU_PYTHON"
+else
+    # Sync once, then call the environment's python directly: `timeout` signals the process
+    # it started, and a python left behind by a killed `uv run` would keep the GPU's memory.
+    if command -v uv > /dev/null; then uv run --quiet python -c "" >&2; fi
+    if [ -x .venv/bin/python ]; then PY=(.venv/bin/python); else PY=(uv run python); fi
+fi
 OUT="${GPU_KEEP:-$(mktemp -d)}"
 mkdir -p "$OUT"
 : > "$OUT/parts"
