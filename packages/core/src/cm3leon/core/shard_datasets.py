@@ -34,9 +34,12 @@ streaming's ``validate_hash="sha256"`` when downloaded, a failure being raised a
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
+import tempfile
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -201,6 +204,31 @@ def _stage_all(remote: str | None, local: str | None, streams: Sequence[Stream] 
     return infos
 
 
+@contextlib.contextmanager
+def _shm_registration_lock() -> Iterator[None]:
+    """Serialise streaming's shared-memory registration among the processes of this host.
+
+    ``StreamingDataset`` takes the first ``/dev/shm/{prefix:06}_locals`` that does not exist
+    and then creates it; two processes doing that at the same moment (pytest-xdist workers,
+    parallel evaluation jobs, two ``data``/``eval`` commands) pick the same prefix and one
+    fails with ``FileExistsError: '/000002_locals'`` (streaming#884).  Only a job's local
+    leader creates the segment, so only it takes this host-wide ``flock`` (the other ranks
+    of its job wait in streaming's barriers, not here).
+    """
+    from streaming.base.world import World
+
+    if not World.detect().is_local_leader:
+        yield
+        return
+    folder = Path("/dev/shm") if Path("/dev/shm").is_dir() else Path(tempfile.gettempdir())
+    with open(folder / "cm3leon-streaming-prefix.lock", "a+b") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
 class _VerifiedStreamingDataset(StreamingDataset):
     """Stage and verify every stream first; surface background download failures.
 
@@ -222,7 +250,8 @@ class _VerifiedStreamingDataset(StreamingDataset):
         self._background_error: BaseException | None = None
         if any(s.remote is not None for s in streams or []) or remote is not None:
             kwargs.setdefault("validate_hash", "sha256")
-        super().__init__(remote=remote, local=local, streams=streams, **kwargs)
+        with _shm_registration_lock():
+            super().__init__(remote=remote, local=local, streams=streams, **kwargs)
 
     def on_exception(self, future: Any) -> None:
         error = future.exception()
