@@ -78,11 +78,15 @@ def test_two_ranks_under_the_composer_launcher(tmp_path: Path, tiny_encoder_dir:
     np.testing.assert_array_equal(one.search(q, 5)[1], two.search(q, 5)[1])
     assert not (tmp_path / "bank2.work").exists()
     assert two.documents(range(130)) == docs  # fetched by reference from the shards
-    # Each rank logged the shard files it opened: disjoint, together all of them.
-    read = {r: re.findall(r"rank \d+ reads (\S+\.mds)", (tmp_path / f"rank{r}.err").read_text()) for r in (0, 1)}
+    # Each rank logged the shard files it opened: disjoint, together all of them. Composer pipes
+    # local rank 0 through the launcher's output and writes rank 1's to rank1.err.
+    text = (tmp_path / "launch2.log").read_text() + (tmp_path / "rank1.err").read_text()
+    read: dict[int, list[str]] = {0: [], 1: []}
+    for rank, path in re.findall(r"rank (\d+) reads (\S+\.mds)", text):
+        read[int(rank)].append(path)
     assert read[0] and read[1], read
     assert sorted(read[0] + read[1]) == all_files
-    assert "bank estimate: 130 documents" in (tmp_path / "rank0.err").read_text()
+    assert "bank estimate: 130 documents x 32 dims" in (tmp_path / "launch2.log").read_text()
 
 
 TRAIN_CONFIG = """\
