@@ -5,9 +5,9 @@ use them, and so does this test):
 
 * **tokens per step** = row capacity = rows per step x ``data.seq_len``, padding included --
   what Table 3 / Table 4 call the batch: ``8M`` / ``2M`` = 8 / 2 x 2**20 tokens;
-* **rows per step** = ``data.num_rows`` (per GPU) x the GPUs the header names, or, with
-  ``static_rows`` and no ``num_rows``, ``global_batch_size`` (one row per example slot on
-  any world size);
+* **rows per step** = ``data.num_rows`` (summed over all GPUs, like ``global_batch_size``,
+  so the same on any world size that divides it), or, with ``static_rows`` and no
+  ``num_rows``, ``global_batch_size`` (one row per example slot on any world size);
 * **total tokens** = steps x tokens per step, steps = ``max_duration`` in batches (the
   header's step count is the total divided by tokens per step, rounded either way).
 
@@ -122,7 +122,8 @@ def _steps(cfg: TrainConfig) -> int:
 def _rows_per_step(cfg: TrainConfig, gpus: int) -> int | None:
     """Rows per optimizer step summed over ``gpus`` ranks; ``None`` when the packing decides."""
     if cfg.data.num_rows is not None:
-        return cfg.data.num_rows * gpus
+        assert cfg.data.num_rows % gpus == 0, "num_rows must split evenly over the GPUs"
+        return cfg.data.num_rows
     if cfg.data.static_rows:
         assert cfg.data.global_batch_size % gpus == 0, (
             "static_rows needs global_batch_size divisible by the GPUs"
@@ -156,8 +157,8 @@ def test_header_token_budget_matches_the_fields(path: Path) -> None:
         f"{path.name}: the fields give {_rows_per_step(cfg, gpus)} rows on {gpus} GPUs, the header {rows}"
     )
     if cfg.data.num_rows is not None:
-        assert cfg.data.num_rows == per_gpu, (
-            f"{path.name}: data.num_rows={cfg.data.num_rows}, header {per_gpu} per GPU"
+        assert cfg.data.num_rows == per_gpu * gpus, (
+            f"{path.name}: data.num_rows={cfg.data.num_rows}, header {per_gpu} per GPU on {gpus}"
         )
     for m in WORLD.finditer(header):
         assert int(m["w"]) == gpus, (
@@ -186,7 +187,7 @@ def test_header_token_budget_matches_the_fields(path: Path) -> None:
 
 @pytest.mark.parametrize("path", TRAIN_CONFIGS, ids=IDS)
 def test_single_node_command_keeps_the_budget(path: Path) -> None:
-    """With per-GPU ``num_rows`` the single-node line must override it to keep rows per step."""
+    """The single-node line keeps the header's rows per step (and its overrides, if any, too)."""
     lines, header = _header(path)
     batch = BATCH.search(header)
     single = [m for m in map(SINGLE_NODE.match, lines) if m and "--world_size" not in m[0]]
@@ -276,8 +277,9 @@ def test_sft_packing_estimate_matches_its_basis(path: Path) -> None:
         f"{cfg.data.global_batch_size}"
     )
     assert int(examples["per_gpu2"]) == per_gpu, f"{path.name}: {examples[0]!r}"
-    assert int(examples["rows"]) == cfg.data.num_rows, (
-        f"{path.name}: {examples[0]!r} vs data.num_rows={cfg.data.num_rows}"
+    rows_per_gpu = cfg.data.num_rows // gpus
+    assert int(examples["rows"]) == rows_per_gpu, (
+        f"{path.name}: {examples[0]!r} vs data.num_rows={cfg.data.num_rows} on {gpus} GPUs"
     )
     assert cfg.data.global_batch_size > rows, (
         f"{path.name}: {cfg.data.global_batch_size} examples in {rows} rows is no packing"
@@ -298,11 +300,11 @@ def test_sft_packing_estimate_matches_its_basis(path: Path) -> None:
     )
     drop = DROPS.search(header)
     assert drop and float(drop["drop"]) == round(
-        100 * _expected_drop(per_gpu, cfg.data.num_rows, share), 1
+        100 * _expected_drop(per_gpu, rows_per_gpu, share), 1
     )
     alt = ALTERNATIVE.search(header)
     assert alt and int(alt["k"]) == per_gpu + 1
     assert int(alt["fill"]) == round(100 * (per_gpu + 1) * gpus * mean / capacity)
     assert float(alt["drop"]) == round(
-        100 * _expected_drop(per_gpu + 1, cfg.data.num_rows, share), 1
+        100 * _expected_drop(per_gpu + 1, rows_per_gpu, share), 1
     )

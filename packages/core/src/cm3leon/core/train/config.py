@@ -129,8 +129,11 @@ class DataSection:
         global_batch_size: examples per optimizer step, summed over all ranks; must be a
             multiple of the world size.  Each rank packs ``global_batch_size / world``
             examples into rows every step (so resumption is exact).
-        num_rows: fixed rows per rank per step (examples that do not fit are dropped and
-            counted); ``None``: see ``static_rows``.
+        num_rows: fixed rows per optimizer step, summed over all ranks like
+            ``global_batch_size`` (must be a multiple of the world size): each rank packs its
+            ``global_batch_size / world`` examples into ``num_rows / world`` rows, so tokens
+            per step and examples per row do not change with the world size (examples that
+            do not fit are dropped and counted); ``None``: see ``static_rows``.
         static_rows: with ``num_rows`` unset, give every rank ``global_batch_size / world``
             rows per step -- one per example at most, so nothing is dropped -- instead of
             as many as the packing needs.  FSDP requires it: every rank must run the same

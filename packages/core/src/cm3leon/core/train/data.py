@@ -49,6 +49,7 @@ __all__ = [
     "build_streams",
     "load_dataloader_state",
     "per_rank_batch_size",
+    "rows_per_rank",
     "tokens_in_batch",
 ]
 
@@ -96,11 +97,31 @@ class TrainDataset(CM3StreamingDataset):
 
 
 def per_rank_batch_size(global_batch_size: int, *, where: str = "data.global_batch_size") -> int:
-    """Examples per rank per step; the global batch must split evenly over the ranks."""
+    """Per-rank share of a per-step count summed over all ranks (examples, rows).
+
+    Raises:
+        ConfigError: the count does not split evenly over the ranks (names ``where``).
+    """
     world = dist.get_world_size()
     if global_batch_size % world:
         raise ConfigError(f"{where}={global_batch_size} is not divisible by the world size {world}")
     return global_batch_size // world
+
+
+def rows_per_rank(num_rows: int | None, *, static_rows: bool, batch_size: int, where: str) -> int | None:
+    """Packed rows each rank yields per step; ``None``: as many as the packing needs.
+
+    ``num_rows`` counts rows per optimizer step over all ranks, as ``global_batch_size``
+    counts examples, so a config keeps its tokens per step and its examples per row on any
+    world size.  ``static_rows`` (with ``num_rows`` unset) gives each of the rank's
+    ``batch_size`` examples a row of its own.
+
+    Raises:
+        ConfigError: ``num_rows`` does not split evenly over the ranks.
+    """
+    if num_rows is not None:
+        return per_rank_batch_size(num_rows, where=f"{where}.num_rows")
+    return batch_size if static_rows else None  # static: nothing is ever dropped
 
 
 def build_streams(streams: Mapping[str, StreamSection], cache_root: Path, *, section: str) -> list[Any]:
@@ -202,8 +223,11 @@ def build_dataspec(
 ) -> tuple[DataSpec, Vocabulary]:
     """A Composer ``DataSpec`` over packed CM3 batches, and the data's vocabulary.
 
+    ``global_batch_size`` examples and ``num_rows`` rows per step are summed over all ranks
+    (:func:`rows_per_rank`).
+
     Raises:
-        ConfigError: a batch size that does not split over the ranks, bad CM3 options, a
+        ConfigError: a batch size or row count that does not split over the ranks, bad CM3 options, a
             local cache registered in shared memory by another live (or unrecorded)
             StreamingDataset (:func:`cm3leon.core.train.stream_memory.explain_conflict`).
         cm3leon.core.shards.ShardIntegrityError: a dataset fails verification (names the file).
@@ -211,8 +235,7 @@ def build_dataspec(
     from cm3leon.core.shard_datasets import build_packed_dataloader
 
     batch_size = per_rank_batch_size(global_batch_size, where=f"{where}.global_batch_size")
-    if num_rows is None and data.static_rows:
-        num_rows = batch_size  # each example fills at most one row: nothing is ever dropped
+    num_rows = rows_per_rank(num_rows, static_rows=data.static_rows, batch_size=batch_size, where=where)
     stream_objs = build_streams(streams, cache_root, section=where)
     cached = [s.local for s in stream_objs if s.remote is not None]  # what streaming checks for reuse
     release_stale_shared_memory(cached)
