@@ -9,6 +9,7 @@ import pytest
 
 from cm3leon.world.entities import (
     ENTITY_CHANCE,
+    PANEL_TEMPLATES,
     EntityCatalogue,
     entity_counts,
     entity_document,
@@ -62,7 +63,20 @@ def test_documents_name_their_entity_vary_and_keep_a_split(catalogue: EntityCata
         entity = catalogue.by_name(d.meta["entity"])
         assert catalogue.mentioned(text) == entity
         assert d.meta["split"] == entity_split(0, d.meta["index"])
-        assert score_entity(image, entity) == {"entity_cell_acc": 1.0, "entity_match": 1.0}
+        box = d.meta["box"]
+        assert score_entity(image, entity, box) == {"entity_cell_acc": 1.0, "entity_match": 1.0}
+        assert identify_entity(image, catalogue, box)[0] == entity
+        if d.meta["view"] == "panel":  # half size on the wall, placed on the 4 px token grid
+            top, left, side = box
+            assert side == 16 and top % 4 == 0 and left % 4 == 0
+            outside = np.ones((32, 32), bool)
+            outside[top : top + side, left : left + side] = False
+            assert np.abs(image[outside].astype(int) - BACKGROUND_RGB).max() < 40
+            assert any(t.format(name=entity.name) == text for t in PANEL_TEMPLATES)
+        else:
+            assert box == [0, 0, 32]
+    views = [d.meta["view"] for d in docs]
+    assert 0.3 < views.count("panel") / len(views) < 0.7
     head = catalogue[0].name
     same = [d for d in docs if d.meta["entity"] == head]
     assert len(same) >= 2 and not np.array_equal(

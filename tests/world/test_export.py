@@ -406,7 +406,7 @@ def test_a_long_tail_is_mixed_into_pretrain_and_listed_with_its_truth(tmp_path: 
     counts = {e["name"]: e["documents"] for e in load(root / "entities" / "catalogue.json")["entities"]}
     for d in docs:
         image = rgb(root / "entities" / d["image"])
-        assert score_entity(image, catalogue.by_name(d["entity"]))["entity_match"] == 1.0
+        assert score_entity(image, catalogue.by_name(d["entity"]), d["box"])["entity_match"] == 1.0
         assert d["train_count"] == counts[d["entity"]]["train"]
     assert sum(c["train"] + c["val"] + c["test"] for c in counts.values()) == 60
     for split in ("train", "val", "test"):

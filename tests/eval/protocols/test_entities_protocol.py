@@ -20,8 +20,15 @@ MODEL = {"export": "unused", "text_tokenizer": "bytes", "image_tokenizer": "unus
 @pytest.fixture(scope="module")
 def tail_world(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("tail") / "world"
-    export_world(root, n=8, formats="entities", entity_docs=200, entities=40, progress=False)
+    export_world(root, n=8, formats="entities", entity_docs=320, entities=40, progress=False)
     return root
+
+
+def _mosaic_rows(tail_world: Path) -> list[dict]:
+    """The protocol's prompts: test documents of the full-frame view (panels are not asked for)."""
+    rows = read_world_entities(tail_world / "entities" / "documents.jsonl", split="test")
+    assert {r["view"] for r in rows} == {"mosaic", "panel"}
+    return [r for r in rows if r["view"] == "mosaic"][:12]
 
 
 def _config(tail_world: Path, tiny, limit: int = 12) -> TextToImageConfig:
@@ -37,7 +44,7 @@ def test_the_entity_itself_scores_perfectly_and_is_broken_down_by_frequency(
     tail_world: Path, tiny, oracle, tmp_path: Path
 ) -> None:
     catalogue = EntityCatalogue(0, 40)
-    rows = read_world_entities(tail_world / "entities" / "documents.jsonl", split="test")[:12]
+    rows = _mosaic_rows(tail_world)
     for r in rows:
         path = tmp_path / "truth" / f"{r['id']}.png"
         path.parent.mkdir(exist_ok=True)
@@ -61,7 +68,7 @@ def test_one_image_for_every_prompt_matches_only_its_own_entity(
     tail_world: Path, tiny, oracle, tmp_path: Path
 ) -> None:
     catalogue = EntityCatalogue(0, 40)
-    rows = read_world_entities(tail_world / "entities" / "documents.jsonl", split="test")[:12]
+    rows = _mosaic_rows(tail_world)
     head = catalogue[0]
     path = tmp_path / "head.png"
     Image.fromarray(render_entity(head)).save(path)

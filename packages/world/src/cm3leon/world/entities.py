@@ -48,6 +48,8 @@ __all__ = [
     "ENTITY_CHANCE",
     "ENTITY_METRICS",
     "MATCH_CELLS",
+    "PANEL_TEMPLATES",
+    "VIEWS",
     "Entity",
     "EntityCatalogue",
     "EntityTail",
@@ -74,6 +76,18 @@ CAPTION_TEMPLATES: tuple[str, ...] = (
     "a picture of the {name}",
     "the {name} mosaic",
     "a photo of the {name} tiles",
+)
+#: How a document shows its entity: ``mosaic`` fills the frame (the test prompts' view);
+#: ``panel`` is the mosaic at half size somewhere on the grey wall, with captions of its
+#: own -- another "photo" of the same entity, so that two documents of one entity are not
+#: near-duplicates for the retriever's relevance rules (§2.1: relevance <= 0.9).
+VIEWS: tuple[str, ...] = ("mosaic", "panel")
+PANEL_FRACTION = 0.5
+PANEL_TEMPLATES: tuple[str, ...] = (
+    "a small {name} panel on a grey wall",
+    "the {name}, small, on a wall",
+    "a little {name} tile panel",
+    "a wall with a small {name}",
 )
 ENTITY_METRICS: tuple[str, ...] = ("entity_cell_acc", "entity_match")
 #: Accuracy of a uniform colour guess per cell, and of matching a random mosaic.
@@ -105,8 +119,9 @@ class Entity:
         """``(grid, grid)`` colour indices into :data:`~cm3leon.world.scene.COLOURS`."""
         return np.array([[_COLOUR_NAMES.index(c) for c in row] for row in self.pattern])
 
-    def caption(self, template: int = 0) -> str:
-        return CAPTION_TEMPLATES[template % len(CAPTION_TEMPLATES)].format(name=self.name)
+    def caption(self, template: int = 0, view: str = "mosaic") -> str:
+        templates = PANEL_TEMPLATES if view == "panel" else CAPTION_TEMPLATES
+        return templates[template % len(templates)].format(name=self.name)
 
     def to_dict(self) -> dict[str, Any]:
         return {"rank": self.rank, "name": self.name, "pattern": [list(r) for r in self.pattern]}
@@ -246,31 +261,51 @@ def entity_split(seed: int, k: int) -> str:
 
 
 def render_entity(
-    entity: Entity, image_size: int = 32, rng: np.random.Generator | None = None
+    entity: Entity,
+    image_size: int = 32,
+    rng: np.random.Generator | None = None,
+    *,
+    box: tuple[int, int, int] | None = None,
 ) -> np.ndarray:
-    """``(S, S, 3)`` uint8 mosaic of ``entity``; ``rng`` adds per-document variation.
+    """``(S, S, 3)`` uint8 image of ``entity``'s mosaic; ``rng`` adds per-document variation.
 
-    Variation (when ``rng`` is given): each cell's shade scaled by 0.85-1.1, one-pixel
-    grout lines in the wall colour between cells half of the time, Gaussian noise of
-    sigma 0-6.  Without ``rng`` the mosaic is the plain look.
+    ``box`` = ``(top, left, side)`` draws the mosaic in that square of the grey wall (the
+    ``panel`` view); default: the mosaic fills the frame.  Variation (when ``rng`` is
+    given): each cell's shade scaled by 0.85-1.1, one-pixel grout lines in the wall colour
+    between cells half of the time (cells of 8 px or more), Gaussian noise of sigma 0-6.
     """
     grid = entity.grid
-    if image_size % grid:
-        raise ValueError(f"image_size {image_size} is not a multiple of the mosaic grid {grid}")
-    cell = image_size // grid
+    top, left, side = box if box is not None else (0, 0, image_size)
+    if side % grid or top < 0 or left < 0 or top + side > image_size or left + side > image_size:
+        raise ValueError(f"entity box {(top, left, side)} must lie in the {image_size} px frame "
+                         f"with a side that is a multiple of the mosaic grid {grid}")  # fmt: skip
+    cell = side // grid
     palette = np.array([COLOURS[c] for c in _COLOUR_NAMES], dtype=np.float32)
     shade = (
         np.ones((grid, grid), np.float32) if rng is None else rng.uniform(0.85, 1.1, (grid, grid))
     )
     colours = palette[entity.codes()] * shade[..., None]  # (g, g, 3)
-    image = np.repeat(np.repeat(colours, cell, axis=0), cell, axis=1)
+    mosaic = np.repeat(np.repeat(colours, cell, axis=0), cell, axis=1)
+    if rng is not None and rng.random() < 0.5 and cell >= 8:
+        for i in range(1, grid):
+            mosaic[i * cell - 1 : i * cell, :] = BACKGROUND_RGB
+            mosaic[:, i * cell - 1 : i * cell] = BACKGROUND_RGB
+    image = np.empty((image_size, image_size, 3), np.float32)
+    image[:] = BACKGROUND_RGB
+    image[top : top + side, left : left + side] = mosaic
     if rng is not None:
-        if rng.random() < 0.5 and cell >= 4:
-            for i in range(1, grid):
-                image[i * cell - 1 : i * cell, :] = BACKGROUND_RGB
-                image[:, i * cell - 1 : i * cell] = BACKGROUND_RGB
         image = image + rng.normal(0.0, rng.uniform(0.0, 6.0), image.shape)
     return np.clip(np.rint(image), 0, 255).astype(np.uint8)
+
+
+def _view(rng: np.random.Generator, image_size: int, grid: int) -> tuple[str, tuple[int, int, int]]:
+    """A document's view and the mosaic's box: full frame, or a half-size panel placed on
+    the 4 px grid of the VQ tokens."""
+    if rng.random() >= PANEL_FRACTION:
+        return "mosaic", (0, 0, image_size)
+    side = image_size // 2 - (image_size // 2) % grid
+    slots = (image_size - side) // 4 + 1
+    return "panel", (4 * int(rng.integers(slots)), 4 * int(rng.integers(slots)), side)
 
 
 def entity_document(
@@ -279,14 +314,16 @@ def entity_document(
     """Entity document ``k``: a Zipf-drawn entity, a caption naming it, its varied mosaic.
 
     ``meta`` holds ``source``, ``seed``, ``index``, ``split``, ``entity`` (the name),
-    ``rank`` and ``pattern`` (so generated images can be scored).
+    ``rank``, ``pattern``, ``view`` (``mosaic`` or ``panel``) and ``box`` (where the mosaic
+    is: ``[top, left, side]``), so generated images can be scored.
     """
     if k < 0:
         raise ValueError(f"entity document index must be >= 0, got {k}")
     rng = np.random.default_rng([catalogue.seed, _STREAM_DOC, k])
     entity = catalogue.draw(rng)
-    caption = entity.caption(int(rng.integers(len(CAPTION_TEMPLATES))))
-    image = render_entity(entity, image_size, rng)
+    view, box = _view(rng, image_size, catalogue.grid)
+    caption = entity.caption(int(rng.integers(len(CAPTION_TEMPLATES))), view)
+    image = render_entity(entity, image_size, rng, box=box)
     meta = {
         "source": source,
         "seed": catalogue.seed,
@@ -295,6 +332,8 @@ def entity_document(
         "entity": entity.name,
         "rank": entity.rank,
         "pattern": [list(r) for r in entity.pattern],
+        "view": view,
+        "box": list(box),
     }
     return Document(
         (TextSegment(caption), ImageSegment(image=image)),
@@ -360,7 +399,9 @@ class EntityTail:
 
 
 # ---------------------------------------------------------------------------- scoring
-def read_cells(image: Any, grid: int = 4) -> np.ndarray:
+def read_cells(
+    image: Any, grid: int = 4, box: Sequence[int] | None = None
+) -> np.ndarray:
     """``(grid, grid)`` colour index read from each mosaic cell (``-1``: no clear colour).
 
     Each cell's inner part (a quarter of the cell trimmed from every side, so grout and
@@ -370,6 +411,9 @@ def read_cells(image: Any, grid: int = 4) -> np.ndarray:
     from cm3leon.world.scorer import classify_pixels
 
     labels = classify_pixels(image)
+    if box is not None:
+        top, left, side = (int(v) for v in box)
+        labels = labels[top : top + side, left : left + side]
     size = labels.shape[0]
     cell = size / grid
     margin = max(1, int(cell // 4))
@@ -389,13 +433,15 @@ def _match_cells(grid: int) -> int:
     return math.ceil(MATCH_CELLS / 16 * grid * grid)
 
 
-def score_entity(image: Any, entity: Entity | Sequence[Sequence[str]]) -> dict[str, float]:
+def score_entity(
+    image: Any, entity: Entity | Sequence[Sequence[str]], box: Sequence[int] | None = None
+) -> dict[str, float]:
     """Score a generated image against an entity (or a pattern of colour names).
 
     Returns ``entity_cell_acc`` (fraction of mosaic cells of the right colour; chance
     1/6) and ``entity_match`` (1.0 when at least :data:`MATCH_CELLS` of 16 cells are
     right: with looks at least 10 cells apart, no other entity of the catalogue can also
-    match).
+    match).  ``box`` (``[top, left, side]``): where the mosaic should be (default: the frame).
     """
     pattern = entity.pattern if isinstance(entity, Entity) else entity
     grid = len(pattern)
@@ -405,16 +451,18 @@ def score_entity(image: Any, entity: Entity | Sequence[Sequence[str]]) -> dict[s
     if unknown:
         raise ValueError(f"entity pattern names unknown colours {sorted(unknown)}")
     truth = np.array([[_COLOUR_NAMES.index(c) for c in row] for row in pattern])
-    right = int((read_cells(image, grid) == truth).sum())
+    right = int((read_cells(image, grid, box) == truth).sum())
     return {
         "entity_cell_acc": right / (grid * grid),
         "entity_match": float(right >= _match_cells(grid)),
     }
 
 
-def identify_entity(image: Any, catalogue: EntityCatalogue) -> tuple[Entity | None, int]:
+def identify_entity(
+    image: Any, catalogue: EntityCatalogue, box: Sequence[int] | None = None
+) -> tuple[Entity | None, int]:
     """The catalogue entity the image shows, with its right-cell count (None if none matches)."""
-    cells = read_cells(image, catalogue.grid).reshape(1, catalogue.grid, catalogue.grid)
+    cells = read_cells(image, catalogue.grid, box).reshape(1, catalogue.grid, catalogue.grid)
     right = (catalogue.codes() == cells).sum((1, 2))
     best = int(right.argmax())
     if right[best] < _match_cells(catalogue.grid):

@@ -34,7 +34,7 @@ Layouts (``<id12>`` = 12-digit zero-padded image id; image id = scene index + 1)
 ``pretrain``                  ``{train,val,test}.jsonl`` (``{"id", "image", "caption"}``) and
                               ``{train,val,test}/<id12>.png`` + ``<id12>.txt`` (folder pairs)
 ``entities``                  ``documents.jsonl`` (``{"id", "index", "split", "image", "caption", "entity",
-                              "rank", "pattern", "train_count"}``), ``images/entity-<k8>.png``,
+                              "rank", "pattern", "view", "box", "train_count"}``), ``images/entity-<k8>.png``,
                               ``catalogue.json`` (only with a long tail: ``--entity-docs N``)
 ``ground_truth``              ``scenes.jsonl``, ``edits.jsonl`` (the world's own ground truth)
 ============================  ===============================================================
@@ -339,7 +339,8 @@ def _entity_rows(world: World, root: Path, progress: Progress, prefix: str) -> l
         write_text((root / rel).with_suffix(".txt"), doc.texts[0] + "\n")
         out.append({"id": doc.id, "index": k, "split": doc.meta["split"], "image": rel,
                     "caption": doc.texts[0], "entity": doc.meta["entity"],
-                    "rank": doc.meta["rank"], "pattern": doc.meta["pattern"]})  # fmt: skip
+                    "rank": doc.meta["rank"], "pattern": doc.meta["pattern"],
+                    "view": doc.meta["view"], "box": doc.meta["box"]})  # fmt: skip
     return out
 
 

@@ -162,7 +162,10 @@ def _pick(captions: Any, index: int, where: str) -> str:
 
 def _prompts(data: TextToImageData) -> list[_Prompt]:
     if data.entities is not None:
-        rows = read_world_entities(data.entities, split=data.split)[: data.limit]
+        # The prompts ask for the entity itself (the full-frame ``mosaic`` view); ``panel``
+        # documents (the mosaic small somewhere on a wall) stay in the bank and pretraining.
+        rows = [r for r in read_world_entities(data.entities, split=data.split)
+                if r.get("view", "mosaic") == "mosaic"][: data.limit]  # fmt: skip
         return [
             _Prompt(str(r["id"]), str(r["caption"]), None, Path(r["image"]),
                     {"name": r["entity"], "pattern": r["pattern"],
