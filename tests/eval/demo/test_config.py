@@ -13,11 +13,32 @@ from cm3leon.eval.demo.runner import validate_stage_configs
 ROOT = Path(__file__).resolve().parents[3]
 
 
-@pytest.mark.parametrize("name,quick", [("full", False), ("quick", True)])
-def test_shipped_yaml_is_the_preset(name: str, quick: bool) -> None:
+@pytest.mark.parametrize("name", ["full", "quick", "long"])
+def test_shipped_yaml_is_the_preset(name: str) -> None:
     shipped = load_config(DemoConfig, ROOT / "configs" / "demo" / f"{name}.yaml")
-    assert shipped == load_demo_config(quick=quick)
+    assert shipped == load_demo_config(preset=name)
     assert load_demo_config(ROOT / "configs" / "demo" / f"{name}.yaml") == shipped
+    assert demo_config(preset=name)["out"] == shipped.out
+
+
+def test_quick_flag_is_the_quick_preset_and_presets_are_checked() -> None:
+    assert load_demo_config(quick=True) == load_demo_config(preset="quick")
+    with pytest.raises(ConfigError, match="unknown preset 'huge'"):
+        load_demo_config(preset="huge")
+    with pytest.raises(ConfigError, match="two presets"):
+        load_demo_config(quick=True, preset="long")
+
+
+def test_long_preset_grows_the_full_one_and_turns_on_the_tail_and_plain() -> None:
+    full, long = load_demo_config(), load_demo_config(preset="long")
+    assert long.out == "runs/demo_long" and long.world.entity_docs > 0 and long.world.n > full.world.n
+    assert long.image_tokenizer["image"]["max_steps"] > full.image_tokenizer["image"]["max_steps"]
+    assert int(long.clip["train_clip"]["max_duration"][:-2]) > int(full.clip["train_clip"]["max_duration"][:-2])
+    assert long.pretrain["max_duration"].endswith("tok")  # a token budget: equal compute with plain
+    full_tokens = 2_573_557  # the full preset's pretraining tokens (runs/demo metrics.jsonl, measured)
+    assert int(long.pretrain["max_duration"][:-3]) > 2 * full_tokens
+    assert long.text_to_image.protocol["data"]["limit"] > full.text_to_image.protocol["data"]["limit"]
+    assert long.plain.enabled and not full.plain.enabled and not load_demo_config(quick=True).plain.enabled
 
 
 def test_default_is_full_and_quick_is_smaller() -> None:
@@ -77,6 +98,42 @@ def test_stage_configs_validate_and_errors_name_the_stage(tmp_path: Path) -> Non
     bad = load_demo_config(None, ["pretrain.optim.learning_rate=1"])
     with pytest.raises(ConfigError, match=r"demo stage 'pretrain'.*learning_rate"):
         validate_stage_configs(build_stages(bad, Layout(tmp_path)))
+
+
+def test_long_plan_adds_plain_pretraining_of_the_same_documents(tmp_path: Path) -> None:
+    stages = {s.name: s for s in build_stages(load_demo_config(preset="long"), Layout(tmp_path))}
+    names = list(stages)
+    assert names.index("pretrain") < names.index("plain_data") < names.index("plain_pretrain") < names.index("sft")
+    assert names.index("tail_to_image") < names.index("plain_text_to_image") < names.index("plain_tail_to_image")
+    argv = stages["plain_data"].steps[0].argv  # the documents the augmented shards are made of
+    assert argv[:3] == ("data", "prepare", str(tmp_path / "world" / "pretrain" / "train.jsonl"))
+    assert argv[argv.index("--kind") + 1] == "tokens" and stages["documents"].steps[0].argv[2] == argv[2]
+    (_, (_, ra)), = stages["pretrain"].configs.items()
+    (_, (_, plain)), = stages["plain_pretrain"].configs.items()
+    assert plain["data"]["streams"]["data"]["local"] == str(tmp_path / "data" / "pretrain_plain")
+    assert ra["data"]["streams"]["data"]["local"] == str(tmp_path / "data" / "pretrain_ra")
+    assert plain["run_dir"] == str(tmp_path / "plain_pretrain") and plain["data"]["global_batch_size"] == 32
+    same = ("model", "optim", "scheduler", "max_duration", "precision", "seed")
+    assert {k: plain.get(k) for k in same} == {k: ra.get(k) for k in same}
+    assert plain["data"]["seq_len"] == ra["data"]["seq_len"] and plain["data"]["cm3"] == ra["data"]["cm3"]
+    (_, (_, ablation)), = stages["plain_text_to_image"].configs.items()
+    (_, (_, head)), = stages["text_to_image"].configs.items()
+    assert ablation["base"]["config"]["model"]["export"] == str(tmp_path / "plain_pretrain" / "export")
+    assert ablation["matrix"] == {"k": {"key": "retrieval.k", "values": [0]},
+                                  "strategy": {"values": {"top_p": {"decoding.strategy": "top_p"}}}}
+    assert ablation["base"]["config"]["data"] == head["base"]["config"]["data"]  # the same prompts
+    assert ablation["base"]["config"]["seed"] == head["base"]["config"]["seed"]
+    validate_stage_configs(list(stages.values()))
+
+
+def test_plain_needs_a_token_budget_and_known_strategies(tmp_path: Path) -> None:
+    cfg = load_demo_config(None, ["plain.enabled=true"], quick=True)  # quick: 8ba
+    with pytest.raises(ConfigError, match=r"pretrain\.max_duration must be a token count.*'8ba'"):
+        build_stages(cfg, Layout(tmp_path))
+    cfg = load_demo_config(None, ["plain.enabled=true", "pretrain.max_duration=4000tok",
+                                  "plain.strategies=[top_q]"], quick=True)  # fmt: skip
+    with pytest.raises(ConfigError, match=r"plain\.strategies.*top_q"):
+        build_stages(cfg, Layout(tmp_path))
 
 
 def test_disabled_evaluations_leave_the_plan(tmp_path: Path) -> None:

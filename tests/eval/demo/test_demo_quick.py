@@ -86,7 +86,9 @@ def test_report_links_every_artefact_and_holds_the_results(demo: dict) -> None:
     summary = json.loads((out / "summary.json").read_text())
     names = {c["name"].split(" (")[0] for c in summary["floors"]}
     assert names == {"text-to-image object accuracy", "text-to-image colour+shape accuracy", "VQA accuracy",
-                     "caption CIDEr-D"}  # fmt: skip
+                     "caption CIDEr-D", "editing success"}  # fmt: skip
+    assert {c["paper"] for c in summary["claims"]} >= {"Table 1", "Figure 4", "§4 SFT"}  # the claims table
+    assert "ra_vs_plain" not in summary  # plain pretraining is off in --quick
     headline = next(
         c for c in summary["floors"] if c["name"].startswith("text-to-image object accuracy")
     )

@@ -26,11 +26,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cm3leon.eval.demo.config import QUICK_PRESET, DemoConfig, demo_config, load_demo_config
+from cm3leon.eval.demo.config import (
+    LONG_PRESET,
+    PRESETS,
+    QUICK_PRESET,
+    DemoConfig,
+    demo_config,
+    load_demo_config,
+)
 from cm3leon.eval.demo.runner import DemoError, StageOutcome, run_stages
 from cm3leon.eval.demo.stages import Layout, Stage, Step, build_stages
 
 __all__ = [
+    "LONG_PRESET",
+    "PRESETS",
     "QUICK_PRESET",
     "DemoConfig",
     "DemoError",

@@ -1,4 +1,4 @@
-"""``cm3leon demo [CONFIG] [key=value ...] [--quick] [--out DIR]``."""
+"""``cm3leon demo [CONFIG] [key=value ...] [--quick | --preset NAME] [--out DIR]``."""
 
 from __future__ import annotations
 
@@ -11,20 +11,24 @@ __all__ = ["demo_command"]
 
 @click.command("demo")
 @click.argument("args", nargs=-1)
-@click.option("--quick", is_flag=True, help="Test-scale preset (configs/demo/quick.yaml; a few minutes).")
-@click.option("--out", default=None, help="Run directory (default runs/demo, runs/demo_quick with --quick).")
+@click.option("--quick", is_flag=True, help="Test-scale preset (configs/demo/quick.yaml; about a minute).")
+@click.option("--preset", type=click.Choice(["full", "quick", "long"]), default=None,
+              help="Preset: full (default, configs/demo/full.yaml), quick (= --quick), long "
+                   "(configs/demo/long.yaml: long tail, plain-pretraining comparison; <= 2 h on 2 cores).")
+@click.option("--out", default=None, help="Run directory (default runs/demo, runs/demo_quick with --quick, runs/demo_long with --preset long).")
 @click.option("--stop-after", default=None, metavar="STAGE", help="Stop once this stage is complete.")
 @click.option("--dry-run", is_flag=True, help="Write the stage configs and commands.sh; run nothing.")
 @click.option("--no-progress", is_flag=True, help="No progress display (stage lines only).")
-def demo_command(args: tuple[str, ...], quick: bool, out: str | None, stop_after: str | None,
-                 dry_run: bool, no_progress: bool) -> None:  # fmt: skip
+def demo_command(args: tuple[str, ...], quick: bool, preset: str | None, out: str | None,
+                 stop_after: str | None, dry_run: bool, no_progress: bool) -> None:  # fmt: skip
     """Run the whole paper end to end on the built-in procedural world.
 
     \b
     world -> text BPE -> VQ tokenizer -> small CLIP -> FAISS bank -> retrieval-augmented
     shards -> pretraining -> SFT mixture -> fine-tuning -> evaluation -> report.html
 
-    ARGS: an optional YAML config (configs/demo/full.yaml is the default preset), then
+    ARGS: an optional YAML config laid over the preset (configs/demo/full.yaml is the
+    default; --quick and --preset long pick configs/demo/quick.yaml, long.yaml), then
     dotted key=value overrides (e.g. pretrain.max_duration=600ba).  Every stage is a public
     cm3leon command (see OUT/commands.sh), cached by its config fingerprint: re-running
     skips finished stages and resumes an interrupted one.
@@ -37,7 +41,7 @@ def demo_command(args: tuple[str, ...], quick: bool, out: str | None, stop_after
     if out is not None:
         overrides.append(f"out={out}")
     try:
-        cfg = load_demo_config(path, overrides, quick=quick)
+        cfg = load_demo_config(path, overrides, quick=quick, preset=preset)
         result = run_demo(cfg, stop_after=stop_after, progress=not no_progress, dry_run=dry_run)
     except (ConfigError, ValueError) as err:
         raise click.ClickException(str(err)) from None

@@ -23,6 +23,9 @@ from typing import Any
 __all__ = [
     "DemoConfig",
     "EvalSection",
+    "LONG_PRESET",
+    "PRESETS",
+    "PlainSection",
     "QUICK_PRESET",
     "WorldSection",
     "VQCeilingSection",
@@ -327,6 +330,42 @@ class VQCeilingSection:
 
 
 @dataclass
+class PlainSection:
+    """Plain pretraining at equal compute: the paper's efficiency claim ("retrieval
+    augmentation is key for efficient training", §1), off by default.
+
+    A second model is pretrained on *plain* token shards of the same documents (each
+    caption-image pair alone, ``cm3leon data prepare --kind tokens`` over the world's
+    pretraining split -- the documents the memory bank and the retrieval-augmented shards
+    are made of), with the ``pretrain`` section's model, seed, optimiser, schedule, CM3
+    options, ``seq_len`` and ``max_duration``, then evaluated like the retrieval-augmented
+    model at k = 0 (``plain_text_to_image``; ``plain_tail_to_image`` with a long tail).
+
+    **Equal compute** means the same number of real (non-pad) training tokens through the
+    same model at the same ``seq_len``: ``pretrain.max_duration`` must be a token count
+    (``...tok``, Composer stops each run at the first step that reaches it), because
+    ``global_batch_size`` counts *examples* and a retrieval-augmented example is about
+    ``1 + train_select`` documents long (half that with ``keep_unaugmented``), so equal
+    step counts would give the augmented model about twice the tokens.  The summary reads
+    both runs' token counts back from their ``metrics.jsonl`` and checks they agree to one
+    step's worth.
+
+    Attributes:
+        enabled: run ``plain_data``, ``plain_pretrain`` and the plain evaluations.
+        global_batch_size: examples per step of the plain model; 0 = the pretrain's.  Set
+            it to about the augmented examples' length in documents times the pretrain's
+            batch, so both runs also take about the same number of optimizer steps of about
+            the same tokens (the long preset: 2 x 16).
+        strategies: decoding strategies (names in ``text_to_image.matrix.strategy``) the
+            plain model is evaluated with, at k = 0.
+    """
+
+    enabled: bool = False
+    global_batch_size: int = 0
+    strategies: list[str] = field(default_factory=lambda: ["top_p"])
+
+
+@dataclass
 class DemoConfig:
     """Everything ``cm3leon demo`` runs (defaults: the full preset).
 
@@ -345,6 +384,7 @@ class DemoConfig:
             (``tail_to_image`` runs only with ``world.entity_docs`` > 0); ``in_context``:
             head prompts with the oracle / an unrelated document in context.
         vq_ceiling: score VQ reconstructions of real images (the accuracy ceiling).
+        plain: plain (non-augmented) pretraining at equal compute, evaluated at k = 0.
         trackers: experiment trackers (``{name, options}``: tensorboard, mlflow, wandb) the
             finished demo's training curves and evaluation results are logged to, read
             from the artefacts after the stages (:mod:`cm3leon.eval.demo.tracking`);
@@ -372,6 +412,7 @@ class DemoConfig:
     vqa: EvalSection = field(default_factory=_vqa)
     editing: EvalSection = field(default_factory=_editing)
     vq_ceiling: VQCeilingSection = field(default_factory=VQCeilingSection)
+    plain: PlainSection = field(default_factory=PlainSection)
     trackers: list[Any] = field(default_factory=list)
 
 
@@ -412,34 +453,109 @@ QUICK_PRESET: dict[str, Any] = {
 }  # fmt: skip
 
 
-def demo_config(quick: bool = False) -> dict[str, Any]:
-    """The preset as a plain mapping (``quick``: with :data:`QUICK_PRESET` merged in)."""
+#: ``--preset long``: the floors a 15-minute run cannot reach, and the efficiency claim
+#: (retrieval-augmented vs plain pretraining at equal compute), in <= 2 hours on 2 CPU cores.
+#:
+#: Sizing (not run yet).  Measured: the full preset's stage records on a 2-core CPU without
+#: AMX (fp32, 1,389 s in all): pretraining 3,580 tokens/s (2.57 M tokens in 719 s),
+#: SFT 0.60 s/step, VQ 0.12 s/step, CLIP 0.13 s/step, text-to-image 0.20 s per prompt
+#: (4 samples, scoring included), world export 7.4 ms/scene, captioning 0.15 s/image.
+#: Estimated from those rates for this preset: world (9,200 documents) 70 s, VQ 2,500 steps
+#: 300 s, CLIP 1,200 steps 160 s, data/bank/augment 50 s, pretraining 7.2 M tokens
+#: 2,000 s, plain pretraining 7.2 M tokens 2,000 s, SFT 800 steps 480 s, text-to-image
+#: 10 runs x 200 prompts 400 s, tail 9 x 120 220 s, in-context 3 x 200 120 s, plain
+#: evaluations 65 s, captioning / VQA / editing / ceiling 100 s: about 6,000 s (1.7 h),
+#: 17 % under the limit for a loaded machine.  ``precision: auto`` trains in bf16 where the
+#: CPU has AMX / AVX512-BF16 (2.4-2.9x faster steps measured, issue 15) and in fp32 elsewhere,
+#: so the estimate is the fp32 one.
+LONG_PRESET: dict[str, Any] = {
+    "out": "runs/demo_long",
+    # Twice the scenes, and the long tail: 1,200 entity documents of 300 named mosaics with
+    # Zipfian frequency (most seen a handful of times), the paper's case for retrieval.
+    "world": {"n": 8000, "entity_docs": 1200, "entities": 300},
+    # VQ: reconstructions reach 0.82 colour+shape accuracy after ~1,000 steps (measured,
+    # full preset comment); 2,500 steps to lift the scorer's ceiling.
+    "image_tokenizer": {"image": {"max_steps": 2500, "save_interval": 250}},
+    "clip": {"train_clip": {"max_duration": "1200ba", "eval_size": 512, "save_interval": "200ba"}},
+    # A token budget (equal compute with the plain model: see PlainSection); the warmup is a
+    # fraction of it, as Composer needs warmup and duration in the same unit.
+    "pretrain": {"max_duration": "7200000tok", "precision": "auto",
+                 "scheduler": {"warmup": "0.03dur"},
+                 "checkpoint": {"save_interval": "200ba"}, "logging": {"console_interval": "50ba"}},
+    "mixture": {"tasks": [
+        {"task": "coco_captioning", "sources": [{"path": "coco", "split": "train2017", "limit": 4000}]},
+        {"task": "vqa2", "sources": [{"path": "vqa2", "split": "train2014", "limit": 4000}]},
+        {"task": "instructpix2pix", "sources": [{"path": "instruct_pix2pix", "split": "train", "limit": 4000}]},
+    ]},
+    "sft": {"max_duration": "800ba", "precision": "auto", "scheduler": {"warmup": "40ba"},
+            "checkpoint": {"save_interval": "200ba"}, "logging": {"console_interval": "50ba"}},
+    # Figure 4's "combined" (half top-p, half CD-K candidates) beside top-p, CD-K, no CFG;
+    # k = 1 only for the two strategies Table 1 is about.
+    "text_to_image": {
+        "protocol": {"data": {"limit": 200}},
+        "matrix": {"strategy": {"values": {"combined": {"decoding.strategy": "cd_k_top_p"}}}},
+        "exclude": [{"k": 1, "strategy": "no_cfg"}, {"k": 1, "strategy": "combined"}],
+    },
+    "tail_to_image": {"protocol": {"data": {"limit": 120}}},
+    "in_context": {"protocol": {"data": {"limit": 200}}},
+    "captioning": {"protocol": {"data": {"limit": 400}}},
+    "vqa": {"protocol": {"data": {"limit": 600}}},
+    "editing": {"protocol": {"data": {"limit": 96}}},
+    "vq_ceiling": {"limit": 800},
+    # Same tokens as the augmented model; twice its examples per step, since an augmented
+    # example averages two documents (keep_unaugmented: one alone, one with 2 retrieved; the
+    # full preset's shards: 166.5 tokens per example, 83.3 per document), so both runs also
+    # take about the same number of steps.
+    "plain": {"enabled": True, "global_batch_size": 32, "strategies": ["top_p"]},
+}  # fmt: skip
+
+#: Named presets (``cm3leon demo --preset NAME``): overlays on the full preset.
+PRESETS: dict[str, dict[str, Any]] = {"full": {}, "quick": QUICK_PRESET, "long": LONG_PRESET}
+
+
+def _preset(quick: bool, preset: str | None) -> tuple[str, dict[str, Any]]:
+    """The preset's name and overlay (``quick`` is ``preset="quick"``)."""
+    from cm3leon.core.config import ConfigError
+
+    if quick and preset not in (None, "quick"):
+        raise ConfigError(f"--quick and --preset {preset} name two presets; give one")
+    name = "quick" if quick else (preset or "full")
+    if name not in PRESETS:
+        raise ConfigError(f"--preset: unknown preset {name!r}; presets: {', '.join(PRESETS)}")
+    return name, copy.deepcopy(PRESETS[name])
+
+
+def demo_config(quick: bool = False, *, preset: str | None = None) -> dict[str, Any]:
+    """The preset as a plain mapping (``quick``: with :data:`QUICK_PRESET` merged in;
+    ``preset``: a name of :data:`PRESETS`)."""
     from omegaconf import OmegaConf
 
-    base = OmegaConf.structured(DemoConfig)
-    if quick:
-        base = OmegaConf.merge(base, OmegaConf.create(copy.deepcopy(QUICK_PRESET)))
+    base = OmegaConf.merge(OmegaConf.structured(DemoConfig), OmegaConf.create(_preset(quick, preset)[1]))
     data = OmegaConf.to_container(base, resolve=False)
     assert isinstance(data, dict)
     return data
 
 
 def load_demo_config(path: str | None = None, overrides: Sequence[str] = (), *,
-                     quick: bool = False) -> DemoConfig:
-    """The preset, then the YAML file ``path``, then dotted ``overrides``.
+                     quick: bool = False, preset: str | None = None) -> DemoConfig:
+    """The preset (``quick`` or ``preset``: a name of :data:`PRESETS`; default full), then
+    the YAML file ``path``, then dotted ``overrides``.
 
     Raises:
-        ConfigError: malformed YAML, unknown keys, wrong types (naming the file and key).
+        ConfigError: malformed YAML, unknown keys, wrong types (naming the file and key),
+            an unknown preset.
     """
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
     from cm3leon.core.config import ConfigError, load_config, load_yaml_file
 
-    layers: list[dict[str, Any]] = [copy.deepcopy(QUICK_PRESET)] if quick else []
+    name, overlay = _preset(quick, preset)
+    layers: list[dict[str, Any]] = [overlay] if overlay else []
     if path is not None:
         layers.append(load_yaml_file(path))
-    source = str(path) if path is not None else ("--quick preset" if quick else "demo preset")
+    source = str(path) if path is not None else {"full": "demo preset", "quick": "--quick preset"}.get(
+        name, f"--preset {name}")
     try:
         merged = OmegaConf.merge(OmegaConf.structured(DemoConfig), *map(OmegaConf.create, layers))
     except OmegaConfBaseException as err:

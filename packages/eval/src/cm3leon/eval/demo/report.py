@@ -30,7 +30,7 @@ h1{margin-bottom:.2em}h2{border-bottom:2px solid #ddd;padding-bottom:.2em;margin
 table{border-collapse:collapse;margin:.6em 0 1.2em}td,th{border:1px solid #ccc;padding:.25em .6em;
  text-align:left;vertical-align:top;font-size:.92em}th{background:#f3f3f3}
 td.num{text-align:right;font-variant-numeric:tabular-nums}
-.pass{color:#0a7d2c;font-weight:600}.fail{color:#b3261e;font-weight:600}
+.pass{color:#0a7d2c;font-weight:600}.fail{color:#b3261e;font-weight:600}.noise{color:#8a6d00;font-weight:600}
 .muted{color:#777;font-size:.9em}code{background:#f5f5f5;padding:0 .25em;border-radius:3px;font-size:.88em}
 img.fig{max-width:100%;border:1px solid #ddd;margin:.3em 0}.figs{display:flex;flex-wrap:wrap;gap:1em}
 .figs figure{margin:0;max-width:520px}figcaption{font-size:.85em;color:#555}
@@ -100,7 +100,8 @@ def _floors(page: _Page, summary: dict[str, Any]) -> None:
     rows = []
     for c in summary["floors"]:
         verdict = '<span class="pass">yes</span>' if c["passed"] else '<span class="fail">no</span>'
-        floor = f"≥ {c['floor']:g}× baseline" if c.get("floor") else "above baseline"
+        floor = (f"≥ {c['floor']:g}× baseline" if c.get("floor") else f"≥ {c['absolute_floor']:g}"
+                 if c.get("absolute_floor") is not None else "above baseline")  # fmt: skip
         value = _fmt(c["value"]) + (f" ± {_fmt(c['se'], 2)} SE" if c.get("se") is not None else "")
         rows.append([html.escape(c["name"]), value, f"{_fmt(c['baseline'])} ({html.escape(c['baseline_name'])})",
                      _fmt(c["ratio"], 3) + "×" if c.get("ratio") is not None else "–", floor, verdict])  # fmt: skip
@@ -125,6 +126,55 @@ def _floors(page: _Page, summary: dict[str, Any]) -> None:
             )
     if extra:
         page.table(["measure", "value"], extra)
+
+
+_VERDICT_CLASS = {"reproduced": "pass", "within noise": "noise", "contradicted": "fail", "not met": "fail",
+                  "not measured": "muted"}  # fmt: skip
+
+
+def _claims(page: _Page, summary: dict[str, Any]) -> None:
+    """The paper's claims against this run (:mod:`cm3leon.eval.demo.claims`)."""
+    claims = summary.get("claims") or []
+    if not claims:
+        return
+    page.add("<h2>Paper claim / this run / verdict</h2><p class=\"muted\">Read off the findings and floors "
+             "below (nothing recomputed). <i>reproduced</i>: the paper's effect beyond 2 standard errors of "
+             "the difference, or the floor met; <i>within noise</i>: inside 2 SE, neither shown nor refuted; "
+             "<i>contradicted</i>: the opposite beyond 2 SE; <i>not met</i>: a floor missed.</p>")  # fmt: skip
+    rows = [[html.escape(c["paper"]), html.escape(c["claim"]), html.escape(c["this_run"]),
+             f'<span class="{_VERDICT_CLASS.get(c["verdict"], "muted")}">{html.escape(c["verdict"])}</span>']
+            for c in claims]  # fmt: skip
+    page.table(["paper", "claim", "this run", "verdict"], rows, raw=True)
+
+
+def _ra_vs_plain(page: _Page, summary: dict[str, Any]) -> None:
+    """Retrieval-augmented vs plain pretraining at equal compute: budgets, differences, grids."""
+    found = summary["ra_vs_plain"]
+    compute = found.get("compute", {})
+    page.add("<h2>Retrieval-augmented vs plain pretraining at equal compute</h2><p>The paper's efficiency "
+             "claim (§1: retrieval augmentation is key for efficient training). A second model, same "
+             "architecture, seed, optimiser and schedule, is pretrained on the same documents without "
+             "retrieved neighbours (plain token shards), then evaluated on the same prompts at k = 0. Equal "
+             f"compute: {html.escape(compute.get('definition', ''))}. Differences are augmented minus plain, "
+             "with the standard error of the difference over prompts; reported whichever way they fall.</p>")  # fmt: skip
+    ra, plain = compute.get("retrieval_augmented") or {}, compute.get("plain") or {}
+    equal = {True: '<span class="pass">yes</span>', False: '<span class="fail">no</span>'}.get(
+        compute.get("equal"), '<span class="muted">not checked</span>')
+    page.table(["pretraining", "tokens", "steps", "examples", "final loss"],
+               [["retrieval-augmented", _fmt(_num(ra.get("tokens"))), _fmt(_num(ra.get("batches"))),
+                 _fmt(_num(ra.get("examples"))), _num((summary.get("pretrain") or {}).get("last_loss"))],
+                ["plain", _fmt(_num(plain.get("tokens"))), _fmt(_num(plain.get("batches"))),
+                 _fmt(_num(plain.get("examples"))), _num((summary.get("plain_pretrain") or {}).get("last_loss"))]])  # fmt: skip
+    page.add(f"<p>Equal compute (tokens within one step's worth, {_fmt(compute.get('tolerance_tokens'))}): "
+             f"{equal}; plain / augmented tokens {_fmt(compute.get('ratio'), 4)}.</p>")  # fmt: skip
+    body = [[c["prompts"], c["metric"], c["strategy"], f"k = {c['ra_k']}", c["retrieval_augmented"], c["plain"],
+             c["delta"], c.get("se"), c.get("verdict", "–")] for c in found.get("comparisons", [])]  # fmt: skip
+    page.table(["prompts", "measure", "decoding", "augmented model at", "augmented", "plain (k = 0)",
+                "difference", "SE", "verdict"], body)  # fmt: skip
+    ev = summary["evaluations"]
+    grids = [page.image(p, f"plain model: {run}") for name in ("plain_text_to_image", "plain_tail_to_image")
+             for run, p in (ev.get(name) or {}).get("grids", {}).items()]  # fmt: skip
+    page.add('<div class="figs">' + "".join(grids) + "</div>")
 
 
 def _num(value: Any) -> float | None:
@@ -169,16 +219,17 @@ def _training(page: _Page, summary: dict[str, Any]) -> None:
     if clip:
         rows.append(["small CLIP", "", f"held-out recall@1 {_fmt(clip.get('recall@1'))} (chance "
                      f"{_fmt(clip.get('chance@1'))}), recall@5 {_fmt(clip.get('recall@5'))}"])  # fmt: skip
-    for name in ("pretrain", "sft"):
+    for name in ("pretrain", "plain_pretrain", "sft"):
         t = summary.get(name) or {}
         if t:
-            rows.append([name, f"{t['steps']} steps",
+            tokens = f", {t['tokens']:,} tokens" if t.get("tokens") else ""
+            rows.append([name, f"{t['steps']} steps{tokens}",
                          f"loss {_fmt(t['first_loss'])} → {_fmt(t['last_loss'])} (text {_fmt(t.get('loss_text_last'))},"
                          f" image {_fmt(t.get('loss_image_last'))} at the end)"])  # fmt: skip
     page.table(["model", "length", "result"], rows)
     figs = [
         page.image(lay.run(n) / "loss_curve.png", f"{n} loss curve (metrics.jsonl)")
-        for n in ("pretrain", "sft")
+        for n in ("pretrain", "plain_pretrain", "sft")
     ]
     page.add(f'<div class="figs">{"".join(figs)}</div>')
 
@@ -225,6 +276,10 @@ def _t2i(page: _Page, t2i: dict[str, Any]) -> None:
             notes.append(
                 f"CFG ({k}), vs no guidance: {_accuracies(entry)}; FID {_delta(entry.get('fid'))}"
             )
+    for k, by_strategy in findings.get("decoding", {}).items():
+        for strategy, entry in by_strategy.items():
+            if T2I_METRIC in entry or T2I_OLD_METRIC in entry:
+                notes.append(f"{strategy} vs top-p ({k}): {_accuracies(entry)}; FID {_delta(entry.get('fid'))}")
     if notes:
         page.add("<ul>" + "".join(f"<li>{html.escape(n)}</li>" for n in notes) + "</ul>")
     page.add(
@@ -421,6 +476,7 @@ def render_report(out: str | Path, stages: Sequence[Stage], outcomes: Sequence[A
              f"{summary['machine']['cpus']} CPUs, load average {', '.join(f'{x:.2f}' for x in summary['machine']['load_average'])}"
              f" · {page.link(out / 'summary.json', 'summary.json')}</p>")  # fmt: skip
     _floors(page, summary)
+    _claims(page, summary)
     _stages(page, summary)
     _training(page, summary)
     ev = summary["evaluations"]
@@ -430,6 +486,8 @@ def render_report(out: str | Path, stages: Sequence[Stage], outcomes: Sequence[A
         _tail(page, ev["tail_to_image"])
     if "in_context" in ev:
         _in_context(page, ev["in_context"])
+    if summary.get("ra_vs_plain"):
+        _ra_vs_plain(page, summary)
     if "vq_ceiling" in ev:
         _ceiling(page, ev["vq_ceiling"], _vq_grid(out))
     for name in ("captioning", "vqa", "editing"):

@@ -18,16 +18,22 @@ clip               ``cm3leon retrieval train-clip``
 bank               ``cm3leon retrieval build``
 augment            ``cm3leon retrieval augment`` (Figure 9 token shards)
 pretrain           ``cm3leon train``, ``cm3leon train export``, ``cm3leon train plot``
+plain_data         ``cm3leon data prepare --kind tokens`` (the same documents, no retrieval)
+plain_pretrain     ``cm3leon train`` on them at the same token budget, export, plot
 mixture            ``cm3leon tasks mixture``
 sft                ``cm3leon train`` (``model.init_from`` = the pretrained export), export, plot
 vq_ceiling         ``cm3leon tokenizers reconstruct``, ``cm3leon world score`` (x2)
 text_to_image      ``cm3leon ablate`` over the ``text_to_image`` runner (k x decoding strategy)
 tail_to_image      the same over prompts naming long-tail entities (``world.entity_docs`` > 0)
 in_context         the same runner with nothing / the target / another document retrieved
+plain_text_to_image  the plain model at k = 0 (``plain_tail_to_image``: on the tail prompts)
 captioning         ``cm3leon eval captioning``
 vqa                ``cm3leon eval vqa``
 editing            ``cm3leon eval editing``
 =================  ===========================================================================
+
+The ``plain_*`` stages run only with ``plain.enabled`` (the paper's efficiency claim:
+retrieval-augmented vs plain pretraining at equal compute, :class:`PlainSection`).
 """
 
 from __future__ import annotations
@@ -37,9 +43,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cm3leon.eval.demo.config import DemoConfig, EvalSection
+from cm3leon.eval.demo.config import DemoConfig, EvalSection, PlainSection
 
-__all__ = ["Layout", "Stage", "Step", "build_stages"]
+__all__ = ["PLAIN_EVALUATIONS", "Layout", "Stage", "Step", "build_stages"]
 
 
 @dataclass(frozen=True)
@@ -100,12 +106,13 @@ class Layout:
         self.clip_run, self.bank = o / "retrieval" / "clip", o / "retrieval" / "bank"
         self.encoder = self.clip_run / "encoder"
         self.ra = o / "data" / "pretrain_ra"
+        self.plain = o / "data" / "pretrain_plain"
         self.mixture = o / "data" / "sft_mixture"
         self.eval = o / "eval"
         self.report = o / "report.html"
 
     def run(self, stage: str) -> Path:
-        """Run directory of a training stage (``pretrain`` / ``sft``)."""
+        """Run directory of a training stage (``pretrain`` / ``sft`` / ``plain_pretrain``)."""
         return self.out / stage
 
     def export(self, stage: str) -> Path:
@@ -209,14 +216,29 @@ def _retrieval(cfg: DemoConfig, lay: Layout) -> list[Stage]:
     ]  # fmt: skip
 
 
-def _training(cfg: DemoConfig, lay: Layout, name: str) -> Stage:
-    run, export = lay.run(name), lay.export(name)
-    section = cfg.pretrain if name == "pretrain" else cfg.sft
-    data = lay.ra if name == "pretrain" else lay.mixture
+_TRAINING_TITLES = {
+    "pretrain": "Retrieval-augmented CM3 pretraining (Composer)",
+    "sft": "Supervised fine-tuning on the task mixture (Composer)",
+    "plain_pretrain": "Plain CM3 pretraining, same documents and token budget (Composer)",
+}
+
+
+def _training_config(cfg: DemoConfig, lay: Layout, name: str) -> dict[str, Any]:
+    """The ``cm3leon train`` config of a training stage: its section plus the paths."""
+    run = lay.run(name)
+    data = {"pretrain": lay.ra, "sft": lay.mixture, "plain_pretrain": lay.plain}[name]
     paths: dict[str, Any] = {"run_dir": str(run), "data": {"streams": {"data": {"local": str(data)}}}}
     if name == "sft":
         paths["model"] = {"init_from": str(lay.export("pretrain"))}
-    config = _merge(section, paths)
+    if name == "plain_pretrain":  # everything of pretraining but the data (and its batch)
+        paths["run_name"] = f"{cfg.pretrain.get('run_name', 'demo_pretrain')}_plain"
+        if cfg.plain.global_batch_size:
+            paths["data"]["global_batch_size"] = cfg.plain.global_batch_size
+    return _merge(cfg.sft if name == "sft" else cfg.pretrain, paths)
+
+
+def _training(cfg: DemoConfig, lay: Layout, name: str) -> Stage:
+    run, export = lay.run(name), lay.export(name)
     path = lay.configs / f"{name}.yaml"
     plot = run / "loss_curve.png"
     steps = (
@@ -225,14 +247,50 @@ def _training(cfg: DemoConfig, lay: Layout, name: str) -> Stage:
                         "--overwrite"), (export / "COMPLETE",)),
         Step("plot", ("train", "plot", str(run), "-o", str(plot)), (plot,)),
     )  # fmt: skip
-    title = "Retrieval-augmented CM3 pretraining (Composer)" if name == "pretrain" else \
-        "Supervised fine-tuning on the task mixture (Composer)"  # fmt: skip
-    depends = ("augment",) if name == "pretrain" else ("pretrain", "mixture")
+    depends = {"pretrain": ("augment",), "sft": ("pretrain", "mixture"), "plain_pretrain": ("plain_data",)}[name]
     return Stage(
-        name, title, steps, configs={path: ("train", config)},
+        name, _TRAINING_TITLES[name], steps, configs={path: ("train", _training_config(cfg, lay, name))},
         artefacts={"export": export, "metrics": run / "metrics.jsonl", "loss curve": plot},
         owns=(run,), depends=depends,
     )  # fmt: skip
+
+
+def _plain_data(cfg: DemoConfig, lay: Layout) -> Stage:
+    """Plain token shards: every pretraining document alone, tokenized as the augmented
+    shards tokenize their query (core's ``DocumentTokenizer``), no retrieval."""
+    _check_plain(cfg)
+    sentinels = (cfg.augment.get("augment") or {}).get("num_sentinels", 8)
+    argv = ("data", "prepare", str(lay.world / "pretrain" / "train.jsonl"), "--source", "jsonl",
+            "--kind", "tokens", "--text-tokenizer", lay.text_spec, "--image-tokenizer", lay.image_spec,
+            "--num-sentinels", str(sentinels), "--out", str(lay.plain))  # fmt: skip
+    return Stage(
+        "plain_data", "Plain token shards of the same documents (no retrieval)",
+        (Step("prepare", argv, (lay.plain / "COMPLETE",)),),
+        artefacts={"token shards": lay.plain}, owns=(lay.plain, Path(f"{lay.plain}.prepare.log")),
+        depends=("world", "text_tokenizer", "image_tokenizer"),
+    )  # fmt: skip
+
+
+def _check_plain(cfg: DemoConfig) -> None:
+    """Equal compute needs a token budget (see :class:`PlainSection`)."""
+    from cm3leon.core.config import ConfigError
+
+    duration = str(cfg.pretrain.get("max_duration", ""))
+    if not duration.endswith("tok"):
+        raise ConfigError(
+            f"plain.enabled: pretrain.max_duration must be a token count (e.g. 7200000tok) so that the "
+            f"augmented and the plain model train on the same number of tokens; got {duration!r} "
+            "(global_batch_size counts examples, and augmented examples are longer)"
+        )
+    values = _t2i_matrix_strategies(cfg)
+    unknown = [s for s in cfg.plain.strategies if s not in values]
+    if unknown or not cfg.plain.strategies:
+        raise ConfigError(f"plain.strategies: {unknown or '[]'} not among text_to_image.matrix.strategy "
+                          f"values {sorted(values)}")  # fmt: skip
+
+
+def _t2i_matrix_strategies(cfg: DemoConfig) -> dict[str, Any]:
+    return dict(((cfg.text_to_image.matrix.get("strategy") or {}).get("values")) or {})
 
 
 def _mixture(cfg: DemoConfig, lay: Layout) -> Stage:
@@ -253,6 +311,10 @@ def _mixture(cfg: DemoConfig, lay: Layout) -> Stage:
     )  # fmt: skip
 
 
+#: Evaluations of the plain model -> the evaluation whose prompts and protocol they reuse.
+PLAIN_EVALUATIONS = {"plain_text_to_image": "text_to_image", "plain_tail_to_image": "tail_to_image"}
+
+
 def _protocol_paths(name: str, section: EvalSection, lay: Layout) -> dict[str, Any]:
     """The model / data / retrieval / CLIP paths of one evaluation protocol config."""
     w = lay.world
@@ -264,7 +326,7 @@ def _protocol_paths(name: str, section: EvalSection, lay: Layout) -> dict[str, A
         "vqa": {"questions": str(w / "vqa2" / "v2_OpenEnded_mscoco_val2014_questions.json"),
                 "annotations": str(w / "vqa2" / "v2_mscoco_val2014_annotations.json")},
         "editing": {"root": str(w / "instruct_pix2pix"), "ground_truth": str(w / "ground_truth" / "edits.jsonl")},
-    }[name]  # fmt: skip
+    }[PLAIN_EVALUATIONS.get(name, name)]  # fmt: skip
     paths: dict[str, Any] = {
         "model": {"export": str(lay.export(section.model)), "text_tokenizer": lay.text_spec,
                   "image_tokenizer": lay.image_spec},
@@ -281,6 +343,8 @@ def _protocol_paths(name: str, section: EvalSection, lay: Layout) -> dict[str, A
 _PROTOCOL_TITLES = {
     "text_to_image": "Zero-shot text-to-image: k x decoding strategy (Table 1 / Figure 4)",
     "tail_to_image": "Tail entities: text-to-image of rare named entities, k x decoding strategy",
+    "plain_text_to_image": "Plain-pretrained model: zero-shot text-to-image at k = 0 (equal compute)",
+    "plain_tail_to_image": "Plain-pretrained model: tail entities at k = 0 (equal compute)",
     "in_context": "In-context use: nothing, the target itself, or another document retrieved",
     "captioning": "Captioning: CIDEr-D vs the nearest-caption baseline",
     "vqa": "VQA: accuracy vs the majority-answer baseline",
@@ -289,11 +353,25 @@ _PROTOCOL_TITLES = {
 
 
 #: Evaluations that run another protocol's runner.
-_RUNNERS = {"tail_to_image": "text_to_image", "in_context": "text_to_image"}
+_RUNNERS = {"tail_to_image": "text_to_image", "in_context": "text_to_image",
+            "plain_text_to_image": "text_to_image", "plain_tail_to_image": "text_to_image"}  # fmt: skip
+
+
+def _plain_section(cfg: DemoConfig, name: str) -> EvalSection:
+    """The plain model's evaluation: the same protocol and prompts as ``name``'s, at k = 0,
+    with the strategies of ``plain.strategies`` (as named in ``name``'s matrix)."""
+    base: EvalSection = getattr(cfg, PLAIN_EVALUATIONS[name])
+    plain: PlainSection = cfg.plain
+    values = (base.matrix.get("strategy") or {}).get("values") or {}
+    matrix = {"k": {"key": "retrieval.k", "values": [0]},
+              "strategy": {"values": {s: copy.deepcopy(values[s]) for s in plain.strategies if s in values}}}
+    report = {"precision": base.report.get("precision", 3), "tables": copy.deepcopy(base.report.get("tables", []))}
+    return EvalSection(model="plain_pretrain", protocol=copy.deepcopy(base.protocol), matrix=matrix,
+                       report=report)  # fmt: skip
 
 
 def _evaluation(cfg: DemoConfig, lay: Layout, name: str) -> Stage:
-    section: EvalSection = getattr(cfg, name)
+    section: EvalSection = _plain_section(cfg, name) if name in PLAIN_EVALUATIONS else getattr(cfg, name)
     protocol = _merge(section.protocol, _protocol_paths(name, section, lay))
     protocol.setdefault("seed", cfg.seed)
     out = lay.eval / name
@@ -344,8 +422,13 @@ def _vq_ceiling(cfg: DemoConfig, lay: Layout) -> Stage:
 
 
 def build_stages(cfg: DemoConfig, layout: Layout | None = None) -> list[Stage]:
-    """The demo plan for ``cfg`` (stages in execution order; disabled evaluations left out)."""
+    """The demo plan for ``cfg`` (stages in execution order; disabled evaluations left out).
+
+    Raises:
+        ConfigError: ``plain.enabled`` without a token budget or with unknown strategies.
+    """
     lay = layout or Layout(cfg.out)
+    plain = cfg.plain.enabled
     stages = [
         _world(cfg, lay),
         _documents(cfg, lay),
@@ -353,12 +436,16 @@ def build_stages(cfg: DemoConfig, layout: Layout | None = None) -> list[Stage]:
         _tokenizer(cfg, lay, "image"),
         *_retrieval(cfg, lay),
         _training(cfg, lay, "pretrain"),
+        *([_plain_data(cfg, lay), _training(cfg, lay, "plain_pretrain")] if plain else []),
         _mixture(cfg, lay),
         _training(cfg, lay, "sft"),
     ]
     if cfg.vq_ceiling.enabled:
         stages.append(_vq_ceiling(cfg, lay))
-    for name in ("text_to_image", "tail_to_image", "in_context", "captioning", "vqa", "editing"):
-        if getattr(cfg, name).enabled and (name != "tail_to_image" or cfg.world.entity_docs):
+    names = ["text_to_image", "tail_to_image", *(PLAIN_EVALUATIONS if plain else ()),
+             "in_context", "captioning", "vqa", "editing"]  # fmt: skip
+    for name in names:
+        base = PLAIN_EVALUATIONS.get(name, name)
+        if getattr(cfg, base).enabled and (base != "tail_to_image" or cfg.world.entity_docs):
             stages.append(_evaluation(cfg, lay, name))
     return stages

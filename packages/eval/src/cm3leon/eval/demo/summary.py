@@ -19,7 +19,7 @@ from typing import Any
 from cm3leon.core.io import read_json
 from cm3leon.eval.demo.stages import Layout, Stage
 
-__all__ = ["collect_summary", "floors", "training_curve"]
+__all__ = ["EQUAL_COMPUTE", "collect_summary", "floors", "training_curve"]
 
 #: Quality floors of the demo (issue: "must show"), as ratios to a baseline.
 #: Text-to-image: the world scorer's headline ``object_acc`` (precision-aware: extra objects
@@ -48,6 +48,9 @@ TAIL_STRATEGY = "top_p"
 #: accuracy reaches this fraction of the VQ ceiling and beats no context by this many SEs.
 IN_CONTEXT_CEILING = 0.8
 IN_CONTEXT_SES = 3.0
+#: Editing (issue 15): success (the asked edit made, everything else kept) >= 0.3; returning
+#: the input unchanged scores 0.
+EDIT_FLOOR = 0.3
 
 
 def _json(path: Path) -> Any:
@@ -95,6 +98,12 @@ def _training(run: Path) -> dict[str, Any]:
         part = training_curve(run / "metrics.jsonl", key)
         if part:
             out[key.rsplit("/", 1)[-1] + "_last"] = sum(v for _, v in part[-5:]) / len(part[-5:])
+    # Composer's counters: real (non-pad) tokens and examples trained on, and the steps
+    # (the last row is logged after the final step: ``time/batch`` = steps taken).
+    for key, name in (("time/token", "tokens"), ("time/sample", "examples"), ("time/batch", "batches")):
+        counts = training_curve(run / "metrics.jsonl", key)
+        if counts:
+            out[name] = int(max(v for _, v in counts))
     return out
 
 
@@ -145,6 +154,11 @@ def _cell(rows: Sequence[dict[str, Any]], value: str, **labels: Any) -> float | 
     return None
 
 
+def _verdict(delta: float, se: float) -> str:
+    """``better`` / ``worse`` beyond two standard errors of a difference, else ``unclear``."""
+    return "better" if delta > 2 * se else "worse" if -delta > 2 * se else "unclear"
+
+
 def _difference(rows: Sequence[dict[str, Any]], metric: str, a: dict[str, Any], b: dict[str, Any],
                 names: tuple[str, str]) -> dict[str, Any] | None:  # fmt: skip
     """``b - a`` of ``metric`` between two matrix cells, with a verdict for the accuracies:
@@ -157,34 +171,38 @@ def _difference(rows: Sequence[dict[str, Any]], metric: str, a: dict[str, Any], 
         sa, sb = _cell(rows, f"{metric}_se", **a), _cell(rows, f"{metric}_se", **b)
         if sa is not None and sb is not None:
             out["se"] = math.sqrt(sa**2 + sb**2)
-            out["verdict"] = (
-                "better"
-                if vb - va > 2 * out["se"]
-                else "worse"
-                if va - vb > 2 * out["se"]
-                else "unclear"
-            )
+            out["verdict"] = _verdict(vb - va, out["se"])
     return out
 
 
 def _t2i_findings(
     rows: Sequence[dict[str, Any]], accuracies: Sequence[str] = (T2I_METRIC, T2I_OLD_METRIC)
 ) -> dict[str, Any]:
-    """Does retrieval (largest k vs 0) help, does CFG help: differences read off the matrix."""
+    """Does retrieval (largest k vs 0) help, does CFG help, how do the other guided
+    strategies (CD-K, combined) compare with top-p (Figure 4): differences read off the matrix."""
     ks = sorted({int(r["k"]) for r in rows if _float(r.get("k")) is not None})
     strategies = sorted({str(r["strategy"]) for r in rows if r.get("strategy")})
-    out: dict[str, Any] = {"retrieval": {}, "cfg": {}}
+    out: dict[str, Any] = {"retrieval": {}, "cfg": {}, "decoding": {}}
     metrics = (*accuracies, "fid", "clip_score")
+
+    def diffs(a: dict[str, Any], b: dict[str, Any], names: tuple[str, str]) -> dict[str, Any]:
+        found = {m: _difference(rows, m, a, b, names) for m in metrics}
+        return {m: d for m, d in found.items() if d is not None}
+
     if ks and min(ks) == 0 and max(ks) > 0:
         for s in strategies:
-            diffs = {m: _difference(rows, m, {"k": 0, "strategy": s}, {"k": max(ks), "strategy": s},
-                                    ("k0", f"k{max(ks)}")) for m in metrics}  # fmt: skip
-            out["retrieval"][s] = {m: d for m, d in diffs.items() if d is not None}
+            out["retrieval"][s] = diffs({"k": 0, "strategy": s}, {"k": max(ks), "strategy": s},
+                                        ("k0", f"k{max(ks)}"))  # fmt: skip
     if "no_cfg" in strategies and "top_p" in strategies:
         for k in ks:
-            diffs = {m: _difference(rows, m, {"k": k, "strategy": "no_cfg"}, {"k": k, "strategy": "top_p"},
-                                    ("no_cfg", "cfg")) for m in metrics}  # fmt: skip
-            out["cfg"][f"k{k}"] = {m: d for m, d in diffs.items() if d is not None}
+            out["cfg"][f"k{k}"] = diffs({"k": k, "strategy": "no_cfg"}, {"k": k, "strategy": "top_p"},
+                                        ("no_cfg", "cfg"))  # fmt: skip
+    others = [s for s in strategies if s not in ("top_p", "no_cfg")]
+    if "top_p" in strategies and others:
+        for k in ks:
+            found = {s: diffs({"k": k, "strategy": "top_p"}, {"k": k, "strategy": s}, ("top_p", s))
+                     for s in others}  # fmt: skip
+            out["decoding"][f"k{k}"] = {s: d for s, d in found.items() if d}
     return out
 
 
@@ -205,6 +223,12 @@ def _evaluations(lay: Layout) -> dict[str, Any]:
     context = _ablation(lay.eval / "in_context")
     if context:
         out["in_context"] = context
+    for name, metrics in (("plain_text_to_image", (T2I_METRIC, T2I_OLD_METRIC)), ("plain_tail_to_image", TAIL_METRICS)):
+        plain = _ablation(lay.eval / name, metrics)
+        if plain:
+            plain["grids"] = {row["run"]: str(lay.eval / name / "runs" / str(row["run"]) / "samples.png")
+                              for row in plain["rows"] if row.get("run")}  # fmt: skip
+            out[name] = plain
     for name in ("captioning", "vqa", "editing"):
         result = _json(lay.eval / name / "results.json")
         if result is not None:
@@ -311,6 +335,19 @@ def _in_context_floor(rows: Sequence[dict[str, Any]], ceiling: float | None) -> 
              "passed": ses is not None and ses >= IN_CONTEXT_SES and high}]  # fmt: skip
 
 
+def _editing_floor(edit: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """Editing success (colour and shape edited, the rest kept) against returning the input."""
+    if not edit:
+        return []
+    value = _float((edit.get("metrics") or {}).get("success"))
+    base = _float(((edit.get("baselines") or {}).get("identity") or {}).get("success"))
+    if value is None:
+        return []
+    return [{"name": f"editing success (floor {EDIT_FLOOR} absolute)", "value": value, "baseline": base,
+             "baseline_name": "identity (the input image returned)", "floor": None, "ratio": None,
+             "absolute_floor": EDIT_FLOOR, "passed": value >= EDIT_FLOOR}]  # fmt: skip
+
+
 def floors(summary: dict[str, Any]) -> list[dict[str, Any]]:
     """The demo's must-show checks: value, baseline, ratio, floor, pass/fail."""
     ev = summary.get("evaluations", {})
@@ -335,7 +372,57 @@ def floors(summary: dict[str, Any]) -> list[dict[str, Any]]:
             checks.append({"name": "caption CIDEr-D", "value": cider, "baseline": base,
                            "baseline_name": "nearest caption (no model)", "floor": None,
                            "ratio": cider / base if base else None, "passed": cider > base})  # fmt: skip
+    checks += _editing_floor(ev.get("editing"))
     return checks
+
+
+#: Retrieval-augmented vs plain pretraining at equal compute: what "equal" means here.
+EQUAL_COMPUTE = ("the same number of real (non-pad) training tokens (Composer's time/token) through the "
+                 "same model at the same seq_len; both runs stop at the first step that reaches the "
+                 "token budget, so they may differ by up to one step's tokens")  # fmt: skip
+
+
+def _compute(ra: dict[str, Any], plain: dict[str, Any]) -> dict[str, Any]:
+    """Both runs' training tokens, steps and examples, and whether the tokens agree to one step."""
+    out: dict[str, Any] = {"definition": EQUAL_COMPUTE,
+                           "retrieval_augmented": {k: ra.get(k) for k in ("tokens", "batches", "examples")},
+                           "plain": {k: plain.get(k) for k in ("tokens", "batches", "examples")}}  # fmt: skip
+    steps = [t["tokens"] / t["batches"] for t in (ra, plain) if t.get("tokens") and t.get("batches")]
+    if len(steps) == 2:
+        out["tolerance_tokens"] = max(steps)
+        out["ratio"] = plain["tokens"] / ra["tokens"]
+        out["equal"] = abs(ra["tokens"] - plain["tokens"]) <= max(steps)
+    else:
+        out["equal"] = None  # a run left no token counts: not checked
+    return out
+
+
+def _ra_vs_plain(summary: dict[str, Any]) -> dict[str, Any] | None:
+    """The paper's efficiency claim: the retrieval-augmented model (at k = 0, and with its
+    retrieval at the largest k) minus the plain model at k = 0, on the same prompts with the
+    same decoding, head and tail; ``None`` when no plain model was evaluated."""
+    ev = summary.get("evaluations", {})
+    if "plain_text_to_image" not in ev and "plain_tail_to_image" not in ev:
+        return None
+    comparisons = []
+    for prompts, name, metric in (("head", "text_to_image", T2I_METRIC), ("tail", "tail_to_image", TAIL_METRIC)):
+        ra_rows = ev.get(name, {}).get("rows", [])
+        ks = sorted({int(r["k"]) for r in ra_rows if _float(r.get("k")) is not None})
+        for row in ev.get(f"plain_{name}", {}).get("rows", []):
+            strategy, plain = str(row.get("strategy")), _float(row.get(metric))
+            for k in dict.fromkeys([0, ks[-1]] if ks and ks[0] == 0 else []):  # weights alone; with retrieval
+                ra = _cell(ra_rows, metric, k=k, strategy=strategy)
+                if ra is None or plain is None:
+                    continue
+                entry: dict[str, Any] = {"prompts": prompts, "metric": metric, "strategy": strategy, "ra_k": k,
+                                         "retrieval_augmented": ra, "plain": plain, "delta": ra - plain}  # fmt: skip
+                ra_se, plain_se = _cell(ra_rows, f"{metric}_se", k=k, strategy=strategy), _float(row.get(f"{metric}_se"))
+                if ra_se is not None and plain_se is not None:
+                    entry["se"] = math.sqrt(ra_se**2 + plain_se**2)
+                    entry["verdict"] = _verdict(ra - plain, entry["se"])
+                comparisons.append(entry)
+    return {"compute": _compute(summary.get("pretrain") or {}, summary.get("plain_pretrain") or {}),
+            "comparisons": comparisons}  # fmt: skip
 
 
 def _stages(lay: Layout, stages: Sequence[Stage]) -> list[dict[str, Any]]:
@@ -370,5 +457,14 @@ def collect_summary(out: Path, stages: Sequence[Stage], outcomes: Sequence[Any] 
         "sft": _training(lay.run("sft")),
         "evaluations": _evaluations(lay),
     }  # fmt: skip
+    plain = _training(lay.run("plain_pretrain"))
+    if plain:
+        summary["plain_pretrain"] = plain
+    comparison = _ra_vs_plain(summary)
+    if comparison is not None:
+        summary["ra_vs_plain"] = comparison
     summary["floors"] = floors(summary)
+    from cm3leon.eval.demo.claims import paper_claims
+
+    summary["claims"] = paper_claims(summary)
     return summary
