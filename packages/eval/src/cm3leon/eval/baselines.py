@@ -30,18 +30,26 @@ __all__ = [
 
 
 def downsampled_pixels(paths: Sequence[Path], size: int) -> np.ndarray:
-    """``(N, size*size*3)`` float32 pixels in ``[0, 1]`` of image files, box-downsampled."""
+    """``(N, size*size*3)`` float32 pixels in ``[0, 1]`` of image files, box-downsampled.
+
+    Files are read by core's hardened loader (:func:`cm3leon.core.images.load_image`:
+    white behind transparency, 16-bit rescaled, EXIF orientation applied).
+
+    Raises:
+        FormatError: an unreadable image; the message starts with its path.
+    """
     from PIL import Image
+
+    from cm3leon.core.images import ImageInputError, load_image
 
     if size < 1:
         raise ValueError(f"size must be >= 1, got {size}")
     rows = []
     for path in paths:
         try:
-            with Image.open(path) as im:
-                small = im.convert("RGB").resize((size, size), Image.Resampling.BOX)
-        except OSError as err:
-            raise FormatError(f"{path}: cannot read image: {err}") from None
+            small = load_image(path).resize((size, size), Image.Resampling.BOX)
+        except ImageInputError as err:
+            raise FormatError(f"{err.source}: cannot read image: {err.reason}") from None
         rows.append(np.asarray(small, dtype=np.float32).reshape(-1) / 255.0)
     return np.stack(rows) if rows else np.zeros((0, size * size * 3), np.float32)
 

@@ -63,11 +63,18 @@ def is_document_shards(path: str | Path) -> bool:
     return (Path(path) / "manifest.json").is_file()
 
 
-def _pil_to_tensor(image: Any) -> Any:
+def _pil_to_tensor(image: Any, source: str) -> Any:
+    """``(3, H, W)`` float in ``[0, 1]`` of a PIL image, through core's RGB conversion."""
     import numpy as np
     import torch
 
-    arr = np.asarray(image.convert("RGB"), dtype=np.uint8)  # (H, W, 3)
+    from cm3leon.core.images import ImageInputError, to_pil_rgb
+
+    try:
+        rgb = to_pil_rgb(image, source=source)
+    except ImageInputError as err:
+        raise FormatError(f"{err.source}: cannot read image: {err.reason}") from None
+    arr = np.asarray(rgb, dtype=np.uint8)  # (H, W, 3)
     return torch.from_numpy(arr.copy()).permute(2, 0, 1).float() / 255.0
 
 
@@ -94,20 +101,22 @@ def iter_images(source: str | Path) -> Iterator[Any]:
                     "pixels (decode the codes with the image tokenizer into a folder first)"
                 )
             count += 1
-            yield _pil_to_tensor(seg.pil())
+            yield _pil_to_tensor(seg.pil(), f"{source}: document {doc.id!r} image {j}")
     if count == 0:
         raise FormatError(f"{source}: the document shards hold no images")
 
 
 def load_image_tensor(path: Path) -> Any:
-    """An image file as a ``(3, H, W)`` float tensor in ``[0, 1]``."""
-    from PIL import Image, UnidentifiedImageError
+    """An image file as a ``(3, H, W)`` float tensor in ``[0, 1]``.
 
-    try:
-        with Image.open(path) as img:
-            return _pil_to_tensor(img)
-    except (UnidentifiedImageError, OSError) as err:
-        raise FormatError(f"{path}: cannot read image: {err}") from None
+    Read by core's hardened loader (:func:`cm3leon.core.images.load_image`): fully decoded,
+    EXIF orientation applied, white behind transparency, 16-bit rescaled to 8 bits.
+
+    Raises:
+        FormatError: missing, empty, corrupt, truncated or oversized; the message starts
+            with the path.
+    """
+    return _pil_to_tensor(Path(path), str(path))
 
 
 def iter_image_batches(images: Iterable[Any], batch_size: int) -> Iterator[Any]:
