@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from cm3leon.eval.formats import FormatError
 from cm3leon.eval.metrics.vqa import (
     DEFAULT_VQA_VERSION,
     VQA_VERSIONS,
@@ -213,9 +214,10 @@ def test_overall_with_the_current_version_hand_computed() -> None:
 
 
 def test_question_ids_must_match() -> None:
-    with pytest.raises(ValueError, match=r"not annotated: \['9'\]"):
+    """The one id check of every results file (``formats.match_ids``), FormatError included."""
+    with pytest.raises(FormatError, match=r"1 predicted question ids have no reference: \['9'\]"):
         vqa_evaluate({**PREDICTIONS, 9: "x"}, ANNOTATIONS)
-    with pytest.raises(ValueError, match=r"no prediction: \['4'\]"):
+    with pytest.raises(FormatError, match=r"1 question ids have no prediction: \['4'\] \(use partial"):
         vqa_evaluate({k: v for k, v in PREDICTIONS.items() if k != 4}, ANNOTATIONS)
     partial = vqa_evaluate({1: "red"}, ANNOTATIONS, partial=True)
     assert partial.num_questions == 1 and partial.overall == pytest.approx(60.0)

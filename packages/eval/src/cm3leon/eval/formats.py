@@ -20,7 +20,7 @@ Every error names the file and the offending entry.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +36,7 @@ __all__ = [
     "iter_images",
     "list_images",
     "load_image_tensor",
+    "match_ids",
     "read_caption_references",
     "read_caption_results",
     "read_vqa_annotations",
@@ -43,6 +44,30 @@ __all__ = [
 ]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
+
+
+def match_ids(
+    preds: Mapping[str, Any], truth: Mapping[str, Any], what: str, partial: bool
+) -> list[str]:
+    """The ids of ``truth`` that have a prediction, in ``truth``'s order.
+
+    The one check that a results file answers its references (captioning, VQA): ids are
+    compared as given (callers turn them into strings first).
+
+    Raises:
+        FormatError: a prediction without truth, or (unless ``partial``) truth without one;
+            the message names up to ten ids.
+    """
+    unknown = sorted(set(preds) - set(truth))
+    if unknown:
+        raise FormatError(f"{len(unknown)} predicted {what} ids have no reference: {unknown[:10]}")
+    missing = sorted(set(truth) - set(preds))
+    if missing and not partial:
+        raise FormatError(
+            f"{len(missing)} {what} ids have no prediction: {missing[:10]} (use partial=True to "
+            "score the predicted subset)"
+        )
+    return [k for k in truth if k in preds]
 
 
 def list_images(folder: str | Path) -> list[Path]:

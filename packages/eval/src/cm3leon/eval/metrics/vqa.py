@@ -69,6 +69,7 @@ from typing import Any
 import torch
 from torchmetrics import Metric
 
+from cm3leon.eval.formats import match_ids
 from cm3leon.eval.metrics.records import decode_records, dedupe_records, encode_records, jsonable_id
 
 __all__ = [
@@ -287,25 +288,18 @@ def vqa_evaluate(
         version: ``"2016"`` (default) or ``"current"`` ``vqaEval.py`` (module docstring).
 
     Raises:
-        ValueError: a prediction has no annotation, an annotation no prediction (unless
-            ``partial``), or the input is empty; the message names the question ids.
-            An unknown ``version``; the message lists the valid ones.
+        FormatError: a prediction has no annotation, or an annotation no prediction (unless
+            ``partial``); the message names the question ids
+            (:func:`cm3leon.eval.formats.match_ids`).
+        ValueError: no question to score, or an unknown ``version`` (the message lists the
+            valid ones).
     """
     check_vqa_version(version)
     by_id = {str(a["question_id"]): a for a in annotations}
     preds = {str(k): v for k, v in predictions.items()}
-    unknown = sorted(set(preds) - set(by_id))
-    if unknown:
-        raise ValueError(f"{len(unknown)} predicted question ids are not annotated: {unknown[:10]}")
-    unanswered = sorted(set(by_id) - set(preds))
-    if unanswered and not partial:
-        raise ValueError(
-            f"{len(unanswered)} annotated questions have no prediction: {unanswered[:10]}"
-        )
     rows = []
-    for qid, ann in by_id.items():
-        if qid not in preds:
-            continue
+    for qid in match_ids(preds, by_id, "question", partial):
+        ann = by_id[qid]
         rows.append(
             {
                 "id": qid,

@@ -11,7 +11,7 @@ from typing import Any
 
 from cm3leon.core.config import ConfigError
 from cm3leon.core.io import atomic_write_json, sha256_file
-from cm3leon.eval.formats import FormatError
+from cm3leon.eval.formats import match_ids
 from cm3leon.eval.protocols.config import FidChoice, ModelSource
 from cm3leon.eval.protocols.generation import Generation
 
@@ -70,26 +70,6 @@ def file_info(path: str | Path) -> dict[str, Any]:
     return (
         {"path": str(path), "sha256": sha256_file(path)} if path.is_file() else {"path": str(path)}
     )
-
-
-def match_ids(
-    preds: Mapping[str, Any], truth: Mapping[str, Any], what: str, partial: bool
-) -> list[str]:
-    """The ids of ``truth`` that have a prediction, in ``truth``'s order.
-
-    Raises:
-        FormatError: a prediction without truth, or (unless ``partial``) truth without one.
-    """
-    unknown = sorted(set(preds) - set(truth))
-    if unknown:
-        raise FormatError(f"{len(unknown)} predicted {what} ids have no reference: {unknown[:10]}")
-    missing = sorted(set(truth) - set(preds))
-    if missing and not partial:
-        raise FormatError(
-            f"{len(missing)} {what} ids have no prediction: {missing[:10]} (use partial=True to "
-            "score the predicted subset)"
-        )
-    return [k for k in truth if k in preds]
 
 
 def fid_features(fid: FidChoice) -> tuple[str, dict[str, Any]]:
