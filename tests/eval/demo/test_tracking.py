@@ -77,6 +77,24 @@ def test_demo_logs_curves_cells_and_protocol_results(tmp_path: Path, monkeypatch
     assert len(_mlflow(tmp_path)[0]) == 4
 
 
+def test_demo_logs_the_plain_model_curves_when_it_ran(tmp_path: Path) -> None:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    cfg = load_demo_config(None, ["trackers=[{name: tensorboard}]", f"out={tmp_path}", "plain.enabled=true",
+                                  "pretrain.max_duration=6000tok"], quick=True)  # fmt: skip
+    stages = build_stages(cfg, Layout(tmp_path))
+    _artefacts(tmp_path)
+    (tmp_path / "plain_pretrain").mkdir()
+    rows = [{"batch": i, "loss/train/total": v + 1} for i, v in enumerate(LOSSES)]
+    (tmp_path / "plain_pretrain" / "metrics.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    logged = log_demo(open_demo_trackers(cfg.trackers, tmp_path), stages, _outcomes(stages), tmp_path)
+    assert {line.split(":", 1)[0] for line in logged} == {"pretrain", "plain_pretrain", "text_to_image", "vqa"}
+    events = EventAccumulator(str(tmp_path / "tensorboard" / "demo" / "plain_pretrain"))
+    events.Reload()
+    assert [(s.step, s.value) for s in events.Scalars("loss/train/total")] == [(i, v + 1) for i, v in
+                                                                               enumerate(LOSSES)]  # fmt: skip
+
+
 def test_training_series_skips_cut_lines(tmp_path: Path) -> None:
     _artefacts(tmp_path)
     series = training_series(tmp_path / "pretrain" / "metrics.jsonl")

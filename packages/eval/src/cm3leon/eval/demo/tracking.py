@@ -5,8 +5,8 @@ demo YAML) logs, after the stages and from the artefacts they wrote, to experime
 ``demo`` (:mod:`cm3leon.eval.tracking`: TensorBoard under ``<out>/tensorboard/demo/``,
 MLflow file store ``<out>/mlruns``, W&B offline under ``<out>/wandb/``):
 
-* ``pretrain``, ``sft``: the training curves of ``metrics.jsonl`` (every logged number
-  at its batch);
+* ``pretrain``, ``sft`` (and ``plain_pretrain`` when it ran): the training curves of
+  ``metrics.jsonl`` (every logged number at its batch);
 * ``text_to_image/<cell>``: each cell of an evaluation ablation, its axis labels as
   parameters and its results as metrics;
 * ``captioning``, ``vqa``, ``editing``, ``vq_ceiling``: the results of a single protocol run.
@@ -68,6 +68,10 @@ def training_series(metrics_jsonl: Path) -> dict[int, dict[str, float]]:
     return series
 
 
+#: Stages whose ``<out>/<stage>/metrics.jsonl`` curves are logged.
+TRAINING_STAGES = ("pretrain", "sft", "plain_pretrain")
+
+
 def _results(path: Path) -> dict[str, Any] | None:
     try:
         data = read_json(path)
@@ -78,7 +82,7 @@ def _results(path: Path) -> dict[str, Any] | None:
 
 def _log_stage(trackers: TrackerLoggers, stage: Stage, fp: str, out: Path) -> list[str]:
     logged: list[str] = []
-    if stage.name in ("pretrain", "sft"):
+    if stage.name in TRAINING_STAGES:
         run = out / stage.name
         series = training_series(run / "metrics.jsonl")
         if series:
@@ -116,6 +120,6 @@ def log_demo(trackers: TrackerLoggers | None, stages: Sequence[Stage], outcomes:
     finished = {o.name: o.fingerprint for o in outcomes if o.status in ("cached", "ran", "resumed")}
     logged: list[str] = []
     for stage in stages:
-        if stage.name in finished and (stage.name in ("pretrain", "sft") or (out / "eval" / stage.name).is_dir()):
+        if stage.name in finished and (stage.name in TRAINING_STAGES or (out / "eval" / stage.name).is_dir()):
             logged += [f"{stage.name}: {key}" for key in _log_stage(trackers, stage, finished[stage.name], out)]
     return logged
