@@ -10,7 +10,9 @@ dotted override away::
 
 :class:`DemoConfig`'s defaults are the full preset (``configs/demo/full.yaml`` is the
 same config written out); :data:`QUICK_PRESET` is the overlay of ``--quick``
-(``configs/demo/quick.yaml``).  This module imports neither torch nor Composer.
+(``configs/demo/quick.yaml``) and :data:`LONG_PRESET` the one of ``--preset long``
+(``configs/demo/long.yaml``: the long tail and plain pretraining at equal compute, sized
+for <= 2 hours on 2 CPU cores).  This module imports neither torch nor Composer.
 """
 
 from __future__ import annotations
