@@ -103,8 +103,8 @@ def merge_indexes(shards: Sequence[Any]) -> Any:
     """Concatenate shard indexes in order: row ``i`` of shard ``r`` gets id ``offset_r + i``.
 
     IVF indexes are merged list by list (``merge_from`` with shifted ids), flat-code
-    indexes by appending codes; others (HNSW) by reconstructing the vectors and adding
-    them to the first shard.
+    indexes by appending codes, re-ranking indexes (``...,RFlat`` / ``Refine(...)``) part
+    by part; others (HNSW) by reconstructing the vectors and adding them to the first shard.
     """
     faiss = _faiss()
     if not shards:
@@ -113,15 +113,23 @@ def merge_indexes(shards: Sequence[Any]) -> Any:
     for src in shards[1:]:
         if src.d != dst.d:
             raise ValueError(f"merge_indexes: dimension mismatch {src.d} vs {dst.d}")
-        if src.ntotal == 0:
-            continue
-        if faiss.try_extract_index_ivf(dst) is not None:
-            dst.merge_from(src, dst.ntotal)  # shift the sequential ids of src
-        elif isinstance(faiss.downcast_index(dst), faiss.IndexFlatCodes):
-            dst.merge_from(src)  # flat codes: ids are positions
-        else:
-            dst.add(src.reconstruct_n(0, src.ntotal))
+        if src.ntotal:
+            _merge_into(faiss, faiss.downcast_index(dst), faiss.downcast_index(src))
     return dst
+
+
+def _merge_into(faiss: Any, dst: Any, src: Any) -> None:
+    """Append the vectors of ``src`` to ``dst`` (same structure), ids continuing ``dst``'s."""
+    if isinstance(dst, faiss.IndexRefine):  # IndexRefine has no merge_from: its two parts do
+        _merge_into(faiss, faiss.downcast_index(dst.base_index), faiss.downcast_index(src.base_index))
+        _merge_into(faiss, faiss.downcast_index(dst.refine_index), faiss.downcast_index(src.refine_index))
+        dst.ntotal = dst.base_index.ntotal
+    elif faiss.try_extract_index_ivf(dst) is not None:
+        dst.merge_from(src, dst.ntotal)  # shift the sequential ids of src
+    elif isinstance(dst, faiss.IndexFlatCodes):
+        dst.merge_from(src)  # flat codes: ids are positions
+    else:
+        dst.add(src.reconstruct_n(0, src.ntotal))
 
 
 def configure_search(index: Any, params: str) -> None:
