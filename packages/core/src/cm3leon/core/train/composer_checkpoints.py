@@ -60,7 +60,7 @@ from composer.callbacks import CheckpointSaver
 from composer.core import State
 from composer.loggers import Logger
 from composer.utils import checkpoint as composer_checkpoint
-from composer.utils import dist, format_name_with_dist
+from composer.utils import dist, format_name_with_dist, reproducibility
 
 __all__ = [
     "AtomicCheckpointSaver",
@@ -286,19 +286,49 @@ def check_resume_checkpoint(save_folder: str | Path | None, load_path: str | Non
 
 
 def read_run_info(path: str | Path) -> dict[str, Any] | None:
-    """The :class:`~cm3leon.core.train.callbacks.RunInfo` state stored in a monolithic checkpoint.
+    """The :class:`~cm3leon.core.train.callbacks.RunInfo` state stored in a checkpoint.
 
-    Checked and loaded weights-only with ``mmap`` (tensors are not read).  ``None`` for a
-    sharded checkpoint directory (its callback state is read by Composer itself) or a
+    Monolithic: checked and loaded weights-only with ``mmap`` (tensors are not read).
+    Sharded (a ``torch.distributed.checkpoint`` directory): its RunInfo items, each read
+    weights-only from its ``.distcp`` file (:func:`_sharded_run_info`).  ``None`` for a
     checkpoint written without ``RunInfo``.
     """
     path = Path(path)
     if path.is_dir():
-        return None
+        check_checkpoint(path)
+        return _sharded_run_info(path)
     check_checkpoint(path)
     state = _weights_only_load(path, path, mmap=True).get("state", {})
     info = (state.get("callbacks") or {}).get(RUN_INFO_KEY)
     return dict(info) if isinstance(info, dict) else None
+
+
+def _sharded_run_info(directory: Path) -> dict[str, Any] | None:
+    """RunInfo as stored in a sharded checkpoint: DCP flattened it into one pickled item per
+    leaf (``state.callbacks.RunInfo.fingerprint.optim.lr``, lists of dicts by index) and
+    recorded each item's original path in ``metadata.planner_data``; rebuilt with DCP's own
+    ``unflatten_state_dict``.  Empty dicts and lists store nothing, so they are absent."""
+    from torch.distributed.checkpoint._nested_dict import unflatten_state_dict
+    from torch.distributed.checkpoint.metadata import BytesStorageMetadata
+
+    metadata = check_metadata_file(directory / ".metadata")
+    prefix = f"state.callbacks.{RUN_INFO_KEY}."
+    paths = metadata.planner_data if isinstance(metadata.planner_data, dict) else {}
+    flat: dict[str, Any] = {}
+    for index, where in (metadata.storage_data or {}).items():
+        fqn = index.fqn
+        if not fqn.startswith(prefix) or not isinstance(metadata.state_dict_metadata.get(fqn), BytesStorageMetadata):
+            continue
+        if fqn not in paths:
+            raise UnsafeCheckpointError(f"{directory}: no object path for {fqn} in .metadata")
+        with open(directory / Path(str(where.relative_path)).name, "rb") as fh:
+            fh.seek(int(where.offset))
+            raw = fh.read(int(where.length))
+        flat[fqn] = _weights_only_load(io.BytesIO(raw), f"{directory}: {fqn}", mmap=False)
+    if not flat:
+        return None
+    nested = unflatten_state_dict(flat, {fqn: tuple(paths[fqn]) for fqn in flat})
+    return dict(nested["state"]["callbacks"][RUN_INFO_KEY])
 
 
 # ------------------------------------------------------------------ recovery
@@ -356,6 +386,17 @@ def recover_save_folder(folder: str | Path, latest_name: str = LATEST_FILENAME.f
 
 
 # ------------------------------------------------------------------ saving
+def _mid_epoch_rng_state(state: State) -> list[dict[str, Any]] | None:
+    """The RNG states of a monolithic checkpoint just loaded mid-epoch with dataset resumption
+    (the one case where Composer does not restore them), else ``None``."""
+    path = Path(state.load_path) if state.load_path else None
+    if (path is None or not path.is_file() or int(state.timestamp.batch_in_epoch) == 0
+            or not state.dataset_resumption.get("train")):
+        return None
+    rng = _weights_only_load(path, path, mmap=True).get("rng")
+    return rng if isinstance(rng, list) and rng else None
+
+
 def _disk_full(err: BaseException) -> bool:
     """Whether ``err`` is, or was raised while handling, ENOSPC/EDQUOT (torch.save turns a full
     disk into ``RuntimeError: [enforce fail at inline_container.cc] unexpected pos``)."""
@@ -430,6 +471,21 @@ class AtomicCheckpointSaver(CheckpointSaver):
         if dist.get_global_rank() == 0:
             recover_save_folder(folder)
         dist.barrier()
+
+    def after_load(self, state: State, logger: Logger) -> None:
+        # Composer restores the checkpoint's RNG state only at an epoch boundary or while
+        # spinning the dataloader; a mid-epoch resume of a StreamingDataset (which resumes
+        # itself) starts from seed_all(seed) instead, so every random draw after the resume
+        # (dropout, a stochastic algorithm, numpy/python randomness in the step) differed
+        # from the uninterrupted run.  Restore it once the first batch is fetched (before the
+        # step's callbacks and the forward pass; fetching it starts the dataset's iteration,
+        # which the uninterrupted run did at the start of the epoch).
+        self._rng_to_restore = _mid_epoch_rng_state(state)
+
+    def after_dataloader(self, state: State, logger: Logger) -> None:
+        if getattr(self, "_rng_to_restore", None) is not None:
+            reproducibility.load_rng_state(self._rng_to_restore)
+            self._rng_to_restore = None
 
     def _reached(self, point: str, state: State, path: Path) -> None:
         """Called at each of :data:`SAVE_POINTS` of a save on rank 0 (``path``: the file or
