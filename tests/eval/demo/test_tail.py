@@ -69,8 +69,9 @@ def test_the_tail_retrieval_floor_counts_standard_errors(tmp_path: Path) -> None
     summary = collect_summary(tmp_path / "noise", stages)
     check = next(c for c in floors(summary) if c["name"].startswith("retrieval on tail entities"))
     assert not check["passed"] and 0 < check["ratio"] < TAIL_RETRIEVAL_SES
-    page = render_report(tmp_path / "noise", stages)
-    assert "Tail entities" in page.read_text()
+    page = render_report(tmp_path / "noise", stages).read_text()
+    assert "Tail entities" in page
+    assert "≥ 3 SE above baseline" in page and f"{check['ratio']:.3g} SE</td>" in page  # not "x baseline"
 
 
 def _fake_context(out: Path, values: dict[str, list[float]], ceiling: float) -> list:

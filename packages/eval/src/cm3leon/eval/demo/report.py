@@ -100,11 +100,14 @@ def _floors(page: _Page, summary: dict[str, Any]) -> None:
     rows = []
     for c in summary["floors"]:
         verdict = '<span class="pass">yes</span>' if c["passed"] else '<span class="fail">no</span>'
-        floor = (f"≥ {c['floor']:g}× baseline" if c.get("floor") else f"≥ {c['absolute_floor']:g}"
+        unit = c.get("floor_unit") == "SE"  # a difference from the baseline in its standard errors
+        floor = (f"≥ {c['floor']:g} SE above baseline" if unit and c.get("floor") else
+                 f"≥ {c['floor']:g}× baseline" if c.get("floor") else f"≥ {c['absolute_floor']:g}"
                  if c.get("absolute_floor") is not None else "above baseline")  # fmt: skip
         value = _fmt(c["value"]) + (f" ± {_fmt(c['se'], 2)} SE" if c.get("se") is not None else "")
         rows.append([html.escape(c["name"]), value, f"{_fmt(c['baseline'])} ({html.escape(c['baseline_name'])})",
-                     _fmt(c["ratio"], 3) + "×" if c.get("ratio") is not None else "–", floor, verdict])  # fmt: skip
+                     _fmt(c["ratio"], 3) + (" SE" if unit else "×") if c.get("ratio") is not None else "–", floor,
+                     verdict])  # fmt: skip
     if rows:
         page.table(["measure", "value", "baseline", "ratio", "floor", "met"], rows, raw=True)
     ev = summary["evaluations"]

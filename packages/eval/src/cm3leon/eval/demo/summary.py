@@ -313,7 +313,7 @@ def _tail_floor(tail: dict[str, Any]) -> list[dict[str, Any]]:
     return [{"name": f"retrieval on tail entities: mosaic cells right, {k_max} minus k0 "
                      f"({TAIL_STRATEGY}); floor in standard errors of the difference",
              "value": entry[k_max], "se": entry["se"], "baseline": entry["k0"],
-             "baseline_name": "k = 0 (no retrieval), same prompts", "floor": TAIL_RETRIEVAL_SES,
+             "baseline_name": "k = 0 (no retrieval), same prompts", "floor": TAIL_RETRIEVAL_SES, "floor_unit": "SE",
              "ratio": ses, "passed": ses is not None and ses >= TAIL_RETRIEVAL_SES}]  # fmt: skip
 
 
@@ -330,7 +330,7 @@ def _in_context_floor(rows: Sequence[dict[str, Any]], ceiling: float | None) -> 
                      f"minus no context, in SEs (control: another document, {control}); also >= "
                      f"{IN_CONTEXT_CEILING} x the VQ ceiling ({ceiling})",
              "value": diff["own"], "se": diff.get("se"), "baseline": diff["none"],
-             "baseline_name": "no document in context, same prompts", "floor": IN_CONTEXT_SES,
+             "baseline_name": "no document in context, same prompts", "floor": IN_CONTEXT_SES, "floor_unit": "SE",
              "ratio": ses, "control": control, "ceiling": ceiling,
              "passed": ses is not None and ses >= IN_CONTEXT_SES and high}]  # fmt: skip
 
