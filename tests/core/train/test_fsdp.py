@@ -32,12 +32,13 @@ from omegaconf import OmegaConf
 
 from cm3leon.core.config import ConfigError, load_config
 from cm3leon.core.model import meta_model, preset_config
-from cm3leon.core.train import TrainConfig
+from cm3leon.core.train import TrainConfig, train
 from cm3leon.core.train.builders import build_parallelism
-from cm3leon.core.train.composer_checkpoints import check_checkpoint
+from cm3leon.core.train.callbacks import ResumeMismatchError
+from cm3leon.core.train.composer_checkpoints import check_checkpoint, read_run_info
 from cm3leon.core.train.config import config_fingerprint, validate_train_config
 from cm3leon.core.train.logs import read_metrics
-from tests.core.train._helpers import REPO, VOCAB, launch_ranks, write_token_dataset
+from tests.core.train._helpers import REPO, VOCAB, launch_ranks, tiny_config, write_token_dataset
 
 PROBE = str(Path(__file__).with_name("_probe_train.py"))
 STEPS, KILL_AT = 8, 5  # checkpoints every 2 steps: the kill loses step 5, the restart redoes it from ba4
@@ -103,6 +104,32 @@ def test_fsdp_settings_without_a_cpu_meaning_are_named(override: dict, message: 
     data["fsdp"][key.split(".")[1]] = value
     with pytest.raises(ConfigError, match=message):
         validate_train_config(load_config(TrainConfig, data=data))
+
+
+def test_sharded_resume_checks_run_info_first_and_loads_an_allowed_new_key(tmp_path: Path, token_data: Path) -> None:
+    """A sharded checkpoint's RunInfo is read before the Trainer (a changed config is named,
+    not a DCP traceback), and an allowed change of the config's key set resumes: DCP loads
+    into the checkpoint's keys (before: ``RuntimeError: Missing key in checkpoint state_dict:
+    state.callbacks.RunInfo.fingerprint....``).  FSDP2 on one in-process rank."""
+    run_dir = tmp_path / "run"
+    base = tiny_config(run_dir, {"ra": {"local": str(token_data)}}, max_duration="2ba",
+                       **{"fsdp.enabled": True, "data.static_rows": True, "checkpoint.save_interval": "2ba"},
+                       callbacks=[{"name": "speed_monitor", "options": {"window_size": 2}}, {"name": "lr_monitor"}])
+    train(load_config(TrainConfig, data=base))
+    saved = read_run_info(run_dir / "checkpoints" / "ep0-ba2")
+    assert (run_dir / "checkpoints" / "ep0-ba2" / ".metadata").is_file()
+    assert saved["vocab"] == VOCAB.to_dict() and saved["fingerprint"]["optim.lr"] == 3e-3
+    assert saved["fingerprint"]["optim.betas"] == [0.9, 0.95] and saved["run_name"] == "test"
+    assert saved["fingerprint"]["callbacks"][0] == {"name": "speed_monitor", "options": {"window_size": 2}}
+
+    changed = {**base, "max_duration": "3ba",
+               "data": {**base["data"], "cm3": {"options": {"whole_text_prob": 0.25}}}}
+    with pytest.raises(ResumeMismatchError, match=r"data\.cm3\.options\.whole_text_prob: '<unset>' -> 0\.25"):
+        train(load_config(TrainConfig, data=changed))
+    changed["checkpoint"] = {**base["checkpoint"], "allow_changes": ["data.cm3.options.*"]}
+    assert train(load_config(TrainConfig, data=changed)).batches == 3
+    resumed = read_run_info(run_dir / "checkpoints" / "ep0-ba3")  # the new run's RunInfo is saved
+    assert resumed["fingerprint"]["data.cm3.options.whole_text_prob"] == 0.25
 
 
 # ------------------------------------------------------------------ 2 gloo ranks

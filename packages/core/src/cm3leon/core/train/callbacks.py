@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -197,6 +197,17 @@ def _describe_changes(changes: list[tuple[str, Any, Any]]) -> str:
     return "".join(f"\n  {key}: {old!r} -> {new!r}" for key, old, new in changes)
 
 
+def _nonempty(value: Any) -> Any:
+    """``value`` without empty dicts/lists at any depth: a sharded checkpoint stores nothing
+    for ``{}``/``[]``, so an empty ``options`` and an absent one are the same setting."""
+    if isinstance(value, Mapping):
+        pruned = {k: _nonempty(v) for k, v in value.items()}
+        return {k: v for k, v in pruned.items() if not (isinstance(v, (Mapping, list, tuple)) and not v)}
+    if isinstance(value, (list, tuple)):
+        return [_nonempty(v) for v in value]
+    return value
+
+
 class RunInfo(Callback):
     """Stores what a run is in every checkpoint, and refuses to resume a different run.
 
@@ -223,12 +234,26 @@ class RunInfo(Callback):
         self.info = {"transformer": dict(transformer), "vocab": dict(vocab), "run_name": run_name,
                      "fingerprint": dict(fingerprint or {})}
         self.allow_changes = tuple(allow_changes)
+        self._load_template: dict[str, Any] | None = None
 
     def state_dict(self) -> dict[str, Any]:
-        return dict(self.info)
+        # A sharded load fills the template Composer builds from state_dict(), and
+        # torch.distributed.checkpoint fails on any key the checkpoint lacks: until the
+        # checkpoint is loaded, give it the checkpoint's own keys (see expect_sharded).
+        return dict(self._load_template if self._load_template is not None else self.info)
+
+    def expect_sharded(self, saved: dict[str, Any]) -> None:
+        """Before a sharded resume (``saved``: its RunInfo, already :meth:`check` ed): load
+        into the checkpoint's keys, so an allowed change of the config's key set (a new
+        config field, an allowed new option) resumes instead of failing in DCP."""
+        self._load_template = saved
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        self._load_template = None
         self.check(state)
+
+    def fit_start(self, state: State, logger: Logger) -> None:
+        self._load_template = None  # saves always write this run's RunInfo
 
     def check(self, saved: dict[str, Any], *, source: str = "the checkpoint", weights_only: bool = False) -> None:
         """Raise :class:`ResumeMismatchError` listing every differing key (old -> new).
@@ -251,7 +276,8 @@ class RunInfo(Callback):
         if not saved.get("fingerprint"):
             log.warning("%s predates config fingerprints: only the architecture and vocabulary were checked", source)
             return
-        changes = config_changes(saved["fingerprint"], self.info["fingerprint"], self.allow_changes)
+        changes = config_changes(_nonempty(saved["fingerprint"]), _nonempty(self.info["fingerprint"]),
+                                 self.allow_changes)
         if changes:
             keys = ", ".join(k for k, _, _ in changes)
             raise ResumeMismatchError(

@@ -151,11 +151,13 @@ def _check_resumable(
     """
     saved = read_run_info(resume)
     if saved is None:
-        return  # sharded: RunInfo.load_state_dict checks when Composer loads the callbacks
+        return  # written without RunInfo
     info = next(c for c in callbacks if isinstance(c, RunInfo))
     explicit = Path(load_path).resolve() if load_path else None
     weights_only = cfg.checkpoint.load_weights_only and resume == explicit
     info.check(saved, source=str(resume), weights_only=weights_only)
+    if resume.is_dir() and not weights_only:
+        info.expect_sharded(saved)  # DCP then loads RunInfo into the checkpoint's own keys
 
 
 def _stage_remote_checkpoints(cfg: TrainConfig, paths: RunPaths) -> str | None:
