@@ -224,3 +224,16 @@ def test_merging_rank_shards_of_a_reranking_index_equals_one_index(factory: str)
         configure_search(index, "k_factor_rf=4" if "IVF" not in factory else "nprobe=8,k_factor_rf=4")
     np.testing.assert_array_equal(merged.search(vecs[:100], 10)[1], single.search(vecs[:100], 10)[1])
     np.testing.assert_allclose(reconstruct(merged, np.arange(990, 1000)), reconstruct(single, np.arange(990, 1000)))
+
+
+@pytest.mark.parametrize("factory", ["IVF8,PQ8", "OPQ8_32,IVF8_HNSW16,PQ8"])
+def test_train_index_skips_polysemous_training(factory: str) -> None:
+    """FAISS's polysemous training (simulated annealing over 64 x 256 centroids for the
+    configs' PQ64) serves only Hamming pre-filtering, which banks never use; it made the
+    100M/1B structures train for minutes even at toy sizes."""
+    faiss.omp_set_num_threads(1)
+    index = _quick(make_index(32, factory))
+    ivfpq = faiss.downcast_index(faiss.extract_index_ivf(index))
+    assert ivfpq.do_polysemous_training  # FAISS's default for an IVF-PQ factory
+    train_index(index, np.random.default_rng(3).standard_normal((600, 32), dtype=np.float32))
+    assert index.is_trained and not ivfpq.do_polysemous_training
