@@ -169,7 +169,6 @@ def _build_scaled_down(factory: str) -> tuple:
     return _BUILT[factory]
 
 
-@pytest.mark.slow  # trains 512-d OPQ / PQ / IVF-HNSW indexes: ~1 CPU-minute in all
 @pytest.mark.parametrize("name", sorted(CONFIGS))
 def test_factory_builds_merges_and_searches_scaled_down(name: str) -> None:
     """The shipped factory at nlist 16: trained, filled as two rank shards, merged, searched
@@ -187,7 +186,6 @@ def test_factory_builds_merges_and_searches_scaled_down(name: str) -> None:
     assert actual == pytest.approx(expected, rel=0.03), f"{factory}: FAISS {actual} bytes, formula {expected:.0f}"
 
 
-@pytest.mark.slow
 def test_formula_tracks_faiss_across_encodings() -> None:
     """The formula against FAISS for each encoding the configs may use (small, flat quantizer)."""
     faiss.omp_set_num_threads(1)
