@@ -61,7 +61,7 @@ def test_a_verbatim_copy_scores_one_and_is_skipped_as_too_similar() -> None:
     bank = BM25Bank.build(docs())
     assert bank.score(tokenize_words(CORPUS[2]))[2] == pytest.approx(1.0, rel=1e-5)
     query = [Document.of(CORPUS[2], id="new")]
-    assert "c2" not in [d.id for d in bm25_retriever(bank, duplicate_threshold=1.1).retrieve(query, 3)[0]]
+    assert "c2" not in [d.id for d in bm25_retriever(bank, duplicate_threshold=1.1, max_score_at="always").retrieve(query, 3)[0]]
     lenient = bm25_retriever(bank, max_score=1.5, duplicate_threshold=1.1)
     assert lenient.retrieve(query, 1)[0][0].id == "c2"
 

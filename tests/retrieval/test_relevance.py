@@ -135,7 +135,7 @@ def test_copies_are_skipped_by_the_relevance_rule_and_neighbours_pass(bank, tiny
     query = next(d for d in docs if d.id == QUERY)
     relevance, by_part = reference(tiny_encoder, query, docs)
     # The near-duplicate rule is switched off: only max_score can skip the copies.
-    retriever = clip_retriever(path, duplicate_threshold=2.0)
+    retriever = clip_retriever(path, duplicate_threshold=2.0, max_score_at="always")
     hits = retriever.retrieve_hits([query], k=4)[0]  # pretraining: the query is in the bank
     ids = [h.id for h in hits]
     assert not set(ids) & {QUERY, *COPIES}
@@ -145,7 +145,7 @@ def test_copies_are_skipped_by_the_relevance_rule_and_neighbours_pass(bank, tiny
     # The ordinary neighbours that pass include documents that are close to the query.
     assert max(relevance[i] for i in ids) > 0.8
     # With the defaults (the near-duplicate rule on as well) the copies stay out too.
-    default = clip_retriever(path).retrieve_hits([query], k=4)[0]
+    default = clip_retriever(path, max_score_at="always").retrieve_hits([query], k=4)[0]
     assert len(default) == 4 and not {h.id for h in default} & {QUERY, *COPIES}
     # A copy that arrives as a query without an id is just as "the query itself".
     anonymous = retriever.retrieve_hits([query.replace(id="")], k=4)[0]
@@ -159,7 +159,7 @@ def test_a_text_prompt_retrieves_the_documents_carrying_its_caption(bank, tiny_e
     relevance, by_part = reference(tiny_encoder, prompt, docs)
     # A caption-image document is not the text-only prompt itself: relevance < 1.
     assert relevance[QUERY] < 0.9
-    retriever = clip_retriever(path, duplicate_threshold=2.0)
+    retriever = clip_retriever(path, duplicate_threshold=2.0, max_score_at="always")
     hits = retriever.retrieve_hits([prompt], k=2)[0]
     assert [h.modality for h in hits] == ["text", "text"]  # the image quota goes to the text part
     assert {h.id for h in hits} <= {QUERY, *COPIES}

@@ -10,7 +10,9 @@ from cm3leon.core.interfaces import Retriever
 from cm3leon.core.plugin_manager import get_registries
 from tests.retrieval.synthetic import render, shape_documents
 
-NAMES = get_registries().retrievers.names()
+# Memory-bank retrievers; evaluation oracles (memory_bank=False, e.g. eval's ``lookup``) have
+# a contract of their own (tests/eval/test_lookup_retrieval.py).
+NAMES = [n for n in get_registries().retrievers.names() if get_registries().retrievers.get(n).memory_bank]
 
 
 def test_both_builtin_kinds_are_registered() -> None:
@@ -89,7 +91,8 @@ def test_every_strategy_number_is_an_option(bank_docs, tiny_encoder) -> None:
     for name in NAMES:
         r = get_registries().retrievers.build(
             name, documents=bank_docs, encoder=tiny_encoder, num_by_text=1, num_by_image=0,
-            max_score=0.5, train_select=1, query_dropout=0.0, duplicate_threshold=0.9, search_depth=3, seed=1,
+            max_score=0.5, max_score_at="always", train_select=1, query_dropout=0.0, duplicate_threshold=0.9,
+            search_depth=3, seed=1,
         )
         s = r.strategy
         assert (s.num_by_text, s.num_by_image, s.max_score, s.train_select) == (1, 0, 0.5, 1)

@@ -136,14 +136,32 @@ def test_candidates_more_relevant_than_max_score_are_skipped() -> None:
     # Cosines with the query document q: 0.99 (too similar), 0.95 (too similar), 0.85, 0.6
     bank = np.stack([unit(0.99, np.sqrt(1 - 0.99**2), 0), unit(0.95, 0, np.sqrt(1 - 0.95**2)),
                      unit(0.85, -np.sqrt(1 - 0.85**2), 0), unit(0.6, 0, -0.8)])
-    r = StrategyRetriever(VectorSearcher(bank, ["a", "b", "c", "d"]), RetrievalStrategy(duplicate_threshold=1.0))
+    r = StrategyRetriever(VectorSearcher(bank, ["a", "b", "c", "d"]), RetrievalStrategy(duplicate_threshold=1.0, max_score_at="always"))
     hits = r.retrieve_hits([query(text=q, doc=q)], k=2)[0]
     assert [h.id for h in hits] == ["c", "d"]
     assert all(h.relevance <= 0.9 for h in hits)
     # The threshold is a setting, not a constant.
     r2 = StrategyRetriever(VectorSearcher(bank, ["a", "b", "c", "d"]),
-                           RetrievalStrategy(max_score=0.96, duplicate_threshold=1.0))
+                           RetrievalStrategy(max_score=0.96, duplicate_threshold=1.0, max_score_at="always"))
     assert [h.id for h in r2.retrieve_hits([query(text=q, doc=q)], k=2)[0]] == ["b", "c"]
+
+
+def test_the_relevance_cap_is_a_training_rule_by_default() -> None:
+    """§2.1 states "relevance <= 0.9" for sampling documents during training; at inference
+    the most relevant documents are the point of retrieval."""
+    q = unit(1, 0, 0)
+    bank = np.stack([unit(0.95, 0, np.sqrt(1 - 0.95**2)), unit(0.85, -np.sqrt(1 - 0.85**2), 0),
+                     unit(0.6, 0, -0.8)])
+    r = StrategyRetriever(VectorSearcher(bank, ["near", "mid", "far"]),
+                          RetrievalStrategy(duplicate_threshold=1.0, train_select=3))
+    assert [h.id for h in r.retrieve_hits([query(text=q, doc=q)], k=2)[0]] == ["near", "mid"]
+    trained = r.retrieve_hits([query(text=q, doc=q)], k=3, training=True)[0]
+    assert "near" not in [h.id for h in trained] and {h.id for h in trained} == {"mid", "far"}
+    always = StrategyRetriever(VectorSearcher(bank, ["near", "mid", "far"]),
+                               RetrievalStrategy(duplicate_threshold=1.0, max_score_at="always"))
+    assert [h.id for h in always.retrieve_hits([query(text=q, doc=q)], k=2)[0]] == ["mid", "far"]
+    with pytest.raises(ValueError, match="max_score_at must be 'training' or 'always'"):
+        RetrievalStrategy(max_score_at="never")
 
 
 def test_the_rule_reads_relevance_not_the_search_score() -> None:
@@ -152,7 +170,8 @@ def test_the_rule_reads_relevance_not_the_search_score() -> None:
     doc = unit(1, 1, 0)
     bank = np.stack([doc, unit(1, 0, 1), unit(0, 1, 1)])
     r = StrategyRetriever(VectorSearcher(bank, ["copy", "a", "b"]),
-                          RetrievalStrategy(num_by_text=1, num_by_image=1, duplicate_threshold=1.1))
+                          RetrievalStrategy(num_by_text=1, num_by_image=1, duplicate_threshold=1.1,
+                                            max_score_at="always"))
     hits = r.retrieve_hits([query(text=t, image=i, doc=doc)])[0]
     assert [(h.id, h.modality) for h in hits] == [("a", "text"), ("b", "image")]
     assert [h.score for h in hits] == pytest.approx([np.sqrt(0.5)] * 2)
@@ -278,7 +297,7 @@ def test_search_deepens_until_quota_is_filled() -> None:
     far = [unit(0.5, 0.1 * j, 0.8) for j in range(1, 5)]
     ids = [f"c{j}" for j in range(20)] + [f"f{j}" for j in range(4)]
     searcher = VectorSearcher(np.stack(close + far), ids)
-    r = StrategyRetriever(searcher, RetrievalStrategy(search_depth=4, duplicate_threshold=0.999))
+    r = StrategyRetriever(searcher, RetrievalStrategy(search_depth=4, duplicate_threshold=0.999, max_score_at="always"))
     hits = r.retrieve_hits([query(text=q, doc=q)], k=2)[0]
     assert len(hits) == 2 and all(h.id.startswith("f") for h in hits)
     assert [k for _, k in searcher.searches] == [4, 8, 16, 24]

@@ -170,7 +170,15 @@ class TokenizerSpec(ComponentSpec):
 
 @dataclass(frozen=True)
 class RetrieverSpec(ComponentSpec):
-    """A retriever (``factory(**options) -> Retriever``)."""
+    """A retriever (``factory(**options) -> Retriever``).
+
+    ``memory_bank``: it searches a memory bank built from documents (``factory(documents=,
+    ...)`` or ``bank=``) with the §2.1 strategy -- the retriever contract of
+    ``tests/retrieval/test_retrievers.py`` applies.  ``False`` for evaluation oracles that
+    look a prompt's document up by its text (cm3leon-eval's ``lookup``).
+    """
+
+    memory_bank: bool = True
 
 
 @dataclass(frozen=True)

@@ -67,6 +67,7 @@ def cm3leon_register_retrievers() -> list[RetrieverSpec]:
             "cm3leon.eval.lookup_retrieval:lookup_retriever",
             "Oracle / control retrieval for evaluation: each prompt's own ground-truth document "
             "(mode own) or an unrelated one (mode other).",
+            memory_bank=False,
         ),
     ]
 

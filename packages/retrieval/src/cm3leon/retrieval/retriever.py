@@ -26,7 +26,9 @@ the query itself; the "relevance score <= 0.9" rule (``max_score``) reads the la
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
@@ -161,7 +163,7 @@ class StrategyRetriever:
         seeds = [query_seed(s.seed, key, "dropout") for key in keys] if training else None
         dropout = s.query_dropout if training else 0.0
         enc = self.searcher.encode_queries(queries, dropout=dropout, seeds=seeds)
-        pools = self._pools(queries, enc, k)
+        pools = self._pools(queries, enc, k, training)
         out: list[list[Hit]] = []
         for key, pool in zip(keys, pools, strict=True):
             if training:
@@ -172,9 +174,14 @@ class StrategyRetriever:
         return out
 
     # ------------------------------------------------------------ internals
-    def _pools(self, queries: Sequence[Document], enc: QueryEncoding, k: int) -> list[list[Hit]]:
+    def _pools(
+        self, queries: Sequence[Document], enc: QueryEncoding, k: int, training: bool = False
+    ) -> list[list[Hit]]:
         """Per query: hits by each available part, interleaved text/image."""
         n = len(queries)
+        strategy = self.strategy
+        if not training and strategy.max_score_at == "training":
+            strategy = dataclasses.replace(strategy, max_score=math.inf)
         available = [[m for m in MODALITIES if enc.parts.get(m) and enc.parts[m][i] is not None] for i in range(n)]
         quotas = [modality_quotas(self.strategy, avail, k) for avail in available]
         taken_ids = [{q.id} if q.id else set() for q in queries]
@@ -193,7 +200,7 @@ class StrategyRetriever:
                     # Re-select from scratch at each depth so the result does not depend on it.
                     ids, vecs = set(taken_ids[i]), list(taken_vecs[i])
                     kept = select_candidates(
-                        rows[j], scores[j], quota=quotas[i][m], strategy=self.strategy,
+                        rows[j], scores[j], quota=quotas[i][m], strategy=strategy,
                         row_id=self.searcher.row_id, taken_ids=ids, taken_vectors=vecs,
                         vectors=self.searcher.vectors, modality=m,
                         relevance=functools.partial(self.searcher.relevance, enc, i),
