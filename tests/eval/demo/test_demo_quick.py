@@ -55,12 +55,12 @@ def test_interrupted_demo_resumes_and_skips_finished_stages(demo: dict) -> None:
     for name in FIRST:
         assert any(re.search(rf"✓ {name}\s+cached", line) for line in lines), (name, lines[:10])
     assert any(re.search(r"✓ pretrain\s+[\d.]+ s", line) for line in lines)
-    assert "15 stages (11 run, 4 cached)" in demo["second"].stdout
+    assert "16 stages (12 run, 4 cached)" in demo["second"].stdout
 
 
 def test_every_stage_completed_with_its_artefacts(demo: dict) -> None:
     records = _records(demo["out"])
-    assert len(records) == 15
+    assert len(records) == 16
     for name, record in records.items():
         assert record["status"] == "complete", (name, record)
         assert record["artefacts"], name
@@ -84,9 +84,9 @@ def test_report_links_every_artefact_and_holds_the_results(demo: dict) -> None:
         assert f"logs/{name}.log" in hrefs
     assert not [h for h in hrefs if h.startswith(("/", "file:"))]
     summary = json.loads((out / "summary.json").read_text())
-    names = {c["name"].split(" (")[0] for c in summary["floors"]}
+    names = {c["name"].split(" (")[0].split(":")[0] for c in summary["floors"]}
     assert names == {"text-to-image object accuracy", "text-to-image colour+shape accuracy", "VQA accuracy",
-                     "caption CIDEr-D", "editing success"}  # fmt: skip
+                     "caption CIDEr-D", "editing success", "in-context use"}  # fmt: skip
     assert {c["paper"] for c in summary["claims"]} >= {"Table 1", "Figure 4", "§4 SFT"}  # the claims table
     assert "ra_vs_plain" not in summary  # plain pretraining is off in --quick
     headline = next(
