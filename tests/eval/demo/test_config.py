@@ -152,3 +152,16 @@ def test_dry_run_writes_configs_and_commands(tmp_path: Path) -> None:
     pretrain = (tmp_path / "configs" / "pretrain.yaml").read_text()
     assert pretrain.startswith("# cm3leon train run ") and str(tmp_path / "data" / "pretrain_ra") in pretrain
     assert not (tmp_path / "world").exists()  # nothing ran
+
+
+def test_cli_preset_long_dry_run_writes_the_plain_stages(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from cm3leon.eval.demo.cli import demo_command
+
+    result = CliRunner().invoke(demo_command, ["--preset", "long", "--dry-run", "--no-progress", "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert "max_duration: 7200000tok" in (tmp_path / "configs" / "plain_pretrain.yaml").read_text()
+    assert "cm3leon data prepare" in (tmp_path / "commands.sh").read_text()
+    bad = CliRunner().invoke(demo_command, ["--quick", "--preset", "long", "--dry-run", "--out", str(tmp_path)])
+    assert bad.exit_code != 0 and "two presets" in bad.output
