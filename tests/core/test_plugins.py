@@ -209,28 +209,87 @@ def test_wrong_return_type_is_an_error(fresh_plugins) -> None:
         registries_with(Bad())
 
 
-def test_broken_plugin_import_names_distribution(tmp_path, monkeypatch, fresh_plugins) -> None:
-    make_distribution(tmp_path, "acme-broken", "acme_broken", "raise RuntimeError('boom')\n")
+def test_broken_plugin_import_names_distribution_and_version(tmp_path, monkeypatch, fresh_plugins) -> None:
+    make_distribution(tmp_path, "acme-broken", "acme_broken", "raise RuntimeError('boom')\n", version="2.7.1")
     monkeypatch.syspath_prepend(str(tmp_path))
     fresh_plugins()
-    with pytest.raises(PluginError, match="distribution 'acme-broken' 0.1: boom"):
+    with pytest.raises(PluginError, match="distribution 'acme-broken' 2.7.1: boom"):
         get_plugin_manager()
 
 
-def test_unlisted_plugin_module_is_never_imported(tmp_path, monkeypatch, fresh_plugins) -> None:
-    """Excluded by the allowlist, a plugin's import side effects do not happen at all."""
-    sentinel = tmp_path / "imported.txt"
-    source = f"open({str(sentinel)!r}, 'a').write('x')\n" + METRIC_PLUGIN.replace("{name}", "acme-side")
-    make_distribution(tmp_path, "acme-side", "acme_side", source)
+RAISING_HOOK_PLUGIN = """
+from cm3leon.core.hookspecs import hookimpl
+
+
+@hookimpl
+def cm3leon_register_metrics():
+    raise ValueError("metric table missing")
+"""
+
+
+def test_plugin_hook_raising_names_distribution_and_version(tmp_path, monkeypatch, fresh_plugins) -> None:
+    """An exception inside a plugin's registration hook names the distribution and its version."""
+    make_distribution(tmp_path, "acme-hookfail", "acme_hookfail", RAISING_HOOK_PLUGIN, version="3.1.4")
     monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.delitem(sys.modules, "acme_side", raising=False)
-    monkeypatch.setenv("CM3LEON_LOAD_PLUGINS", "-acme-side")
     fresh_plugins()
-    assert "acme-side" not in get_registries().metrics
-    assert not sentinel.exists() and "acme_side" not in sys.modules
-    monkeypatch.delenv("CM3LEON_LOAD_PLUGINS")  # default: every installed plugin loads
+    with pytest.raises(PluginError) as info:
+        get_registries()
+    message = str(info.value)
+    assert "cm3leon_register_metrics" in message and "'acme-hookfail' 3.1.4" in message
+    assert "ValueError: metric table missing" in message
+    assert isinstance(info.value.__cause__, ValueError)
+    env = {"PYTHONPATH": os.pathsep.join([str(tmp_path), *sys.path])}
+    shown = _run_cli("plugins", "list", env=env)  # the command line prints it as one error line
+    assert shown.returncode == 2 and "Traceback" not in shown.stderr
+    assert f"Error: {message}" in shown.stderr.splitlines()
+
+
+SENTINEL_PLUGIN = """
+import os
+
+with open(os.environ["ACME_SENTINEL"], "a") as handle:  # an import side effect
+    handle.write("imported\\n")
+""" + METRIC_PLUGIN.replace("{name}", "acme-side")
+
+
+@pytest.fixture
+def sentinel_plugin(tmp_path, monkeypatch, fresh_plugins) -> Path:
+    """Distribution ``acme-side`` whose module appends to the returned file when imported."""
+    sentinel = tmp_path / "imported.txt"
+    make_distribution(tmp_path / "site", "acme-side", "acme_side", SENTINEL_PLUGIN)
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    monkeypatch.setenv("ACME_SENTINEL", str(sentinel))
+    sys.modules.pop("acme_side", None)
+    yield sentinel
+    sys.modules.pop("acme_side", None)  # each case imports its own fresh copy
+
+
+@pytest.mark.parametrize("allowlist", ["", "acme-other", "-acme-side", "*,-acme-side", "acme-side,-acme_side"])
+def test_unlisted_plugin_module_is_never_imported(allowlist, sentinel_plugin, monkeypatch, fresh_plugins) -> None:
+    """Not allowed by CM3LEON_LOAD_PLUGINS, a plugin's module is not even imported."""
+    import importlib.metadata
+
+    monkeypatch.setenv("CM3LEON_LOAD_PLUGINS", allowlist)
     fresh_plugins()
-    assert "acme-side" in get_registries().metrics and sentinel.read_text() == "x"
+    registries = get_registries()
+    assert "acme-side" not in registries.metrics and "plugins" in registries.commands  # built-ins stay
+    assert not sentinel_plugin.exists() and "acme_side" not in sys.modules
+    assert "acme-side" not in {info.distribution for info in plugin_infos().values()}
+    # Its metadata was enumerated (allowed): the entry point is visible without importing it.
+    (point,) = [ep for ep in importlib.metadata.entry_points(group="cm3leon") if ep.name == "acme_side"]
+    assert point.dist.name == "acme-side" and not sentinel_plugin.exists()
+
+
+@pytest.mark.parametrize("allowlist", ["acme-side", "ACME_side", "*", None])
+def test_listed_plugin_is_imported_and_registers(allowlist, sentinel_plugin, monkeypatch, fresh_plugins) -> None:
+    """Named by the allowlist (or ``*``, or no allowlist at all), the plugin loads once."""
+    if allowlist is not None:
+        monkeypatch.setenv("CM3LEON_LOAD_PLUGINS", allowlist)
+    fresh_plugins()
+    registration = get_registries().metrics.registration("acme-side")
+    assert (registration.distribution, registration.version) == ("acme-side", "0.1")
+    assert get_registries().metrics.build("acme-side", start=2).value == 2
+    assert sentinel_plugin.read_text() == "imported\n"
 
 
 def test_allowlist_restricts_third_party_distributions_only(tmp_path, monkeypatch, fresh_plugins) -> None:

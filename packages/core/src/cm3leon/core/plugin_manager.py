@@ -47,7 +47,7 @@ from typing import Any
 import pluggy
 
 from cm3leon.core import hookspecs
-from cm3leon.core.registry import Registries, build_registries
+from cm3leon.core.registry import PluginError, Registries, build_registries
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -75,10 +75,6 @@ FIRST_PARTY = frozenset({
 })  # fmt: skip
 
 log = logging.getLogger(__name__)
-
-
-class PluginError(RuntimeError):
-    """A plugin could not be loaded or does not match the hook specifications."""
 
 
 class PluginWarning(UserWarning):
@@ -249,7 +245,8 @@ def get_registries() -> Registries:
     """Return the registries filled by all loaded plugins (cached per process).
 
     Raises:
-        PluginError: see :func:`get_plugin_manager`.
+        PluginError: see :func:`get_plugin_manager`; also when a plugin's registration
+            hook raises (the message names its distribution and version).
         DuplicateComponentError: two plugins registered the same name.
     """
     return _cached_registries()

@@ -42,6 +42,7 @@ __all__ = [
     "FeatureExtractorSpec",
     "MetricSpec",
     "ModelSpec",
+    "PluginError",
     "Registration",
     "Registries",
     "Registry",
@@ -295,6 +296,18 @@ class DuplicateComponentError(RuntimeError):
     """Two plugins registered the same name in one registry."""
 
 
+class PluginError(RuntimeError):
+    """A plugin could not be loaded, does not match the hook specifications, or its hook raised.
+
+    The message names the plugin's distribution and version.  Also exported by
+    :mod:`cm3leon.core.plugin_manager`.
+    """
+
+
+def _origin(dist: str, version: str) -> str:
+    return f"distribution {dist!r} {version}" if version else f"distribution {dist!r}"
+
+
 class Registry(Generic[SpecT]):
     """Name -> :class:`Registration` for one kind of component."""
 
@@ -441,6 +454,7 @@ def build_registries(pm: pluggy.PluginManager, plugin_info: dict[str, tuple[str,
 
     Raises:
         DuplicateComponentError: two plugins registered the same name in one registry.
+        PluginError: a plugin's hook raised (names its distribution and version).
         TypeError: a hook returned something that is not a list of the right specs.
     """
     registries = Registries()
@@ -450,16 +464,21 @@ def build_registries(pm: pluggy.PluginManager, plugin_info: dict[str, tuple[str,
         for impl in caller.get_hookimpls():
             plugin_name = impl.plugin_name
             others = [p for p in pm.get_plugins() if p is not impl.plugin]
-            # Calling through a subset caller keeps pluggy's tracing and monitoring.
-            results = pm.subset_hook_caller(hook_name, remove_plugins=others)()
             dist, version = plugin_info.get(plugin_name, ("<local>", ""))
+            try:  # a subset caller keeps pluggy's tracing and monitoring
+                results = pm.subset_hook_caller(hook_name, remove_plugins=others)()
+            except Exception as err:
+                raise PluginError(
+                    f"{hook_name} of plugin {plugin_name!r} from {_origin(dist, version)} raised "
+                    f"{type(err).__name__}: {err}"
+                ) from err
             for result in results:
                 if result is None:
                     continue
                 if not isinstance(result, (list, tuple)):
                     raise TypeError(
-                        f"{hook_name} of plugin {plugin_name!r} ({dist}) must return a list of "
-                        f"specs, got {type(result).__name__}"
+                        f"{hook_name} of plugin {plugin_name!r} ({_origin(dist, version)}) must return "
+                        f"a list of specs, got {type(result).__name__}"
                     )
                 for spec in result:
                     registry.add(Registration(spec, dist, version, plugin_name))
