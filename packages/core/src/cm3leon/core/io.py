@@ -28,6 +28,7 @@ __all__ = [
     "atomic_write_bytes",
     "atomic_write_json",
     "atomic_write_text",
+    "fsync_path",
     "is_complete",
     "mark_complete",
     "read_json",
@@ -37,7 +38,12 @@ __all__ = [
 COMPLETE_MARKER = "COMPLETE"
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_path(path: str | Path) -> None:
+    """``fsync`` a file or a directory (a directory: so a rename or link in it is durable).
+
+    Best effort, like every caller needs it: a path that cannot be opened, or a file system
+    that cannot ``fsync`` a directory, is passed over silently.
+    """
     try:
         fd = os.open(path, os.O_RDONLY)
     except OSError:
@@ -81,7 +87,7 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
-    _fsync_dir(path.parent)
+    fsync_path(path.parent)
     return path
 
 
@@ -174,4 +180,4 @@ def _move_into_place(tmp: Path, path: Path, overwrite: bool) -> None:
         shutil.rmtree(trash, ignore_errors=True)
     else:
         os.replace(tmp, path)
-    _fsync_dir(path.parent)
+    fsync_path(path.parent)

@@ -62,6 +62,8 @@ from composer.loggers import Logger
 from composer.utils import checkpoint as composer_checkpoint
 from composer.utils import dist, format_name_with_dist, reproducibility
 
+from cm3leon.core.io import fsync_path
+
 __all__ = [
     "AtomicCheckpointSaver",
     "LATEST_FILENAME",
@@ -348,7 +350,7 @@ def _swing_latest(latest: Path, target: Path) -> None:
     tmp.unlink(missing_ok=True)
     os.symlink(os.path.relpath(target, latest.parent), tmp)
     os.replace(tmp, latest)  # atomic: `latest` is the old or the new link, never absent
-    _fsync(latest.parent)
+    fsync_path(latest.parent)
 
 
 def recover_save_folder(folder: str | Path, latest_name: str = LATEST_FILENAME.format(rank=0)) -> Path | None:
@@ -410,19 +412,9 @@ def _disk_full(err: BaseException) -> bool:
     return False
 
 
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def _fsync_tree(root: Path) -> None:
     for p in [root, *root.rglob("*")]:
-        _fsync(p)
+        fsync_path(p)
 
 
 class AtomicCheckpointSaver(CheckpointSaver):
@@ -537,11 +529,11 @@ class AtomicCheckpointSaver(CheckpointSaver):
             src = Path(saved).parent if sharded else Path(saved)  # type: ignore[arg-type]
             target = final.parent if sharded else final
             self._reached("mid_write", state, src)
-            _fsync_tree(src) if src.is_dir() else _fsync(src)
+            _fsync_tree(src) if src.is_dir() else fsync_path(src)
             if target.exists():
                 shutil.rmtree(target) if target.is_dir() else target.unlink()
             os.replace(src, target)  # the commit
-            _fsync(target.parent)
+            fsync_path(target.parent)
             shutil.rmtree(partial, ignore_errors=True)
             self._reached("before_latest", state, target)
             self._point_latest(state, target)
