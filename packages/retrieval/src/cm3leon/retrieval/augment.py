@@ -503,7 +503,7 @@ class _Augmenter:
 
         counts: Counter[int] = Counter()
         writer = TokenShardWriter(directory, self.doc_tok.vocab, with_loss_weights=bool(self.cfg.query_loss_weight),
-                                  with_parts=True, overwrite=True, meta={"rows": [part.start, part.stop]})
+                                  with_parts=True, overwrite=False, meta={"rows": [part.start, part.stop]})
         with writer:
             for i in range(0, len(queries), self.cfg.batch_size):
                 batch = queries[i : i + self.cfg.batch_size]
