@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -12,24 +10,9 @@ import torch
 
 from cm3leon.retrieval.encoder import build_clip_model, model_config
 from cm3leon.retrieval.train_clip import _composer_parts, _run_key, train_clip
+from tests._dtypes import output_dtypes
 from tests.retrieval.synthetic import shape_documents
 from tests.retrieval.test_train_clip import TINY, tiny_cfg
-
-
-@contextlib.contextmanager
-def linear_output_dtypes() -> Iterator[list[torch.dtype]]:
-    """Dtypes of every ``nn.Linear`` output computed while the block runs (a global forward hook)."""
-    seen: list[torch.dtype] = []
-
-    def hook(module: torch.nn.Module, _inputs: object, output: object) -> None:
-        if isinstance(module, torch.nn.Linear) and isinstance(output, torch.Tensor):
-            seen.append(output.dtype)
-
-    handle = torch.nn.modules.module.register_module_forward_hook(hook)
-    try:
-        yield seen
-    finally:
-        handle.remove()
 
 
 def _batch() -> tuple[torch.Tensor, torch.Tensor]:
@@ -45,7 +28,7 @@ def _clip() -> torch.nn.Module:
 def test_cpu_autocast_computes_in_bf16_and_the_loss_in_fp32() -> None:
     model, _ = _composer_parts(_clip(), cpu_autocast=True)
     batch = _batch()
-    with linear_output_dtypes() as seen:
+    with output_dtypes(torch.nn.Linear) as seen:
         outputs = model(batch)
     assert seen and set(seen) == {torch.bfloat16}
     loss = model.loss(outputs, batch)
@@ -57,7 +40,7 @@ def test_cpu_autocast_computes_in_bf16_and_the_loss_in_fp32() -> None:
 def test_fp32_is_bitwise_the_bare_clip() -> None:
     model, _ = _composer_parts(_clip(), cpu_autocast=False)
     bare, batch = _clip(), _batch()
-    with linear_output_dtypes() as seen:
+    with output_dtypes(torch.nn.Linear) as seen:
         ours = model(batch)
     theirs = bare(*batch)
     assert set(seen) == {torch.float32}
@@ -66,7 +49,7 @@ def test_fp32_is_bitwise_the_bare_clip() -> None:
 
 def test_train_clip_with_amp_bf16_on_cpu(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     cfg = tiny_cfg(tmp_path / "run", precision="amp_bf16", max_duration="2ba")
-    with caplog.at_level(logging.INFO, logger="cm3leon.retrieval.train_clip"), linear_output_dtypes() as seen:
+    with caplog.at_level(logging.INFO, logger="cm3leon.retrieval.train_clip"), output_dtypes(torch.nn.Linear) as seen:
         metrics = train_clip(cfg, documents=shape_documents(80), progress=False)
     assert torch.bfloat16 in seen and metrics["run_key"]["precision"] == "amp_bf16"
     assert sum("precision amp_bf16 on cpu (requested amp_bf16)" in r.getMessage() for r in caplog.records) == 1

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,6 +12,7 @@ from cm3leon.tokenizers.train_image import train_image_tokenizer
 from cm3leon.tokenizers.vq_training import VQGANComposerModel
 from cm3leon.tokenizers.vqgan import VQModel
 from cm3leon.tokenizers.vqgan_config import vqgan_preset
+from tests._dtypes import output_dtypes
 
 from .test_train import image_config
 
@@ -23,26 +22,10 @@ def _vq(seed: int = 0) -> VQModel:
     return VQModel(vqgan_preset("small_32", codebook_size=64))
 
 
-@contextlib.contextmanager
-def conv_output_dtypes() -> Iterator[list[torch.dtype]]:
-    """Dtypes of every ``Conv2d`` output computed while the block runs (a global forward hook)."""
-    seen: list[torch.dtype] = []
-
-    def hook(module: torch.nn.Module, _inputs: object, output: object) -> None:
-        if isinstance(module, torch.nn.Conv2d):
-            seen.append(output.dtype)
-
-    handle = torch.nn.modules.module.register_module_forward_hook(hook)
-    try:
-        yield seen
-    finally:
-        handle.remove()
-
-
 def test_cpu_autocast_runs_convolutions_in_bf16_and_quantizes_in_fp32() -> None:
     pixels = torch.rand(4, 3, 32, 32) * 2 - 1
     model = VQGANComposerModel(_vq(), cpu_autocast=True)
-    with conv_output_dtypes() as seen:
+    with output_dtypes(torch.nn.Conv2d) as seen:
         out = model(pixels)
     assert seen and set(seen) == {torch.bfloat16}
     assert out.latents.dtype == torch.float32 and out.reconstruction.dtype == torch.float32
@@ -57,7 +40,7 @@ def test_cpu_autocast_runs_convolutions_in_bf16_and_quantizes_in_fp32() -> None:
 def test_fp32_is_bitwise_the_bare_vq_model() -> None:
     pixels = torch.rand(4, 3, 32, 32) * 2 - 1
     bare, wrapped = _vq(), VQGANComposerModel(_vq(), cpu_autocast=False)
-    with conv_output_dtypes() as seen:
+    with output_dtypes(torch.nn.Conv2d) as seen:
         out = wrapped(pixels)
     expected = bare(pixels)
     assert set(seen) == {torch.float32}
@@ -68,7 +51,7 @@ def test_fp32_is_bitwise_the_bare_vq_model() -> None:
 def test_train_image_with_amp_bf16_on_cpu(shapes_dir: Path, tmp_path: Path) -> None:
     cfg = image_config(tmp_path / "run", [str(shapes_dir)], max_steps=1, save_interval=1, batch_size=4,
                        precision="amp_bf16")
-    with conv_output_dtypes() as seen:
+    with output_dtypes(torch.nn.Conv2d) as seen:
         summary = train_image_tokenizer(cfg)
     assert summary["steps"] == 1 and torch.bfloat16 in seen  # training forwards
     assert torch.float32 in seen  # the before/after evaluation stays fp32
