@@ -100,7 +100,7 @@ ROWS: tuple[Row, ...] = (
     # the speed row: 4-bit PQ fast-scan codes of the vectors scanned, then exact re-ranking of
     # k_factor_rf * k candidates from the stored float vectors (fast, not compressed)
     Row("IVF{nlist}_HNSW32,PQ64x4fs,RFlat",
-        tuple(f"nprobe={p},k_factor_rf={kf}" for p in _NPROBES for kf in (4, 8, 16)), 0.95),
+        tuple(f"nprobe={p},k_factor_rf={kf}" for p in _NPROBES for kf in (8, 16, 32, 64, 128)), 0.95),
     # compressed rows: 8-bit PQ of the IVF residual, exact ADC; 64-byte and 32-byte codes
     # (ids, the bank's direct map and the centroids come on top: see bytes_per_vector)
     Row("IVF{nlist}_HNSW32,PQ64", tuple(f"nprobe={p}" for p in _NPROBES), 0.90),
