@@ -250,24 +250,12 @@ def _t2i(page: _Page, t2i: dict[str, Any]) -> None:
              "The old colour+shape accuracy counts only the objects asked for: a clutter of shapes raises it "
              "against any scene.</p>")  # fmt: skip
     _t2i_floors(page, rows)
-    ks = sorted({int(r["k"]) for r in rows if _num(r.get("k")) is not None})
-    strategies = list(dict.fromkeys(str(r.get("strategy")) for r in rows))
     for metric, title in ((T2I_METRIC, "object accuracy (headline, precision-aware)"),
                           (T2I_OLD_METRIC, "colour+shape accuracy (old, recall only; chance 0.0417)"),
                           ("object_precision", "object precision"), ("object_recall", "object recall"),
                           ("fid", "FID (CLIP)"), ("clip_score", "CLIP score"),
                           ("position_acc", "position accuracy")):  # fmt: skip
-        if not any(_num(r.get(metric)) is not None for r in rows):
-            continue
-        body = []
-        for s in strategies:
-            cells = []
-            for k in ks:
-                hit = [r for r in rows if str(r.get("strategy")) == s and _num(r.get("k")) == k]
-                cells.append(_num(hit[0].get(metric)) if hit else None)
-            body.append([s, *cells])
-        page.add(f"<h3>{html.escape(title)}</h3>")
-        page.table(["strategy \\ k", *[f"k = {k}" for k in ks]], body)
+        _matrix_table(page, rows, metric, title)
     findings = t2i.get("findings", {})
     notes = []
     for s, entry in findings.get("retrieval", {}).items():
