@@ -19,7 +19,7 @@ from typing import Any
 from cm3leon.core.io import read_json
 from cm3leon.eval.demo.stages import Layout, Stage
 
-__all__ = ["EQUAL_COMPUTE", "collect_summary", "floors", "training_curve"]
+__all__ = ["EQUAL_COMPUTE", "collect_summary", "floors", "training_curve", "training_series"]
 
 #: Quality floors of the demo (issue: "must show"), as ratios to a baseline.
 #: Text-to-image: the world scorer's headline ``object_acc`` (precision-aware: extra objects
@@ -68,22 +68,30 @@ def _float(value: Any) -> float | None:
     return None if math.isnan(out) else out
 
 
-def training_curve(metrics_jsonl: Path, key: str = "loss/train/total") -> list[tuple[int, float]]:
-    """``(batch, value)`` pairs of ``key`` in a trainer's JSON-lines log."""
-    points: list[tuple[int, float]] = []
+def training_series(metrics_jsonl: Path) -> dict[int, dict[str, float]]:
+    """``{batch: {key: value}}`` of every finite number in a trainer's JSON-lines log."""
+    series: dict[int, dict[str, float]] = {}
     try:
         lines = metrics_jsonl.read_text(encoding="utf-8").splitlines()
     except FileNotFoundError:
-        return points
+        return series
     for line in lines:
         try:
             row = json.loads(line)
         except json.JSONDecodeError:
+            continue  # a line cut by a crash
+        if not isinstance(row, dict) or not isinstance(row.get("batch"), int):
             continue
-        value = _float(row.get(key))
-        if value is not None and "batch" in row:
-            points.append((int(row["batch"]), value))
-    return points
+        values = {k: float(v) for k, v in row.items() if k != "batch" and isinstance(v, (int, float))
+                  and not isinstance(v, bool) and math.isfinite(float(v))}  # fmt: skip
+        series.setdefault(row["batch"], {}).update(values)
+    return series
+
+
+def training_curve(metrics_jsonl: Path, key: str = "loss/train/total") -> list[tuple[int, float]]:
+    """``(batch, value)`` pairs of ``key`` in a trainer's JSON-lines log (a batch logged again
+    after a resume counts once, with its last value)."""
+    return [(b, v[key]) for b, v in sorted(training_series(metrics_jsonl).items()) if key in v]
 
 
 def _training(run: Path) -> dict[str, Any]:

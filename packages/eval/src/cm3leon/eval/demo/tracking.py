@@ -21,8 +21,6 @@ training, the training sections take Composer's loggers themselves:
 
 from __future__ import annotations
 
-import json
-import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -30,6 +28,7 @@ from typing import Any
 from cm3leon.core.io import read_json
 from cm3leon.eval.ablation.report import flatten_results
 from cm3leon.eval.demo.stages import Stage
+from cm3leon.eval.demo.summary import training_series
 from cm3leon.eval.tracking import TrackerLoggers
 
 __all__ = ["EXPERIMENT", "log_demo", "open_demo_trackers", "training_series"]
@@ -46,26 +45,6 @@ def open_demo_trackers(entries: Sequence[Any], out: Path) -> TrackerLoggers | No
     if not entries:
         return None
     return TrackerLoggers(entries, out_dir=out, experiment=EXPERIMENT, where="demo config: trackers")
-
-
-def training_series(metrics_jsonl: Path) -> dict[int, dict[str, float]]:
-    """``{batch: {key: value}}`` of every finite number in a trainer's JSON-lines log."""
-    series: dict[int, dict[str, float]] = {}
-    try:
-        lines = metrics_jsonl.read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        return series
-    for line in lines:
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            continue  # a line cut by a crash
-        if not isinstance(row, dict) or not isinstance(row.get("batch"), int):
-            continue
-        values = {k: float(v) for k, v in row.items() if k != "batch" and isinstance(v, (int, float))
-                  and not isinstance(v, bool) and math.isfinite(float(v))}  # fmt: skip
-        series.setdefault(row["batch"], {}).update(values)
-    return series
 
 
 #: Stages whose ``<out>/<stage>/metrics.jsonl`` curves are logged.
