@@ -101,3 +101,21 @@ def test_merge_stats_rules() -> None:
     got = merge_stats([{"tokens": 3, "min_length": 2, "max_length": 9, "name": "x"},
                        {"tokens": 4, "min_length": 1, "max_length": 5, "name": "y", "extra": 1}])
     assert got == {"tokens": 7, "min_length": 1, "max_length": 9, "extra": 1}
+
+
+def test_a_link_never_replaces_an_existing_shard(tmp_path: Path) -> None:
+    """The copy fallback is for file systems without hard links, not for a taken name: a
+    part whose shard would land on an existing file is an error, never a silent overwrite."""
+    import errno as errno_mod
+
+    from cm3leon.core.shard_merge import _link
+
+    src, dst = tmp_path / "a.mds", tmp_path / "b.mds"
+    src.write_bytes(b"new")
+    dst.write_bytes(b"old")
+    with pytest.raises(OSError, match="cannot link") as info:
+        _link(src, dst)
+    assert info.value.errno == errno_mod.EEXIST and dst.read_bytes() == b"old"
+    fresh = tmp_path / "c.mds"
+    _link(src, fresh)
+    assert fresh.stat().st_ino == src.stat().st_ino

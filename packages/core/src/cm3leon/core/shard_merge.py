@@ -27,6 +27,7 @@ that was interrupted at any point can simply run again.
 from __future__ import annotations
 
 import copy
+import errno
 import json
 import os
 import shutil
@@ -75,10 +76,18 @@ def _check_same(parts: Sequence[tuple[DatasetInfo, dict[str, Any]]]) -> None:
                 )
 
 
+#: ``os.link`` failures that mean "no hard link possible here", where a copy is right.
+_NO_LINK = {errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP, errno.EOPNOTSUPP}
+
+
 def _link(src: Path, dst: Path) -> None:
+    """Hard-link ``src`` to ``dst`` (a copy where the file system cannot link); never
+    replaces an existing ``dst`` (two parts naming one output shard is an error)."""
     try:
         os.link(src, dst)
-    except OSError:  # another file system, or links not supported: copy
+    except OSError as err:
+        if err.errno not in _NO_LINK:
+            raise OSError(err.errno, f"cannot link {src} to {dst}: {err.strerror}") from err
         shutil.copyfile(src, dst)
 
 
