@@ -203,19 +203,22 @@ def _loss(model: Callable[..., torch.Tensor], ids: torch.Tensor, doc_ids: torch.
 
 # ----------------------------------------------------------------------------- mfu
 def _train_steps(model: Callable[..., torch.Tensor], opt: torch.optim.Optimizer, ids: torch.Tensor,
-                 doc_ids: torch.Tensor, n: int, device: torch.device) -> tuple[list[float], float]:
-    """``n`` optimizer steps under bf16 autocast: (seconds of each, last loss)."""
-    times, loss = [], torch.tensor(float("nan"))
+                 doc_ids: torch.Tensor, n: int, device: torch.device, *,
+                 autocast: bool = True) -> tuple[list[float], list[float]]:
+    """``n`` optimizer steps (under bf16 autocast unless the model casts itself, as FSDP2's
+    mixed precision does): (seconds of each, loss of each)."""
+    times, losses = [], []
     for _ in range(n):
         start = time.perf_counter()
-        with torch.autocast(device.type, dtype=torch.bfloat16):
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
             loss = _loss(model, ids, doc_ids)
         loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
         _sync(device)
         times.append(time.perf_counter() - start)
-    return times, float(loss.detach())
+        losses.append(float(loss.detach()))
+    return times, losses
 
 
 def _flops(config: Any, seq_len: int) -> tuple[float, float]:
@@ -254,7 +257,8 @@ def run_mfu(args: argparse.Namespace, info: dict[str, Any]) -> dict[str, Any]:
         compile_error, runner, compiled = f"{type(err).__name__}: {err}"[:500], model, False
         _log(f"torch.compile failed, eager instead: {compile_error}")
         warm, _ = _train_steps(runner, opt, ids, doc_ids, args.warmup, device)
-    times, loss = _train_steps(runner, opt, ids, doc_ids, args.steps, device)
+    times, losses = _train_steps(runner, opt, ids, doc_ids, args.steps, device)
+    loss = losses[-1] if losses else float("nan")
     step = statistics.median(times)
     tokens_per_s = batch * args.seq_len / step
     ours, causal = _flops(model.config, args.seq_len)
@@ -398,16 +402,8 @@ def run_fsdp(args: argparse.Namespace, info: dict[str, Any]) -> dict[str, Any]:
         batch = args.batch_size or 2
         ids, doc_ids = packed_batch(vocab, batch, args.seq_len, args.mean_doc_len, device, args.seed)
         opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
-        losses, times = [], []
-        for _ in range(max(args.warmup, 1) + 2):
-            start = time.perf_counter()
-            loss = _loss(model, ids, doc_ids)
-            loss.backward()
-            opt.step()
-            opt.zero_grad(set_to_none=True)
-            _sync(device)
-            times.append(time.perf_counter() - start)
-            losses.append(float(loss.detach()))
+        times, losses = _train_steps(model, opt, ids, doc_ids, max(args.warmup, 1) + 2, device,
+                                     autocast=False)
         sharded = type(next(model.parameters())).__name__
     finally:
         dist.destroy_process_group()
