@@ -186,13 +186,10 @@ def plan_parts(cfg: AugmentConfig) -> tuple[list[Any], list[Part]]:
     Parts hold at most ``cfg.part_size`` consecutive queries and never span two shard
     files, so a rank opens (and hash-checks) only the files its parts lie in.
     """
-    from cm3leon.retrieval.sources import plan_shards
+    from cm3leon.retrieval.sources import plan_shards, row_runs
 
     shards = plan_shards(cfg.data)
-    parts: list[Part] = []
-    for f, s in enumerate(shards):
-        for a in range(s.first_row, s.first_row + s.rows, cfg.part_size):
-            parts.append(Part(len(parts), f, a, min(a + cfg.part_size, s.first_row + s.rows)))
+    parts = [Part(i, *run) for i, run in enumerate(row_runs(shards, cfg.part_size))]
     if not parts:
         raise ValueError(f"augment.data.shards {list(cfg.data.shards)}: no query documents")
     return shards, parts
@@ -200,8 +197,10 @@ def plan_parts(cfg: AugmentConfig) -> tuple[list[Any], list[Part]]:
 
 def part_owners(parts: list[Part], world_size: int) -> list[int]:
     """Rank of each part: the rank whose equal, contiguous share of the queries holds its middle."""
+    from cm3leon.retrieval.sources import middle_owner
+
     total = parts[-1].stop
-    return [min(world_size - 1, (p.start + p.stop) * world_size // (2 * total)) for p in parts]
+    return [middle_owner(p.start, p.stop, total, world_size) for p in parts]
 
 
 def work_dir(cfg: AugmentConfig) -> Path:

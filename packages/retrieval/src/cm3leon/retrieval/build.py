@@ -55,7 +55,14 @@ from cm3leon.retrieval.index import (
     train_index,
     write_index,
 )
-from cm3leon.retrieval.sources import ShardFile, plan_shards, read_shard, source_record
+from cm3leon.retrieval.sources import (
+    ShardFile,
+    middle_owner,
+    plan_shards,
+    read_shard,
+    row_runs,
+    source_record,
+)
 from cm3leon.retrieval.store import ShardDocumentStore
 
 __all__ = [
@@ -103,8 +110,7 @@ class Layout:
 def plan_layout(cfg: BankConfig) -> Layout:
     """Shard files and chunks of ``cfg`` (reads manifests and ``index.json`` files only)."""
     shards = plan_shards(cfg.data)
-    chunks = [Chunk(f, a, min(a + cfg.chunk_size, s.first_row + s.rows))
-              for f, s in enumerate(shards) for a in range(s.first_row, s.first_row + s.rows, cfg.chunk_size)]
+    chunks = [Chunk(*run) for run in row_runs(shards, cfg.chunk_size)]
     if not chunks:
         raise ValueError(f"{cfg.data.shards}: no documents to index")
     return Layout(shards, chunks)
@@ -113,7 +119,7 @@ def plan_layout(cfg: BankConfig) -> Layout:
 def shard_owners(shards: Sequence[ShardFile], world_size: int) -> list[int]:
     """Rank of each shard file: the rank whose share of the rows holds the file's middle row."""
     total = sum(s.rows for s in shards)
-    return [min(world_size - 1, (2 * s.first_row + s.rows) * world_size // (2 * total)) for s in shards]
+    return [middle_owner(s.first_row, s.first_row + s.rows, total, world_size) for s in shards]
 
 
 def work_dir(cfg: BankConfig) -> Path:

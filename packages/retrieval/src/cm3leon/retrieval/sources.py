@@ -100,6 +100,18 @@ def plan_shards(cfg: DocumentsConfig) -> list[ShardFile]:
     return plan
 
 
+def row_runs(shards: Sequence[ShardFile], size: int) -> list[tuple[int, int, int]]:
+    """``(shard, start, stop)``: bank rows in runs of at most ``size`` that never span two shard
+    files, so whoever handles a run opens (and hash-checks) one file only."""
+    return [(f, a, min(a + size, s.first_row + s.rows))
+            for f, s in enumerate(shards) for a in range(s.first_row, s.first_row + s.rows, size)]  # fmt: skip
+
+
+def middle_owner(start: int, stop: int, total: int, world_size: int) -> int:
+    """The rank whose equal, contiguous share of ``total`` rows holds the middle of ``[start, stop)``."""
+    return min(world_size - 1, (start + stop) * world_size // (2 * total))
+
+
 def verify_shard(path: Path, entry: dict[str, Any], *, check_hash: bool = True) -> None:
     """Check one shard file's size (and SHA-256) against its ``index.json`` entry."""
     from cm3leon.core.io import sha256_file
