@@ -36,9 +36,12 @@ def test_claims_cover_the_paper_and_follow_the_findings(tmp_path: Path) -> None:
     assert caption["verdict"] == "not met" and "0.5 vs nearest caption (no model) 0.8" in caption["this_run"]
     assert claims["the fine-tuned model answers questions about images"]["verdict"] == "reproduced"
     assert claims["the fine-tuned model edits images as instructed"]["verdict"] == "reproduced"  # 0.35 >= 0.3
-    # Read off, not recomputed: change a finding's verdict and the claim follows it.
+    # Read off, not recomputed: change the CFG floor and its finding, and the claim follows them.
     changed = copy.deepcopy(summary)
     changed["evaluations"]["text_to_image"]["findings"]["cfg"]["k0"]["object_acc"]["verdict"] = "worse"
+    assert _by_claim({"claims": paper_claims(changed)})[
+        "classifier-free guidance improves on unguided sampling"]["verdict"] == "reproduced"  # the floor passed
+    next(c for c in changed["floors"] if c["key"] == "cfg").update(status="fail", passed=False)
     assert _by_claim({"claims": paper_claims(changed)})[
         "classifier-free guidance improves on unguided sampling"]["verdict"] == "contradicted"  # fmt: skip
 

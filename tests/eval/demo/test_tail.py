@@ -59,19 +59,18 @@ def _fake_tail(out: Path, k0: list[float], k2: list[float]) -> list:
 
 def test_the_tail_retrieval_floor_counts_standard_errors(tmp_path: Path) -> None:
     stages = _fake_tail(tmp_path / "pass", [0.1, 0.3] * 20, [0.8, 1.0] * 20)
-    check = next(c for c in floors(collect_summary(tmp_path / "pass", stages))
-                 if c["name"].startswith("retrieval on tail entities"))  # fmt: skip
+    check = next(c for c in floors(collect_summary(tmp_path / "pass", stages)) if c["key"] == "tail_retrieval")
     se = (2 * (0.1 * (40 / 39) ** 0.5) ** 2 / 40) ** 0.5
     assert abs(check["value"] - 0.9) < 1e-9 and abs(check["baseline"] - 0.2) < 1e-9
     assert abs(check["se"] - se) < 1e-9 and check["ratio"] > TAIL_RETRIEVAL_SES and check["passed"]
     # a gain within noise is reported as a miss, not hidden
     stages = _fake_tail(tmp_path / "noise", [0.1, 0.3] * 20, [0.12, 0.32] * 20)
     summary = collect_summary(tmp_path / "noise", stages)
-    check = next(c for c in floors(summary) if c["name"].startswith("retrieval on tail entities"))
+    check = next(c for c in floors(summary) if c["key"] == "tail_retrieval")
     assert not check["passed"] and 0 < check["ratio"] < TAIL_RETRIEVAL_SES
     page = render_report(tmp_path / "noise", stages).read_text()
     assert "Tail entities" in page
-    assert "≥ 3 SE above baseline" in page and f"{check['ratio']:.3g} SE</td>" in page  # not "x baseline"
+    assert "minus k = 0 &gt;= 3 SE" in page and f"{check['ratio']:+.3g} SE</td>" in page  # not "x baseline"
 
 
 def _fake_context(out: Path, values: dict[str, list[float]], ceiling: float) -> list:
@@ -92,7 +91,7 @@ def _fake_context(out: Path, values: dict[str, list[float]], ceiling: float) -> 
 
 
 def _context_check(out: Path, stages: list) -> dict:
-    return next(c for c in floors(collect_summary(out, stages)) if c["name"].startswith("in-context use"))
+    return next(c for c in floors(collect_summary(out, stages)) if c["key"] == "in_context")
 
 
 def test_the_in_context_floor_needs_the_ceiling_and_the_standard_errors(tmp_path: Path) -> None:

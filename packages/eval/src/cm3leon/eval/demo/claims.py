@@ -45,21 +45,37 @@ def _from_difference(entry: dict[str, Any] | None, *, competitive: bool = False)
     return _FROM_DIFFERENCE[entry["verdict"]]
 
 
-def _floor(summary: dict[str, Any], prefix: str) -> dict[str, Any] | None:
-    return next((c for c in summary.get("floors", []) if c["name"].startswith(prefix)), None)
+def _floor(summary: dict[str, Any], key: str) -> dict[str, Any] | None:
+    """The floor ``key`` of :func:`cm3leon.eval.demo.summary.floors` (None: not in the summary)."""
+    return next((c for c in summary.get("floors", []) if c.get("key") == key), None)
+
+
+def _ran(check: dict[str, Any] | None) -> bool:
+    return check is not None and check.get("status") in ("pass", "fail")
 
 
 def _floor_text(check: dict[str, Any] | None) -> str:
-    if check is None:
-        return "not measured"
-    se = f" ± {check['se']:.3f} SE" if check.get("se") is not None else ""
+    if not _ran(check):
+        return "not measured" + (f" ({check['reason']})" if check and check.get("reason") else "")
+    assert check is not None
+    se = f" ± {check['se']:.3g} SE" if check.get("se") is not None else ""
     base = f"{check['baseline']:.3g}" if check.get("baseline") is not None else "–"
-    ratio = f"; {check['ratio']:.2f}x" if check.get("ratio") is not None else ""
-    return f"{check['value']:.3g}{se} vs {check['baseline_name']} {base}{ratio}"
+    ratio, unit = check.get("ratio"), check.get("ratio_unit")
+    measure = "" if ratio is None else f"; {ratio:.2f}x" if unit == "x" else f"; {ratio:+.2f} {unit}"
+    return f"{check['value']:.3g}{se} vs {check['baseline_name']} {base}{measure} (floor: {check['definition']})"
 
 
-def _floor_verdict(check: dict[str, Any] | None) -> str:
-    return "not measured" if check is None else "reproduced" if check["passed"] else "not met"
+def _floor_verdict(check: dict[str, Any] | None, finding: dict[str, Any] | None = None) -> str:
+    """``reproduced`` when the floor is met; when it is missed, the finding's own verdict
+    (same difference, same SE) tells ``contradicted`` (worse beyond 2 SE) and ``within noise``
+    from ``not met`` (better, but short of the floor)."""
+    if not _ran(check):
+        return "not measured"
+    assert check is not None
+    if check["passed"]:
+        return "reproduced"
+    verdict = (finding or {}).get("verdict")
+    return {"worse": "contradicted", "unclear": "within noise"}.get(verdict or "", "not met")
 
 
 def _t2i_claims(summary: dict[str, Any]) -> list[dict[str, Any]]:
@@ -67,7 +83,7 @@ def _t2i_claims(summary: dict[str, Any]) -> list[dict[str, Any]]:
     findings = summary.get("evaluations", {}).get("text_to_image", {}).get("findings", {})
     retrieval = (findings.get("retrieval", {}).get("top_p") or {}).get(T2I_METRIC)
     k_max = next((k for k in (retrieval or {}) if k.startswith("k") and k != "k0"), "k2")
-    cfg = (findings.get("cfg", {}).get("k0") or {}).get(T2I_METRIC)
+    cfg, cfg_floor = (findings.get("cfg", {}).get("k0") or {}).get(T2I_METRIC), _floor(summary, "cfg")
     decoding = findings.get("decoding", {}).get("k0") or {}
     cd_k, combined = (decoding.get("cd_k") or {}).get(T2I_METRIC), (decoding.get("combined") or {}).get(T2I_METRIC)
     acc = "object accuracy"
@@ -76,7 +92,8 @@ def _t2i_claims(summary: dict[str, Any]) -> list[dict[str, Any]]:
                                       "(k = 1, 2 beat k = 0)",
          "this_run": _diff_text(retrieval, "k0", k_max, f"{acc}, CFG + top-p,"), "verdict": _from_difference(retrieval)},
         {"paper": "Figure 4", "claim": "classifier-free guidance improves on unguided sampling",
-         "this_run": _diff_text(cfg, "no_cfg", "cfg", f"{acc} at k = 0,"), "verdict": _from_difference(cfg)},
+         "this_run": _diff_text(cfg, "no_cfg", "cfg", f"{acc} at k = 0,") + _in_ses(cfg_floor),
+         "verdict": _floor_verdict(cfg_floor, cfg)},
         {"paper": "Figure 4", "claim": "CD-K is competitive with CFG top-p sampling",
          "this_run": _diff_text(cd_k, "top_p", "cd_k", f"{acc} at k = 0,"),
          "verdict": _from_difference(cd_k, competitive=True)},
@@ -86,28 +103,27 @@ def _t2i_claims(summary: dict[str, Any]) -> list[dict[str, Any]]:
     ]  # fmt: skip
 
 
+def _in_ses(check: dict[str, Any] | None) -> str:
+    """`` = 2.4 SE (floor: ...)``: a difference floor's measure, for the claim's text."""
+    if not _ran(check) or check is None or check.get("ratio") is None:
+        return ""
+    return f" = {check['ratio']:.1f} SE (floor: {check['definition']})"
+
+
 def _tail_claim(summary: dict[str, Any]) -> dict[str, Any]:
-    check = _floor(summary, "retrieval on tail entities")
+    check = _floor(summary, "tail_retrieval")
     tail = summary.get("evaluations", {}).get("tail_to_image", {}).get("findings", {})
     entry = (tail.get("retrieval", {}).get(TAIL_STRATEGY) or {}).get(TAIL_METRIC)
-    if check is None:
-        verdict = "not measured"
-    elif check["passed"]:
-        verdict = "reproduced"
-    else:  # a gain under the floor's 3 SE is not the floor, but it is not a contradiction either
-        verdict = "contradicted" if (entry or {}).get("verdict") == "worse" else "not met"
     text = _diff_text(entry, "k0", next((k for k in entry or {} if k.startswith("k") and k != "k0"), "k2"),
                       "entity mosaic cells right,")  # fmt: skip
-    if check is not None and check.get("ratio") is not None:
-        text += f" = {check['ratio']:.1f} SE (floor {check['floor']:g})"
     return {"paper": "§2.1 / Table 1", "claim": "retrieval helps most on rare (long-tail) entities",
-            "this_run": text, "verdict": verdict}  # fmt: skip
+            "this_run": text + _in_ses(check), "verdict": _floor_verdict(check, entry)}  # fmt: skip
 
 
 def _in_context_claim(summary: dict[str, Any]) -> dict[str, Any]:
-    check = _floor(summary, "in-context use")
+    check = _floor(summary, "in_context")
     text = _floor_text(check)
-    if check is not None:
+    if _ran(check) and check is not None:
         text += f"; control (another document) {check.get('control')}; VQ ceiling {check.get('ceiling')}"
     return {"paper": "Table 1's mechanism", "claim": "the model uses what it retrieves (the target itself in "
             "context draws it near the VQ ceiling)", "this_run": text, "verdict": _floor_verdict(check)}  # fmt: skip
@@ -115,11 +131,11 @@ def _in_context_claim(summary: dict[str, Any]) -> dict[str, Any]:
 
 def _sft_claims(summary: dict[str, Any]) -> list[dict[str, Any]]:
     rows = []
-    for prefix, claim in (("caption CIDEr-D", "the fine-tuned model captions images better than a nearest-caption "
-                                              "lookup (Table 2)"),
-                          ("VQA accuracy", "the fine-tuned model answers questions about images (Table 2)"),
-                          ("editing success", "the fine-tuned model edits images as instructed (§4.1)")):  # fmt: skip
-        check = _floor(summary, prefix)
+    for key, claim in (("captioning", "the fine-tuned model captions images better than a nearest-caption "
+                                      "lookup (Table 2)"),
+                       ("vqa", "the fine-tuned model answers questions about images (Table 2)"),
+                       ("editing", "the fine-tuned model edits images as instructed (§4.1)")):  # fmt: skip
+        check = _floor(summary, key)
         rows.append({"paper": "§4 SFT", "claim": claim, "this_run": _floor_text(check),
                      "verdict": _floor_verdict(check)})  # fmt: skip
     return rows

@@ -95,27 +95,61 @@ def _fmt(value: Any, digits: int = 4) -> str:
     return str(value)
 
 
+_STATUS = {"pass": '<span class="pass">yes</span>', "fail": '<span class="fail">no</span>',
+           "not run": '<span class="muted">not run</span>'}  # fmt: skip
+
+
+def _floor_row(c: dict[str, Any]) -> list[str]:
+    """One floor of :func:`cm3leon.eval.demo.summary.floors` as escaped table cells."""
+    esc = html.escape
+    if c["status"] == "not run":
+        return [esc(c["name"]), f'<span class="muted">{esc(c.get("reason") or "")}</span>', "–", "–",
+                esc(c["definition"]), _STATUS["not run"]]  # fmt: skip
+    value = _fmt(c["value"]) + (f" ± {_fmt(c['se'], 2)} SE" if c.get("se") is not None else "")
+    base = f"{_fmt(c['baseline'])} ({esc(c['baseline_name'])})"
+    info = [("strongest_baseline", "strongest baseline, for information"), ("second_baseline", None),
+            ("control", None), ("ceiling", "VQ ceiling")]  # fmt: skip
+    for key, label in info:
+        if c.get(key) is not None:
+            base += f"<br>{_fmt(c[key])} ({esc(c.get(f'{key}_name') or label or key)})"
+    unit = c.get("ratio_unit")
+    measure = "–" if c.get("ratio") is None else (
+        f"{_fmt(c['ratio'], 3)}×" if unit == "x" else f"{c['ratio']:+.3g} {esc(unit or '')}")  # fmt: skip
+    return [esc(c["name"]), value, base, measure, esc(c["definition"]), _STATUS[c["status"]]]
+
+
+def _figure_4(page: _Page, fig: dict[str, Any] | None) -> None:
+    """Figure 4 at k = 0 whatever the outcome: each strategy ± SE and each pair's difference."""
+    if not fig:
+        return
+    page.add("<h3>Figure 4: CD-K vs top-p vs the two combined (k = 0, object accuracy)</h3>")
+    names = {"top_p": "CFG + top-p", "cd_k": "CD-K", "combined": "combined (half top-p, half CD-K)"}
+    page.table(["strategy", "object accuracy", "SE"],
+               [[names.get(s, s), *((v["value"], v["se"]) if v else ("not run", None))]
+                for s, v in fig["strategies"].items()])  # fmt: skip
+    page.table(["difference", "value", "SE of the difference", "verdict (2 SE)"],
+               [[pair, *((d["delta"], d.get("se"), d.get("verdict", "–")) if d else ("not run", None, "–"))]
+                for pair, d in fig["differences"].items()])  # fmt: skip
+
+
 def _floors(page: _Page, summary: dict[str, Any]) -> None:
-    page.add("<h2>Headline results</h2>")
-    rows = []
-    for c in summary["floors"]:
-        verdict = '<span class="pass">yes</span>' if c["passed"] else '<span class="fail">no</span>'
-        unit = c.get("floor_unit") == "SE"  # a difference from the baseline in its standard errors
-        floor = (f"≥ {c['floor']:g} SE above baseline" if unit and c.get("floor") else
-                 f"≥ {c['floor']:g}× baseline" if c.get("floor") else f"≥ {c['absolute_floor']:g}"
-                 if c.get("absolute_floor") is not None else "above baseline")  # fmt: skip
-        value = _fmt(c["value"]) + (f" ± {_fmt(c['se'], 2)} SE" if c.get("se") is not None else "")
-        rows.append([html.escape(c["name"]), value, f"{_fmt(c['baseline'])} ({html.escape(c['baseline_name'])})",
-                     _fmt(c["ratio"], 3) + (" SE" if unit else "×") if c.get("ratio") is not None else "–", floor,
-                     verdict])  # fmt: skip
+    page.add("<h2>Headline results</h2><p class=\"muted\">The demo's seven floors (issue 15); a floor "
+             "whose evaluation did not run says so. SE: standard error over prompts (of the value, or "
+             "of the difference for the floors counted in SEs).</p>")  # fmt: skip
+    rows = [_floor_row(c) for c in summary["floors"]]
     if rows:
-        page.table(["measure", "value", "baseline", "ratio", "floor", "met"], rows, raw=True)
+        page.table(["floor", "value", "baseline", "measure", "floor definition", "met"], rows, raw=True)
+    _figure_4(page, summary.get("figure_4"))
     ev = summary["evaluations"]
     extra = []
     edit = ev.get("editing")
     if edit:
         for key, value in edit.get("metrics", {}).items():
             extra.append([f"editing {key}", _fmt(_num(value))])
+    old = next((c.get("old_measure") for c in summary["floors"] if c.get("old_measure")), None)
+    if old and old.get("value") is not None:
+        extra.append([f"text-to-image {old['name']}, k = 0, CFG + top-p (chance {_fmt(old.get('chance'))})",
+                      _fmt(old["value"])])  # fmt: skip
     ceiling = ev.get("vq_ceiling", {})
     for key, what in (("reconstructions", "VQ ceiling: {} of reconstructed real images"),
                       ("originals", "scorer on the original real images: {}")):  # fmt: skip
