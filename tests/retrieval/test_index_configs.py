@@ -235,3 +235,25 @@ def test_train_index_skips_polysemous_training(factory: str) -> None:
     assert ivfpq.do_polysemous_training  # FAISS's default for an IVF-PQ factory
     train_index(index, np.random.default_rng(3).standard_normal((600, 32), dtype=np.float32))
     assert index.is_trained and not ivfpq.do_polysemous_training
+
+
+@pytest.mark.parametrize("factory", ["PQ8", "OPQ8_32,PQ8", "PQ4x4fs,Refine(PQ8)"])
+def test_train_index_skips_polysemous_training_of_flat_pq_codes(factory: str) -> None:
+    """Flat PQ codes (a compressed bank without inverted lists: no ids, no direct map) get
+    the same treatment, behind an OPQ rotation or as a refinement stage too: FAISS's
+    ``IndexPQ`` trains polysemously by default (11 minutes for ``PQ64`` on 40k vectors)."""
+    faiss.omp_set_num_threads(1)
+    index = make_index(32, factory)
+    pqs = [p for p in _all_parts(index) if isinstance(p, faiss.IndexPQ)]
+    assert pqs and all(p.do_polysemous_training for p in pqs)  # FAISS's default
+    train_index(index, np.random.default_rng(4).standard_normal((600, 32), dtype=np.float32))
+    assert index.is_trained and not any(p.do_polysemous_training for p in pqs)
+
+
+def _all_parts(index) -> list:
+    index = faiss.downcast_index(index)
+    if isinstance(index, faiss.IndexPreTransform):
+        return [index, *_all_parts(index.index)]
+    if isinstance(index, faiss.IndexRefine):
+        return [index, *_all_parts(index.base_index), *_all_parts(index.refine_index)]
+    return [index]
