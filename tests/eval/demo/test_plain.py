@@ -48,7 +48,9 @@ def _fake(out: Path, ra: dict[int, list[float]], plain: list[float], plain_token
 
 
 def test_augmented_better_beyond_two_standard_errors_at_equal_compute(tmp_path: Path) -> None:
-    stages = _fake(tmp_path, {0: [0.3, 0.5] * 20, 2: [0.6, 0.8] * 20}, [0.1, 0.3] * 20)
+    # plain alternates in pairs, the augmented runs one by one: uncorrelated over the prompts,
+    # so the paired SE equals sqrt(2) x each run's SE
+    stages = _fake(tmp_path, {0: [0.3, 0.5] * 20, 2: [0.6, 0.8] * 20}, [0.1, 0.1, 0.3, 0.3] * 10)
     summary = collect_summary(tmp_path, stages)
     found = summary["ra_vs_plain"]
     compute = found["compute"]

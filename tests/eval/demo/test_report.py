@@ -48,7 +48,9 @@ def _fake_run(out: Path, headline: tuple[float, float, float] | None = None) -> 
             rows.append(f"k={k}__strategy={strategy},done,{k},{strategy},{acc},{obj},{5 - k},{20 + k},0.3,"
                         f"{1 / 24},0.08,{shuffled},0.06,0.0")  # fmt: skip
     _write(lay.eval / "text_to_image" / "results.csv", "\n".join(rows) + "\n")
-    per_prompt = {"k=0__strategy=top_p": [0.1, 0.3] * 10, "k=2__strategy=top_p": [0.15, 0.35] * 10,
+    # k = 2 alternates in pairs, k = 0 one by one: uncorrelated over the prompts, so the paired
+    # SE of k2 - k0 equals the unpaired one (sqrt(2) x each run's SE).
+    per_prompt = {"k=0__strategy=top_p": [0.1, 0.3] * 10, "k=2__strategy=top_p": [0.15, 0.15, 0.35, 0.35] * 5,
                   "k=0__strategy=no_cfg": [0.1] * 20}  # fmt: skip
     for run, values in per_prompt.items():
         _write(lay.eval / "text_to_image" / "runs" / run / "results.json",

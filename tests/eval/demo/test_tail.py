@@ -58,13 +58,15 @@ def _fake_tail(out: Path, k0: list[float], k2: list[float]) -> list:
 
 
 def test_the_tail_retrieval_floor_counts_standard_errors(tmp_path: Path) -> None:
-    stages = _fake_tail(tmp_path / "pass", [0.1, 0.3] * 20, [0.8, 1.0] * 20)
+    # k = 2 alternates in pairs, k = 0 one by one: uncorrelated over the prompts, so the paired
+    # SE equals sqrt(2) x each run's SE
+    stages = _fake_tail(tmp_path / "pass", [0.1, 0.3] * 20, [0.8, 0.8, 1.0, 1.0] * 10)
     check = next(c for c in floors(collect_summary(tmp_path / "pass", stages)) if c["key"] == "tail_retrieval")
     se = (2 * (0.1 * (40 / 39) ** 0.5) ** 2 / 40) ** 0.5
     assert abs(check["value"] - 0.9) < 1e-9 and abs(check["baseline"] - 0.2) < 1e-9
     assert abs(check["se"] - se) < 1e-9 and check["ratio"] > TAIL_RETRIEVAL_SES and check["passed"]
     # a gain within noise is reported as a miss, not hidden
-    stages = _fake_tail(tmp_path / "noise", [0.1, 0.3] * 20, [0.12, 0.32] * 20)
+    stages = _fake_tail(tmp_path / "noise", [0.1, 0.3] * 20, [0.12, 0.12, 0.32, 0.32] * 10)
     summary = collect_summary(tmp_path / "noise", stages)
     check = next(c for c in floors(summary) if c["key"] == "tail_retrieval")
     assert not check["passed"] and 0 < check["ratio"] < TAIL_RETRIEVAL_SES
@@ -95,7 +97,7 @@ def _context_check(out: Path, stages: list) -> dict:
 
 
 def test_the_in_context_floor_needs_the_ceiling_and_the_standard_errors(tmp_path: Path) -> None:
-    values = {"none": [0.1, 0.3] * 20, "own": [0.7, 0.9] * 20, "other": [0.1, 0.2] * 20}
+    values = {"none": [0.1, 0.3] * 20, "own": [0.7, 0.7, 0.9, 0.9] * 10, "other": [0.1, 0.2] * 20}
     stages = _fake_context(tmp_path / "a", values, ceiling=0.9)
     check = _context_check(tmp_path / "a", stages)
     assert abs(check["value"] - 0.8) < 1e-9 and abs(check["baseline"] - 0.2) < 1e-9
@@ -104,7 +106,7 @@ def test_the_in_context_floor_needs_the_ceiling_and_the_standard_errors(tmp_path
     stages = _fake_context(tmp_path / "b", values, ceiling=1.0)
     assert not _context_check(tmp_path / "b", stages)["passed"]
     # the target in context changes nothing: not met however high the ceiling allows
-    same = {"none": [0.7, 0.9] * 20, "own": [0.7, 0.9] * 20, "other": [0.7, 0.9] * 20}
+    same = {"none": [0.7, 0.9] * 20, "own": [0.7, 0.7, 0.9, 0.9] * 10, "other": [0.7, 0.9] * 20}
     stages = _fake_context(tmp_path / "c", same, ceiling=0.5)
     check = _context_check(tmp_path / "c", stages)
     assert check["ratio"] == 0 and not check["passed"]

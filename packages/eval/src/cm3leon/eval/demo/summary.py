@@ -122,14 +122,19 @@ def _training(run: Path) -> dict[str, Any]:
     return out
 
 
+def _per_prompt(run_dir: Path, metric: str) -> dict[str, float | None]:
+    """A world (or entity) metric of one text-to-image run by prompt id (``results.json``
+    ``per_prompt``; None where the prompt has no such score)."""
+    result = _json(run_dir / "results.json") or {}
+    return {
+        str(pid): _float({**(p.get("world") or {}), **(p.get("entity") or {})}.get(metric))
+        for pid, p in (result.get("per_prompt") or {}).items()
+    }
+
+
 def _standard_error(run_dir: Path, metric: str) -> float | None:
     """Standard error over prompts of a world (or entity) metric of one text-to-image run."""
-    result = _json(run_dir / "results.json") or {}
-    values = [
-        _float({**(p.get("world") or {}), **(p.get("entity") or {})}.get(metric))
-        for p in (result.get("per_prompt") or {}).values()
-    ]
-    return _mean_se(values)
+    return _mean_se(list(_per_prompt(run_dir, metric).values()))
 
 
 def _mean_se(values: Sequence[float | None]) -> float | None:
@@ -151,7 +156,8 @@ _PER_ITEM = {"captioning": ("per_image", ("cider_d",), "cider_d"),
 
 def _ablation(folder: Path, metrics: Sequence[str] = (T2I_METRIC, T2I_OLD_METRIC)) -> dict[str, Any]:
     """Rows of an ablation's ``results.csv`` (numbers parsed, plus the headline's and the old
-    accuracy's standard errors over prompts from each run's ``results.json``) and its plots."""
+    accuracy's standard errors over prompts from each run's ``results.json``, and ``run_dir``,
+    the run's folder) and its plots."""
     rows: list[dict[str, Any]] = []
     try:
         with open(folder / "results.csv", newline="", encoding="utf-8") as f:
@@ -162,8 +168,9 @@ def _ablation(folder: Path, metrics: Sequence[str] = (T2I_METRIC, T2I_OLD_METRIC
     except FileNotFoundError:
         return {}
     for row in rows:
+        row["run_dir"] = str(folder / "runs" / str(row.get("run")))  # per-prompt scores, for paired SEs
         for metric in metrics:
-            row[f"{metric}_se"] = _standard_error(folder / "runs" / str(row.get("run")), metric)
+            row[f"{metric}_se"] = _standard_error(Path(row["run_dir"]), metric)
     return {"rows": rows, "plots": sorted(str(p) for p in folder.glob("plot-*.png")),
             "table": str(folder / "results.md")}  # fmt: skip
 
@@ -174,11 +181,14 @@ def _same(a: Any, b: Any) -> bool:
     return fa == fb if fa is not None and fb is not None else str(a) == str(b)
 
 
+def _row(rows: Sequence[dict[str, Any]], **labels: Any) -> dict[str, Any] | None:
+    """The first row whose axis labels match ``labels``."""
+    return next((r for r in rows if all(_same(r.get(k), v) for k, v in labels.items())), None)
+
+
 def _cell(rows: Sequence[dict[str, Any]], value: str, **labels: Any) -> float | None:
-    for row in rows:
-        if all(_same(row.get(k), v) for k, v in labels.items()):
-            return _float(row.get(value))
-    return None
+    row = _row(rows, **labels)
+    return None if row is None else _float(row.get(value))
 
 
 def _verdict(delta: float, se: float) -> str:
@@ -186,18 +196,44 @@ def _verdict(delta: float, se: float) -> str:
     return "better" if delta > 2 * se else "worse" if -delta > 2 * se else "unclear"
 
 
+def _se_of_difference(row_a: dict[str, Any], row_b: dict[str, Any], metric: str) -> dict[str, Any]:
+    """Standard error of ``b - a`` of ``metric`` between two runs on the same prompts.
+
+    ``se_kind`` ``"paired"`` when both runs' per-prompt scores (``run_dir``'s ``results.json``)
+    are keyed by the same prompt ids: the SE of the per-prompt differences ``b_i - a_i`` over
+    the ``n`` prompts scored in both, so the prompt-to-prompt spread the runs share cancels.
+    Otherwise ``"unpaired"``, sqrt(SE_a² + SE_b²) of the rows' own SEs (as if the runs were
+    independent), with ``se_note`` saying why.  ``{}`` when neither can be had."""
+    pa, pb = (_per_prompt(Path(r["run_dir"]), metric) if r.get("run_dir") else {} for r in (row_a, row_b))
+    note = "no per-prompt results to pair"
+    if pa and pb and pa.keys() != pb.keys():
+        note = (f"the two runs' prompt sets differ ({len(pa)} and {len(pb)} prompts, "
+                f"{len(pa.keys() & pb.keys())} shared)")  # fmt: skip
+    elif pa and pb:
+        diffs = [pb[p] - pa[p] for p in pa if pa[p] is not None and pb[p] is not None]
+        se = _mean_se(diffs)
+        if se is not None:
+            return {"se": se, "se_kind": "paired", "n": len(diffs)}
+        note = "fewer than two prompts scored in both runs"
+    sa, sb = _float(row_a.get(f"{metric}_se")), _float(row_b.get(f"{metric}_se"))
+    if sa is None or sb is None:
+        return {}
+    return {"se": math.sqrt(sa**2 + sb**2), "se_kind": "unpaired", "n": None, "se_note": note}
+
+
 def _difference(rows: Sequence[dict[str, Any]], metric: str, a: dict[str, Any], b: dict[str, Any],
                 names: tuple[str, str]) -> dict[str, Any] | None:  # fmt: skip
-    """``b - a`` of ``metric`` between two matrix cells, with a verdict for the accuracies:
+    """``b - a`` of ``metric`` between two matrix cells, with, for the accuracies, the standard
+    error of the difference (:func:`_se_of_difference`: paired over the prompts) and a verdict:
     ``better``/``worse`` beyond two standard errors of the difference, else ``unclear``."""
-    va, vb = _cell(rows, metric, **a), _cell(rows, metric, **b)
-    if va is None or vb is None:
+    row_a, row_b = _row(rows, **a), _row(rows, **b)
+    va, vb = (None if r is None else _float(r.get(metric)) for r in (row_a, row_b))
+    if row_a is None or row_b is None or va is None or vb is None:
         return None
     out: dict[str, Any] = {names[0]: va, names[1]: vb, "delta": vb - va}
     if metric in (T2I_METRIC, T2I_OLD_METRIC, *TAIL_METRICS):
-        sa, sb = _cell(rows, f"{metric}_se", **a), _cell(rows, f"{metric}_se", **b)
-        if sa is not None and sb is not None:
-            out["se"] = math.sqrt(sa**2 + sb**2)
+        out.update(_se_of_difference(row_a, row_b, metric))
+        if "se" in out:
             out["verdict"] = _verdict(vb - va, out["se"])
     return out
 
@@ -508,14 +544,14 @@ def _ra_vs_plain(summary: dict[str, Any]) -> dict[str, Any] | None:
         for row in ev.get(f"plain_{name}", {}).get("rows", []):
             strategy, plain = str(row.get("strategy")), _float(row.get(metric))
             for k in dict.fromkeys([0, ks[-1]] if ks and ks[0] == 0 else []):  # weights alone; with retrieval
-                ra = _cell(ra_rows, metric, k=k, strategy=strategy)
-                if ra is None or plain is None:
+                ra_row = _row(ra_rows, k=k, strategy=strategy)
+                ra = None if ra_row is None else _float(ra_row.get(metric))
+                if ra_row is None or ra is None or plain is None:
                     continue
                 entry: dict[str, Any] = {"prompts": prompts, "metric": metric, "strategy": strategy, "ra_k": k,
-                                         "retrieval_augmented": ra, "plain": plain, "delta": ra - plain}  # fmt: skip
-                ra_se, plain_se = _cell(ra_rows, f"{metric}_se", k=k, strategy=strategy), _float(row.get(f"{metric}_se"))
-                if ra_se is not None and plain_se is not None:
-                    entry["se"] = math.sqrt(ra_se**2 + plain_se**2)
+                                         "retrieval_augmented": ra, "plain": plain, "delta": ra - plain,
+                                         **_se_of_difference(row, ra_row, metric)}  # fmt: skip
+                if "se" in entry:
                     entry["verdict"] = _verdict(ra - plain, entry["se"])
                 comparisons.append(entry)
     return {"compute": _compute(summary.get("pretrain") or {}, summary.get("plain_pretrain") or {}),
