@@ -9,6 +9,7 @@ import statistics
 from pathlib import Path
 
 from cm3leon.eval.demo import Layout, build_stages, load_demo_config
+from cm3leon.eval.demo.report import render_report
 from cm3leon.eval.demo.summary import collect_summary
 from tests.eval.demo.test_plain import _fake as _fake_plain
 
@@ -76,18 +77,25 @@ def test_differences_and_floors_use_the_paired_standard_error(tmp_path: Path) ->
     # Figure 4 reads the same differences
     fig = summary["figure_4"]["differences"]["cd_k - top_p"]
     assert fig["se_kind"] == "paired" and abs(fig["se"] - _paired_se(BASE, cd_k)) < 1e-12
+    text = render_report(tmp_path, stages).read_text()
+    assert "(paired, n = 29)" in text  # the CFG floor's row says which SE it was judged on
+    assert "<th>SE kind</th>" in text and "<td>paired</td>" in text  # the Figure 4 table
 
 
 def test_different_prompt_sets_fall_back_to_the_unpaired_standard_error(tmp_path: Path) -> None:
     k2 = [v + 0.06 + e for v, e in zip(BASE, NOISE, strict=True)]
     other = {**_per(k2[:-1]), "q0": k2[-1]}  # the k = 2 run scored another prompt in place of p29
     stages = _fake(tmp_path, {(0, "top_p"): _per(BASE), (2, "top_p"): other})
-    retrieval = collect_summary(tmp_path, stages)["evaluations"]["text_to_image"]["findings"]["retrieval"]
+    summary = collect_summary(tmp_path, stages)
+    retrieval = summary["evaluations"]["text_to_image"]["findings"]["retrieval"]
     entry = retrieval["top_p"]["object_acc"]
     assert entry["se_kind"] == "unpaired" and entry["n"] is None
     assert abs(entry["se"] - _unpaired_se(BASE, k2)) < 1e-12
     assert "prompt sets differ" in entry["se_note"] and "29 shared" in entry["se_note"]
     assert entry["verdict"] == "unclear"  # +0.06 is within two unpaired SEs
+    claim = next(c for c in summary["claims"] if c["claim"].startswith("retrieved documents in context"))
+    assert f"{entry['se']:.3f} SE (unpaired)" in claim["this_run"]
+    assert f"{entry['se']:.3f} SE, unpaired (within noise)" in render_report(tmp_path, stages).read_text()
 
 
 def test_augmented_minus_plain_is_paired_over_the_same_prompts(tmp_path: Path) -> None:

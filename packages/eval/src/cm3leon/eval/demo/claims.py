@@ -33,7 +33,8 @@ def _diff_text(entry: dict[str, Any] | None, a: str, b: str, what: str) -> str:
     if not entry:
         return "not measured"
     text = f"{what} {entry[a]:.3f} ({a}) → {entry[b]:.3f} ({b}): {entry['delta']:+.3f}"
-    return text + (f" ± {entry['se']:.3f} SE" if "se" in entry else " (no standard error)")
+    kind = " (unpaired)" if entry.get("se_kind") == "unpaired" else ""  # else paired over the prompts
+    return text + (f" ± {entry['se']:.3f} SE{kind}" if "se" in entry else " (no standard error)")
 
 
 def _from_difference(entry: dict[str, Any] | None, *, competitive: bool = False) -> str:

@@ -106,6 +106,9 @@ def _floor_row(c: dict[str, Any]) -> list[str]:
         return [esc(c["name"]), f'<span class="muted">{esc(c.get("reason") or "")}</span>', "–", "–",
                 esc(c["definition"]), _STATUS["not run"]]  # fmt: skip
     value = _fmt(c["value"]) + (f" ± {_fmt(c['se'], 2)} SE" if c.get("se") is not None else "")
+    if c.get("se_kind"):  # a difference's SE: paired over the same prompts, or not (and why)
+        value += f" ({esc(c['se_kind'])}" + (f", n = {c['n']}" if c.get("n") else "") + ")"
+        value += f'<br><span class="muted">{esc(c["se_note"])}</span>' if c.get("se_note") else ""
     base = f"{_fmt(c['baseline'])} ({esc(c['baseline_name'])})"
     info = [("strongest_baseline", "strongest baseline, for information"), ("second_baseline", None),
             ("control", None), ("ceiling", "VQ ceiling")]  # fmt: skip
@@ -127,15 +130,18 @@ def _figure_4(page: _Page, fig: dict[str, Any] | None) -> None:
     page.table(["strategy", "object accuracy", "SE"],
                [[names.get(s, s), *((v["value"], v["se"]) if v else ("not run", None))]
                 for s, v in fig["strategies"].items()])  # fmt: skip
-    page.table(["difference", "value", "SE of the difference", "verdict (2 SE)"],
-               [[pair, *((d["delta"], d.get("se"), d.get("verdict", "–")) if d else ("not run", None, "–"))]
+    page.table(["difference", "value", "SE of the difference", "SE kind", "verdict (2 SE)"],
+               [[pair, *((d["delta"], d.get("se"), d.get("se_kind", "–"), d.get("verdict", "–")) if d
+                         else ("not run", None, "–", "–"))]
                 for pair, d in fig["differences"].items()])  # fmt: skip
 
 
 def _floors(page: _Page, summary: dict[str, Any]) -> None:
     page.add("<h2>Headline results</h2><p class=\"muted\">The demo's seven floors (issue 15); a floor "
-             "whose evaluation did not run says so. SE: standard error over prompts (of the value, or "
-             "of the difference for the floors counted in SEs).</p>")  # fmt: skip
+             "whose evaluation did not run says so. SE: standard error over prompts of the value or, for the "
+             "floors counted in SEs, of the difference: paired (the SE of the per-prompt differences over "
+             "the n prompts both runs scored), or unpaired, sqrt(SE_a² + SE_b²), only where the two runs' "
+             "prompts differ.</p>")  # fmt: skip
     rows = [_floor_row(c) for c in summary["floors"]]
     if rows:
         page.table(["floor", "value", "baseline", "measure", "floor definition", "met"], rows, raw=True)
@@ -193,7 +199,8 @@ def _ra_vs_plain(page: _Page, summary: dict[str, Any]) -> None:
              "architecture, seed, optimiser and schedule, is pretrained on the same documents without "
              "retrieved neighbours (plain token shards), then evaluated on the same prompts at k = 0. Equal "
              f"compute: {html.escape(compute.get('definition', ''))}. Differences are augmented minus plain, "
-             "with the standard error of the difference over prompts; reported whichever way they fall.</p>")  # fmt: skip
+             "with the paired standard error of the difference (over the same prompts); reported whichever way "
+             "they fall.</p>")  # fmt: skip
     ra, plain = compute.get("retrieval_augmented") or {}, compute.get("plain") or {}
     equal = {True: '<span class="pass">yes</span>', False: '<span class="fail">no</span>'}.get(
         compute.get("equal"), '<span class="muted">not checked</span>')
@@ -205,9 +212,10 @@ def _ra_vs_plain(page: _Page, summary: dict[str, Any]) -> None:
     page.add(f"<p>Equal compute (tokens within one step's worth, {_fmt(compute.get('tolerance_tokens'))}): "
              f"{equal}; plain / augmented tokens {_fmt(compute.get('ratio'), 4)}.</p>")  # fmt: skip
     body = [[c["prompts"], c["metric"], c["strategy"], f"k = {c['ra_k']}", c["retrieval_augmented"], c["plain"],
-             c["delta"], c.get("se"), c.get("verdict", "–")] for c in found.get("comparisons", [])]  # fmt: skip
+             c["delta"], c.get("se"), c.get("se_kind", "–"), c.get("verdict", "–")]
+            for c in found.get("comparisons", [])]  # fmt: skip
     page.table(["prompts", "measure", "decoding", "augmented model at", "augmented", "plain (k = 0)",
-                "difference", "SE", "verdict"], body)  # fmt: skip
+                "difference", "SE", "SE kind", "verdict"], body)  # fmt: skip
     ev = summary["evaluations"]
     grids = [page.image(p, f"plain model: {run}") for name in ("plain_text_to_image", "plain_tail_to_image")
              for run, p in (ev.get(name) or {}).get("grids", {}).items()]  # fmt: skip
@@ -403,13 +411,15 @@ def _accuracies(entry: dict[str, Any]) -> str:
 
 
 def _delta(diff: dict[str, Any] | None) -> str:
-    """``+0.035 ± 0.049 (unclear)``: a difference, its standard error and the verdict."""
+    """``+0.035 ± 0.049 SE (within noise)``: a difference, its standard error (paired over
+    the prompts; marked ``unpaired`` where the runs' prompts differ) and the verdict."""
     if not diff:
         return "–"
     text = f"{diff['delta']:+.3f}"
     if "se" in diff:
         verdict = {"better": "helps", "worse": "hurts", "unclear": "within noise"}[diff["verdict"]]
-        text += f" ± {diff['se']:.3f} SE ({verdict})"
+        kind = ", unpaired" if diff.get("se_kind") == "unpaired" else ""
+        text += f" ± {diff['se']:.3f} SE{kind} ({verdict})"
     return text
 
 

@@ -355,14 +355,16 @@ def _judge(entry: dict[str, Any], passed: bool) -> dict[str, Any]:
 def _se_floor(entry: dict[str, Any], diff: dict[str, Any] | None, names: tuple[str, str],
               ses: float) -> dict[str, Any]:  # fmt: skip
     """Judge ``diff`` (a :func:`_difference`, ``names[1] - names[0]``): positive and at least
-    ``ses`` standard errors of the difference.  Left "not run" without a standard error."""
+    ``ses`` standard errors of the difference (its ``se_kind``, ``n`` and ``se_note`` copied
+    along).  Left "not run" without a standard error."""
     if not diff:
         return entry
     entry.update(value=diff[names[1]], baseline=diff[names[0]], delta=diff["delta"], ratio_unit="SE")
     if diff.get("se") is None:
         entry["reason"] = "no standard error (no per-prompt results)"
         return entry
-    entry.update(se=diff["se"], ratio=diff["delta"] / diff["se"] if diff["se"] else None)
+    entry.update(se=diff["se"], ratio=diff["delta"] / diff["se"] if diff["se"] else None,
+                 **{k: diff[k] for k in ("se_kind", "n", "se_note") if k in diff})  # fmt: skip
     return _judge(entry, diff["delta"] > 0 and diff["delta"] >= ses * diff["se"])
 
 
