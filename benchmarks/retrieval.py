@@ -415,7 +415,8 @@ def markdown(report: dict[str, Any]) -> str:
              f"| Flat (exact) | | 1.0 | {report['exact']['qps']} | 1.0 | {report['exact']['bytes_per_vector']} "
              f"| {4 * report['dim']} | | {report['exact']['add_s']} |"]
     for r in report["rows"]:
-        lines.append(f"| `{r['factory']}` | `{r['search_params']}` | {r[f'recall@{k}']} | {r['qps']} | {r['speedup']} "
+        params = f"`{r['search_params']}`" if r["search_params"] else "-"  # '-': nothing to tune (flat codes)
+        lines.append(f"| `{r['factory']}` | {params} | {r[f'recall@{k}']} | {r['qps']} | {r['speedup']} "
                      f"| {r['bytes_per_vector']} | {r['code_bytes'] if r['code_bytes'] is not None else '-'} "
                      f"| {r['train_s']} | {r['add_s']} |")
     return "\n".join(lines)
