@@ -43,9 +43,9 @@ with their own embeddings.
 recall@10 of an ideal code of 512, 1024 and 2048 bits per vector on this data model
 (rate-distortion bound of the within-topic Gaussian, the topic given for ``log2(topics)``
 bits), from the test queries' exact scores plus the score error such a code leaves.  On the
-default model (neighbours packed tight: 1st and 10th neighbour cosines 0.909 and 0.894) it
-is about 0.75 at 512 bits = 64 bytes, so no index of 64 bytes per vector can meet the
-``compressed`` goal on this data; 0.90 needs about 1300 bits (~165 bytes).
+default model at 1M (neighbours packed tight: 1st and 10th neighbour cosines 0.908 and
+0.893) it is 0.76 at 512 bits = 64 bytes (0.87 at 1024, 0.96 at 2048), so no index of 64
+bytes per vector can meet the ``compressed`` goal on this data.
 
 Usage::
 
