@@ -13,6 +13,11 @@ On disk (written atomically as one directory, ``COMPLETE`` marker last)::
                                manifest -- what ``cm3leon retrieval build`` writes
       documents.jsonl          or: row -> a copy of the document (banks built in memory
       documents.offsets.npy        from documents that live in no dataset; format-1 banks)
+      vectors.npy              only with ``index.rerank.source: disk``: the float vectors
+                               (row i = document i), memory-mapped at load, not resident;
+                               searches re-rank the index's shortlist against them
+                               (:mod:`cm3leon.retrieval.rerank`); the manifest's ``rerank``
+                               field records dtype and shortlist
       COMPLETE
 
 :meth:`MemoryBank.load` checks the marker, the manifest, every file's size and
@@ -22,7 +27,8 @@ before FAISS reads the index; after reading, ``index.ntotal`` must equal the man
 size, the number of ids and the number of documents (errors name the files).  A bank
 by reference also checks that each source directory exists and still has the
 ``index.json`` it was built from (:class:`cm3leon.retrieval.store.ShardDocumentStore`);
-banks of format 1 (with document copies) load as before.
+banks of format 1 (with document copies) load as before, and so do banks without
+``vectors.npy`` (their manifest has no ``rerank`` field, or an empty one).
 """
 
 from __future__ import annotations
@@ -46,6 +52,7 @@ from cm3leon.retrieval.index import (
     train_index,
     write_index,
 )
+from cm3leon.retrieval.rerank import VECTORS_FILE, open_vectors, search_reranked, write_vectors
 from cm3leon.retrieval.store import (
     DOCUMENTS_FILE,
     OFFSETS_FILE,
@@ -94,6 +101,8 @@ class BankManifest:
         extra: kind-specific settings (BM25 ``k1``/``b``, training sample size, ...).
         documents: how documents are stored: ``{"kind": "jsonl"}`` (copies) or
             ``{"kind": "shards", "sources": [{"path", "index_sha256", "num_samples"}]}``.
+        rerank: empty, or ``{"source": "disk", "file": "vectors.npy", "dtype", "shortlist"}``
+            for a bank whose vectors are kept on disk for exact re-ranking.
     """
 
     kind: str
@@ -106,6 +115,7 @@ class BankManifest:
     extra: dict[str, Any] = field(default_factory=dict)
     documents: dict[str, Any] = field(default_factory=lambda: {"kind": "jsonl"})
     format: int = BANK_FORMAT
+    rerank: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -170,6 +180,10 @@ class MemoryBank:
         encoder: ``{"name", "fingerprint"}`` of the encoder that produced the vectors.
         extra: free-form build settings recorded in the manifest.
         manifest: set when loaded from / saved to disk.
+        disk_vectors: ``(N, D)`` float vectors (a read-only memmap of ``vectors.npy`` once
+            loaded); when given, :meth:`search` re-ranks ``shortlist`` index candidates
+            against them and :meth:`vectors` reads them (the index needs no direct map).
+        shortlist: candidates per query re-ranked against ``disk_vectors``.
     """
 
     def __init__(
@@ -183,9 +197,17 @@ class MemoryBank:
         encoder: dict[str, str] | None = None,
         extra: dict[str, Any] | None = None,
         manifest: BankManifest | None = None,
+        disk_vectors: np.ndarray | None = None,
+        shortlist: int = 100,
     ) -> None:
         if index.ntotal != len(ids) or len(store) != len(ids):
             raise BankError(f"bank rows disagree: index {index.ntotal}, ids {len(ids)}, documents {len(store)}")
+        if disk_vectors is not None and tuple(disk_vectors.shape) != (len(ids), index.d):
+            raise BankError(f"disk vectors of shape {tuple(disk_vectors.shape)} do not match {len(ids)} rows x {index.d}")
+        if disk_vectors is not None and shortlist < 1:
+            raise BankError(f"rerank shortlist must be >= 1, got {shortlist}")
+        self.disk_vectors = disk_vectors
+        self.shortlist = int(shortlist)
         self.index = index
         self.ids = list(ids)
         self.store = store
@@ -207,10 +229,13 @@ class MemoryBank:
         train_size: int = 65536,
         seed: int = 0,
         encoder: dict[str, str] | None = None,
+        rerank: dict[str, Any] | None = None,
     ) -> MemoryBank:
         """Index ``vectors (N, D)`` of ``docs`` in memory (single process).
 
         Indexes that need training are trained on ``train_size`` rows sampled with ``seed``.
+        ``rerank`` (``{"shortlist": N, "dtype": "float16"}``): also keep the vectors (in that
+        dtype) for exact re-ranking; :meth:`save` writes them to ``vectors.npy``.
         """
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         if vectors.ndim != 2 or len(vectors) != len(docs):
@@ -218,10 +243,12 @@ class MemoryBank:
         index = make_index(vectors.shape[1], factory)
         train_index(index, training_sample(vectors, train_size, seed))
         add_vectors(index, vectors)
-        configure_search(index, search_params)
+        configure_search(index, search_params, direct_map=rerank is None)
+        disk = None if rerank is None else vectors.astype(rerank.get("dtype", "float16"))
         return cls(
             index, [d.id for d in docs], ListDocumentStore(docs), factory=factory,
             search_params=search_params, encoder=encoder, extra={"train_size": train_size, "seed": seed},
+            disk_vectors=disk, shortlist=int((rerank or {}).get("shortlist", 100)),
         )
 
     # ---------------------------------------------------------------- access
@@ -241,12 +268,27 @@ class MemoryBank:
         k = min(int(k), self.size)
         if k <= 0 or len(vectors) == 0:
             return np.zeros((len(vectors), 0), np.float32), np.zeros((len(vectors), 0), np.int64)
+        if self.disk_vectors is not None:
+            scores, rows, _ = search_reranked(self.index, self.disk_vectors, vectors, k, self.shortlist)
+            return scores, rows
         scores, rows = self.index.search(vectors, k)
         return scores, rows
 
     def vectors(self, rows: np.ndarray) -> np.ndarray:
-        """Stored vectors of ``rows`` ``(n, D)``."""
+        """Stored vectors of ``rows`` ``(n, D)``: read from ``vectors.npy`` when the bank keeps
+        its vectors on disk, else reconstructed by the index (quantised)."""
+        if self.disk_vectors is not None:
+            rows = np.asarray(rows, dtype=np.int64)
+            return np.asarray(self.disk_vectors[rows], dtype=np.float32).reshape(len(rows), self.dim)
         return reconstruct(self.index, rows)
+
+    @property
+    def rerank(self) -> dict[str, Any]:
+        """The manifest's ``rerank`` field for this bank (empty without disk vectors)."""
+        if self.disk_vectors is None:
+            return {}
+        return {"source": "disk", "file": VECTORS_FILE, "dtype": str(self.disk_vectors.dtype),
+                "shortlist": self.shortlist}
 
     def documents(self, rows: Sequence[int]) -> list[Document]:
         return self.store.get(rows)
@@ -260,11 +302,15 @@ class MemoryBank:
             write_index(self.index, tmp / INDEX_FILE)
             atomic_write_json(tmp / IDS_FILE, self.ids, indent=0)
             documents, names = write_store(self.store, tmp, self._iter_documents)
+            if self.disk_vectors is not None:
+                write_vectors(tmp / VECTORS_FILE, _blocks(self.disk_vectors), rows=self.size, dim=self.dim,
+                              dtype=str(self.disk_vectors.dtype))
+                names = (*names, VECTORS_FILE)
             files = {name: file_record(tmp / name) for name in (INDEX_FILE, IDS_FILE, *names)}
             manifest = BankManifest(
                 kind="faiss", size=self.size, dim=self.dim, factory=self.factory,
                 search_params=self.search_params, encoder=self.encoder, files=files, extra=self.extra,
-                documents=documents,
+                documents=documents, rerank=self.rerank,
             )
             atomic_write_json(tmp / MANIFEST_FILE, manifest.to_json())
             mark_complete(tmp, {"kind": "faiss", "size": self.size})
@@ -281,6 +327,7 @@ class MemoryBank:
         search_params: str | None = None,
         max_index_bytes: int | None = None,
         verify_documents: bool = True,
+        shortlist: int | None = None,
     ) -> MemoryBank:
         """Load a bank, verifying it before FAISS reads anything.
 
@@ -294,6 +341,7 @@ class MemoryBank:
             verify_documents: for a bank by reference, SHA-256-check each source shard file
                 the first time a document of it is fetched (sizes and the sources'
                 ``index.json`` hashes are always checked).
+            shortlist: override the manifest's re-ranking shortlist (banks with ``vectors.npy``).
 
         Raises:
             BankError / IndexIntegrityError: incomplete directory, dimension or encoder
@@ -328,11 +376,13 @@ class MemoryBank:
         else:
             store = JsonlDocumentStore(directory)
         _check_rows(directory, int(index.ntotal), manifest.size, len(ids), len(store), store_files[-1])
+        disk = _load_disk_vectors(directory, manifest)
         params = manifest.search_params if search_params is None else search_params
-        configure_search(index, params)
+        configure_search(index, params, direct_map=disk is None)
         return cls(
             index, ids, store, factory=manifest.factory, search_params=params,
-            encoder=manifest.encoder, extra=manifest.extra, manifest=manifest,
+            encoder=manifest.encoder, extra=manifest.extra, manifest=manifest, disk_vectors=disk,
+            shortlist=int(shortlist if shortlist is not None else manifest.rerank.get("shortlist", 100)),
         )
 
     # -------------------------------------------------------------- helpers
@@ -352,6 +402,23 @@ def write_store(store: DocumentStore, directory: Path, iter_documents: Any) -> t
         return write(directory), tuple(store.files)
     write_jsonl_documents(iter_documents(), directory)
     return {"kind": "jsonl"}, (DOCUMENTS_FILE, OFFSETS_FILE)
+
+
+def _blocks(vectors: np.ndarray, rows: int = 65536):
+    for start in range(0, len(vectors), rows):
+        yield vectors[start : start + rows]
+
+
+def _load_disk_vectors(directory: Path, manifest: BankManifest) -> np.ndarray | None:
+    """``vectors.npy`` memory-mapped, after its size and SHA-256 were checked; ``None``
+    for a bank without one (no ``rerank`` in the manifest)."""
+    rerank = manifest.rerank
+    if not rerank:
+        return None
+    if rerank.get("source") != "disk" or rerank.get("file") != VECTORS_FILE:
+        raise BankError(f"{directory / MANIFEST_FILE}: unknown rerank record {rerank!r}")
+    verify_files(directory, manifest, (VECTORS_FILE,))
+    return open_vectors(directory / VECTORS_FILE, rows=manifest.size, dim=manifest.dim, dtype=str(rerank.get("dtype")))
 
 
 def _read_ids(path: Path) -> list[str]:

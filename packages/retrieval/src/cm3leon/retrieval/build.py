@@ -55,6 +55,7 @@ from cm3leon.retrieval.index import (
     train_index,
     write_index,
 )
+from cm3leon.retrieval.rerank import check_rerank
 from cm3leon.retrieval.sources import (
     ShardFile,
     middle_owner,
@@ -241,14 +242,29 @@ def merge_phase(cfg: BankConfig, layout: Layout, world_size: int, encoder_info: 
     refs = np.concatenate([_load_chunk(d, CHUNK_REFS_FILE) for d in dirs])
     sources = _sources_unchanged(cfg)
     store = ShardDocumentStore(sources, refs, verify=verify_documents, where=cfg.output)
-    configure_search(index, cfg.index.search_params)
+    disk = _disk_vectors(cfg, dirs, len(ids), int(index.d))
+    configure_search(index, cfg.index.search_params, direct_map=disk is None)
     bank = MemoryBank(
         index, ids, store, factory=cfg.index.factory, search_params=cfg.index.search_params,
         encoder=encoder_info,
         extra={"train_size": cfg.index.train_size, "seed": cfg.index.seed, "chunk_size": cfg.chunk_size,
                "world_size": world_size, "shards": [str(s) for s in cfg.data.shards], "limit": cfg.data.limit},
+        disk_vectors=disk, shortlist=cfg.index.rerank.shortlist,
     )
     return bank.save(cfg.output, overwrite=overwrite)
+
+
+def _disk_vectors(cfg: BankConfig, dirs: Sequence[Path], rows: int, dim: int) -> np.ndarray | None:
+    """With ``index.rerank.source: disk``: the chunks' vectors streamed into one ``.npy`` in
+    the work directory and memory-mapped (the bank copies it into ``vectors.npy``)."""
+    from cm3leon.retrieval.rerank import open_vectors, write_vectors
+
+    rerank = cfg.index.rerank
+    if rerank.source != "disk":
+        return None
+    path = work_dir(cfg) / "vectors.npy"
+    write_vectors(path, (_load_chunk(d) for d in dirs), rows=rows, dim=dim, dtype=rerank.dtype)
+    return open_vectors(path, rows=rows, dim=dim, dtype=rerank.dtype)
 
 
 def _sources_unchanged(cfg: BankConfig) -> list[dict[str, Any]]:
@@ -311,6 +327,7 @@ def build_bank(cfg: BankConfig, *, progress: bool = True, overwrite: bool = Fals
     if cfg.kind != "faiss":
         raise ValueError(f"bank.kind must be 'faiss' or 'bm25', got {cfg.kind!r}")
     make_index(4, cfg.index.factory)  # fail fast on a bad factory string
+    check_rerank(cfg.index.rerank.source, cfg.index.rerank.shortlist, cfg.index.rerank.dtype)
     if not cfg.encoder:
         raise ValueError("bank.encoder: a CLIP encoder directory is required for faiss banks")
     from cm3leon.retrieval.config import resolve_device

@@ -33,6 +33,7 @@ __all__ = [
     "ClipTrainConfig",
     "DocumentsConfig",
     "IndexConfig",
+    "RerankConfig",
     "RetrievalConfig",
     "resolve_device",
     "section",
@@ -96,6 +97,23 @@ class ClipTrainConfig:
 
 
 @dataclass
+class RerankConfig:
+    """Exact re-ranking against the float vectors kept on disk (:mod:`cm3leon.retrieval.rerank`).
+
+    Attributes:
+        source: ``none`` (the index answers alone) or ``disk`` (the bank also stores its
+            vectors as ``vectors.npy``, memory-mapped, not resident; the index proposes
+            ``shortlist`` candidates per query, re-scored exactly from the file).
+        shortlist: candidates per query re-scored (vectors read per query, at most).
+        dtype: ``float16`` (2 B per dimension on disk) or ``float32`` (4 B).
+    """
+
+    source: str = "none"
+    shortlist: int = 100
+    dtype: str = "float16"
+
+
+@dataclass
 class IndexConfig:
     """FAISS index settings.
 
@@ -104,12 +122,15 @@ class IndexConfig:
         search_params: FAISS ``ParameterSpace`` string (``nprobe=32``, ``efSearch=128``).
         train_size: vectors sampled (by ``seed``) to train indexes that need training.
         seed: sampling seed.
+        rerank: keep the vectors on disk and re-rank a shortlist against them
+            (RAM holds the index only; see :class:`RerankConfig`).
     """
 
     factory: str = "Flat"
     search_params: str = ""
     train_size: int = 65536
     seed: int = 0
+    rerank: RerankConfig = field(default_factory=RerankConfig)
 
 
 @dataclass

@@ -19,6 +19,11 @@ the vectors is added from the structure itself::
     OPQ / PCA / RR transforms     + the d_in x d_out float matrix
     RFlat refinement              + 4 d per vector
 
+With ``index.rerank.source: disk`` the bank also keeps ``vectors.npy`` (``d x 2`` bytes per
+vector in float16, ``d x 4`` in float32) on disk, memory-mapped and not resident, and IVF
+indexes carry no direct map; the estimate then reports the RAM the loaded bank holds (the
+index) and that disk file separately, with the vectors read per query (the shortlist).
+
 Documents are stored by reference: 16 bytes per document (``documents.refs.npy``)
 plus ``ids.json`` (``id_chars + 4`` bytes per id).  Peak RAM is modelled per build phase
 (:class:`BankEstimate`); it is a model, stated with its terms, not a measurement.
@@ -159,6 +164,8 @@ class BankEstimate:
     ids_bytes: int
     peak_ram: dict[str, int] = field(default_factory=dict)
     assumptions: dict[str, Any] = field(default_factory=dict)
+    disk_vectors_bytes: int = 0  # vectors.npy (rerank.source: disk); 0 without
+    rerank_shortlist: int = 0
 
     @property
     def documents_bytes(self) -> int:
@@ -166,12 +173,23 @@ class BankEstimate:
 
     @property
     def bank_bytes(self) -> int:
-        return self.index_bytes + self.documents_bytes
+        return self.index_bytes + self.documents_bytes + self.disk_vectors_bytes
 
     def to_json(self) -> dict[str, Any]:
         out = asdict(self)
         out.update(documents_bytes=self.documents_bytes, bank_bytes=self.bank_bytes)
         return out
+
+    def _rerank_lines(self) -> list[str]:
+        if not self.disk_vectors_bytes:
+            return []
+        n = self.documents
+        return [
+            f"  vectors.npy (disk, memmap, NOT resident)      {_fmt(self.disk_vectors_bytes):>12}   "
+            f"({self.disk_vectors_bytes / n:.0f} B/vector; <= {self.rerank_shortlist} vectors read per query)",
+            f"  RAM of the loaded bank (index resident)       {_fmt(self.peak_ram['load']):>12}   "
+            f"(index {self.index.per_vector:.1f} B/vector, no direct map; ids as Python strings)",
+        ]
 
     def render(self) -> str:
         i = self.index
@@ -184,6 +202,7 @@ class BankEstimate:
             f"({i.per_vector:.1f} B/vector + {_fmt(i.fixed)} fixed)",
             f"  documents by reference (refs + ids.json)      {_fmt(self.documents_bytes):>12}   "
             f"(16 B/doc + ids of {self.assumptions['id_chars']} chars)",
+            *self._rerank_lines(),
             f"  bank on disk                                  {_fmt(self.bank_bytes):>12}",
             f"  peak RAM while building                       {_fmt(self.peak_ram[phase]):>12}   (phase {phase})",
             "  peak RAM per phase: " + ", ".join(f"{k} {_fmt(v)}" for k, v in self.peak_ram.items()),
@@ -194,15 +213,20 @@ class BankEstimate:
 
 def estimate_bank(documents: int, dim: int, factory: str, *, world_size: int = 1, chunk_size: int = 1024,
                   train_size: int = 65536, batch_size: int = 64, image_size: int = 224, encoder_bytes: int = 0,
-                  id_chars: int = 16) -> BankEstimate:
-    """The estimate for ``documents`` vectors of ``dim`` under ``factory`` (see :class:`BankEstimate`)."""
+                  id_chars: int = 16, rerank_dtype: str = "", rerank_shortlist: int = 0) -> BankEstimate:
+    """The estimate for ``documents`` vectors of ``dim`` under ``factory`` (see :class:`BankEstimate`).
+
+    ``rerank_dtype`` (``float16``/``float32``): the bank keeps its vectors on disk in that
+    dtype for re-ranking ``rerank_shortlist`` candidates per query (IVF: no direct map).
+    """
     import faiss
+    import numpy as np
 
     from cm3leon.retrieval.index import make_index
 
     if documents < 1 or dim < 1 or world_size < 1:
         raise ValueError(f"estimate: documents ({documents}), dim ({dim}) and world size ({world_size}) must be >= 1")
-    size = index_size(dim, factory)
+    size = index_size(dim, factory, direct_map=not rerank_dtype)
     n = documents
     index_bytes = size.bytes(n)
     vectors = 4 * n * dim
@@ -224,6 +248,8 @@ def estimate_bank(documents: int, dim: int, factory: str, *, world_size: int = 1
     return BankEstimate(
         documents=n, dim=dim, factory=factory, world_size=world_size, index=size, vectors_bytes=vectors,
         index_bytes=index_bytes, refs_bytes=refs, ids_bytes=n * (id_chars + 4) + 2, peak_ram=peak,
+        disk_vectors_bytes=(n * dim * np.dtype(rerank_dtype).itemsize + 128) if rerank_dtype else 0,
+        rerank_shortlist=int(rerank_shortlist) if rerank_dtype else 0,
         assumptions={"id_chars": id_chars, "chunk_size": chunk_size, "train_size": train_size,
                      "batch_size": batch_size, "image_size": image_size, "encoder_bytes": encoder_bytes},
     )
@@ -266,4 +292,12 @@ def estimate_for_config(cfg: Any, *, documents: int | None = None, dim: int | No
         documents, int(dim), cfg.index.factory, world_size=world_size, chunk_size=cfg.chunk_size,
         train_size=cfg.index.train_size, batch_size=cfg.batch_size, image_size=image_size,
         encoder_bytes=enc_bytes, id_chars=id_chars,
+        **_rerank_options(cfg),
     )
+
+
+def _rerank_options(cfg: Any) -> dict[str, Any]:
+    rerank = getattr(cfg.index, "rerank", None)
+    if rerank is None or rerank.source != "disk":
+        return {}
+    return {"rerank_dtype": rerank.dtype, "rerank_shortlist": rerank.shortlist}

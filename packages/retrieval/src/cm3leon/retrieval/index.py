@@ -156,8 +156,12 @@ def _merge_into(faiss: Any, dst: Any, src: Any) -> None:
         dst.add(src.reconstruct_n(0, src.ntotal))
 
 
-def configure_search(index: Any, params: str) -> None:
-    """Apply FAISS ``ParameterSpace`` settings such as ``"nprobe=32,efSearch=64"``."""
+def configure_search(index: Any, params: str, *, direct_map: bool = True) -> None:
+    """Apply FAISS ``ParameterSpace`` settings such as ``"nprobe=32,efSearch=64"``.
+
+    ``direct_map``: give an IVF index a direct map (8 B/vector) so that :func:`reconstruct`
+    works; a bank whose vectors are on disk (:mod:`cm3leon.retrieval.rerank`) needs none.
+    """
     faiss = _faiss()
     if params.strip():
         try:
@@ -165,7 +169,7 @@ def configure_search(index: Any, params: str) -> None:
         except RuntimeError as err:
             raise ValueError(f"invalid FAISS search parameters {params!r}: {str(err).strip()}") from None
     ivf = faiss.try_extract_index_ivf(index)
-    if ivf is not None and ivf.direct_map.type == faiss.DirectMap.NoMap:
+    if direct_map and ivf is not None and ivf.direct_map.type == faiss.DirectMap.NoMap:
         ivf.make_direct_map()  # needed by reconstruct() (near-duplicate rule)
 
 

@@ -1,0 +1,124 @@
+"""Banks that keep their vectors on disk and re-rank the index's shortlist against them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cm3leon.core.config import ConfigError
+from cm3leon.core.documents import Document
+from cm3leon.retrieval import build as build_mod
+from cm3leon.retrieval.bank import MemoryBank
+from cm3leon.retrieval.config import BankConfig, DocumentsConfig, IndexConfig, RerankConfig
+from cm3leon.retrieval.estimate import estimate_bank
+from cm3leon.retrieval.index import IndexIntegrityError
+from cm3leon.retrieval.rerank import search_reranked
+from tests.retrieval.synthetic import shape_documents
+from tests.retrieval.test_bank import HashEncoder, write_document_shards
+
+
+def unit(n: int, d: int, seed: int) -> np.ndarray:
+    x = np.random.default_rng(seed).normal(size=(n, d)).astype(np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def docs(n: int) -> list[Document]:
+    return [Document.of(f"document {i}", id=f"d{i}") for i in range(n)]
+
+
+N, D, K = 600, 32, 10
+BASE = unit(N, D, 1)
+QUERIES = unit(25, D, 2)
+EXACT = np.argsort(-(QUERIES @ BASE.T), axis=1, kind="stable")[:, :K]
+
+
+def test_disk_rerank_returns_the_exact_top_k_when_the_shortlist_covers_it(tmp_path: Path) -> None:
+    # 4-bit PQ of 4 sub-vectors alone is far from exact; re-ranking a shortlist that holds
+    # the exact top k against float32 vectors must return exactly that top k, in order.
+    plain = MemoryBank.build(BASE, docs(N), factory="IVF8,PQ4x4", search_params="nprobe=8")
+    assert (plain.search(QUERIES, K)[1] != EXACT).any()
+    bank = MemoryBank.build(BASE, docs(N), factory="IVF8,PQ4x4", search_params="nprobe=8",
+                            rerank={"shortlist": N, "dtype": "float32"})
+    scores, rows = bank.search(QUERIES, K)
+    np.testing.assert_array_equal(rows, EXACT)
+    np.testing.assert_allclose(scores, np.take_along_axis(QUERIES @ BASE.T, EXACT, axis=1), rtol=1e-5)
+    loaded = MemoryBank.load(bank.save(tmp_path / "bank"))
+    np.testing.assert_array_equal(loaded.search(QUERIES, K)[1], EXACT)
+    # With a short shortlist: exact wherever the shortlist holds the exact top k.
+    _, cand = loaded.index.search(QUERIES, 200)
+    _, rows, read = search_reranked(loaded.index, loaded.disk_vectors, QUERIES, K, 200)
+    covered = [q for q in range(len(QUERIES)) if set(EXACT[q]) <= set(cand[q])]
+    assert covered and 0 < read <= 200 * len(QUERIES)
+    np.testing.assert_array_equal(rows[covered], EXACT[covered])
+
+
+def test_loaded_bank_memory_maps_its_vectors_and_ivf_has_no_direct_map(tmp_path: Path) -> None:
+    import faiss
+
+    bank = MemoryBank.build(BASE, docs(N), factory="IVF8,PQ4x4", rerank={"shortlist": 50, "dtype": "float16"})
+    path = bank.save(tmp_path / "bank")
+    manifest = json.loads((path / "manifest.json").read_text())
+    assert manifest["rerank"] == {"source": "disk", "file": "vectors.npy", "dtype": "float16", "shortlist": 50}
+    assert manifest["files"]["vectors.npy"]["bytes"] == (path / "vectors.npy").stat().st_size
+    loaded = MemoryBank.load(path)
+    assert isinstance(loaded.disk_vectors, np.memmap) and loaded.shortlist == 50
+    assert faiss.extract_index_ivf(loaded.index).direct_map.type == faiss.DirectMap.NoMap
+    rows = np.array([0, 7, 599, 7])
+    np.testing.assert_array_equal(loaded.vectors(rows), BASE[rows].astype(np.float16).astype(np.float32))
+    assert MemoryBank.load(path, shortlist=5).shortlist == 5
+
+
+def test_corrupted_vectors_file_is_a_named_error(tmp_path: Path) -> None:
+    path = MemoryBank.build(BASE, docs(N), rerank={"shortlist": 20, "dtype": "float16"}).save(tmp_path / "bank")
+    raw = bytearray((path / "vectors.npy").read_bytes())
+    raw[-3] ^= 0xFF  # same size, one vector changed
+    (path / "vectors.npy").write_bytes(bytes(raw))
+    with pytest.raises(IndexIntegrityError, match="vectors.npy.*SHA-256"):
+        MemoryBank.load(path)
+
+
+def test_bank_without_the_option_loads_and_searches_as_before(tmp_path: Path) -> None:
+    bank = MemoryBank.build(BASE, docs(N), factory="IVF8,Flat", search_params="nprobe=8")
+    path = bank.save(tmp_path / "bank")
+    manifest = json.loads((path / "manifest.json").read_text())
+    assert manifest["rerank"] == {} and not (path / "vectors.npy").exists()
+    del manifest["rerank"]  # a bank written before the option existed
+    (path / "manifest.json").write_text(json.dumps(manifest))
+    loaded = MemoryBank.load(path)
+    assert loaded.disk_vectors is None and loaded.rerank == {}
+    np.testing.assert_array_equal(loaded.search(QUERIES, K)[1], EXACT)
+    np.testing.assert_allclose(loaded.vectors(np.array([3, 4])), BASE[[3, 4]], rtol=1e-6)  # IVF direct map
+
+
+def test_built_bank_with_disk_rerank_and_its_config_checks(tmp_path: Path) -> None:
+    docs_ = shape_documents(200, seed=3)
+    shards = write_document_shards(tmp_path / "docs", docs_)
+    enc = HashEncoder()
+    rerank = RerankConfig(source="disk", shortlist=40, dtype="float32")
+    cfg = BankConfig(output=str(tmp_path / "bank"), data=DocumentsConfig(shards=[str(shards)]),
+                     index=IndexConfig(factory="IVF4,PQ4x4", train_size=200, rerank=rerank), chunk_size=64)
+    layout = build_mod.plan_layout(cfg)
+    build_mod.embed_phase(cfg, enc, layout, progress=False)
+    build_mod.train_phase(cfg, enc.dim, layout)
+    build_mod.add_phase(cfg, enc.dim, layout)
+    bank = MemoryBank.load(build_mod.merge_phase(cfg, layout, 1, {"name": "hash", "fingerprint": enc.fingerprint}))
+    vecs = enc.encode_documents(docs_).numpy()
+    np.testing.assert_array_equal(bank.vectors(np.arange(200)), vecs)
+    assert bank.search(vecs[:5], 1)[1][:, 0].tolist() == [0, 1, 2, 3, 4]
+    bad = BankConfig(output=str(tmp_path / "b2"), encoder="x",
+                     index=IndexConfig(rerank=RerankConfig(source="ssd")))
+    with pytest.raises(ConfigError, match="bank.index.rerank.source"):
+        build_mod.build_bank(bad, progress=False)
+
+
+def test_estimate_reports_ram_and_disk_separately() -> None:
+    plain = estimate_bank(1_000_000, 512, "IVF2048,PQ64x4fs")
+    disk = estimate_bank(1_000_000, 512, "IVF2048,PQ64x4fs", rerank_dtype="float16", rerank_shortlist=320)
+    assert plain.index.per_vector - disk.index.per_vector == 8  # no direct map
+    assert disk.disk_vectors_bytes == 1_000_000 * 1024 + 128
+    text = disk.render()
+    assert "vectors.npy (disk, memmap, NOT resident)" in text and "320 vectors read per query" in text
+    assert "RAM of the loaded bank" in text and "NOT resident" not in plain.render()
