@@ -38,3 +38,22 @@ def test_code_bound_grows_with_bits_and_is_exact_when_lossless() -> None:
     errors = [b["score_error_std"] for b in bounds]
     assert errors == sorted(errors, reverse=True)
     assert bounds[-1]["mse"] < 1e-6  # 128 bits per dimension: (nearly) lossless
+
+
+def test_disk_rerank_row_reports_ram_disk_and_reads_separately(capsys) -> None:
+    # A crude 4-bit PQ index whose whole bank is the shortlist, re-ranked against float32
+    # vectors on disk, is exact search: recall 1.0, RAM = the index, disk = 4 d per vector.
+    bench = _module()
+    n, dim = 2000, 32
+    report = bench.main(["--n", str(n), "--dim", str(dim), "--nlist", "8", "--train-per-list", "100", "--topics", "50", "--queries", "40",
+                         "--val-queries", "20", "--batch", "20", "--repeats", "1", "--threads", "1",
+                         "--rows", f"IVF{{nlist}},PQ4x4|nprobe=8,shortlist={n}|0.99|float32@@IVF{{nlist}},PQ4x4|nprobe=8|0.99"])
+    capsys.readouterr()
+    disk, plain = report["rows"]
+    assert disk["recall@10"] == 1.0 and plain["recall@10"] < 1.0
+    assert disk["disk_bytes_per_vector"] == round((n * dim * 4 + 128) / n, 1)
+    assert disk["ram_bytes_per_vector"] < plain["ram_bytes_per_vector"]  # no 8-byte direct map
+    assert abs(disk["bytes_per_vector"] - disk["ram_bytes_per_vector"] - disk["disk_bytes_per_vector"]) <= 0.15
+    assert disk["vectors_read_per_query"] == n and plain["vectors_read_per_query"] is None
+    assert report["goals"]["compressed_ram"]["by"] == ["IVF8,PQ4x4 + disk float32"]
+    assert "| `IVF8,PQ4x4` + disk float32 |" in report["table"]
