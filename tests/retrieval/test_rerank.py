@@ -122,3 +122,29 @@ def test_estimate_reports_ram_and_disk_separately() -> None:
     text = disk.render()
     assert "vectors.npy (disk, memmap, NOT resident)" in text and "320 vectors read per query" in text
     assert "RAM of the loaded bank" in text and "NOT resident" not in plain.render()
+
+
+@pytest.mark.parametrize("name", ["bank_100m_disk", "bank_1b_disk"])
+def test_shipped_disk_configs_state_their_ram_and_disk_and_build_scaled_down(name: str) -> None:
+    import re
+
+    from cm3leon.core.config import load_config
+    from cm3leon.retrieval.config import RetrievalConfig
+    from cm3leon.retrieval.estimate import estimate_for_config
+
+    path = Path(__file__).resolve().parents[2] / "configs" / "retrieval" / f"{name}.yaml"
+    cfg = load_config(RetrievalConfig, path).bank
+    assert cfg.index.rerank.source == "disk"
+    n = 100_000_000 if name == "bank_100m_disk" else 1_000_000_000
+    est = estimate_for_config(cfg, documents=n, dim=512)
+    header = path.read_text().split("\nbank:")[0]
+    assert est.index.per_vector <= 64
+    assert f"= {est.index.per_vector:.1f} B/vector" in header
+    assert f"vectors.npy {est.disk_vectors_bytes / 2**30:.1f} GiB" in header or \
+        f"vectors.npy {est.disk_vectors_bytes / 2**30:.1f}" in header.replace("\n#   ", " ")
+    small = re.sub(r"IVF\d+", "IVF16", cfg.index.factory)
+    base, queries = unit(N, 512, 5), unit(10, 512, 6)
+    bank = MemoryBank.build(base, docs(N), factory=small, search_params="nprobe=16",
+                            rerank={"shortlist": N, "dtype": cfg.index.rerank.dtype})
+    exact = np.argsort(-(queries @ base.astype(np.float16).astype(np.float32).T), axis=1, kind="stable")[:, :K]
+    np.testing.assert_array_equal(bank.search(queries, K)[1], exact)  # the shortlist is the whole bank
