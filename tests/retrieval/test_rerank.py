@@ -148,3 +148,33 @@ def test_shipped_disk_configs_state_their_ram_and_disk_and_build_scaled_down(nam
                             rerank={"shortlist": N, "dtype": cfg.index.rerank.dtype})
     exact = np.argsort(-(queries @ base.astype(np.float16).astype(np.float32).T), axis=1, kind="stable")[:, :K]
     np.testing.assert_array_equal(bank.search(queries, K)[1], exact)  # the shortlist is the whole bank
+
+
+def test_retriever_rules_read_the_memory_mapped_vectors(tmp_path: Path) -> None:
+    # The relevance and near-duplicate rules call MemoryBank.vectors; on a loaded IVF bank
+    # with vectors on disk (no direct map: the index cannot reconstruct) they read vectors.npy.
+    import faiss
+
+    from cm3leon.retrieval.dense import DenseSearcher
+    from cm3leon.retrieval.retriever import StrategyRetriever
+    from cm3leon.retrieval.strategy import RetrievalStrategy
+    from tests.retrieval.test_relevance import PartTable
+
+    e = np.eye(4, dtype=np.float32)
+    table = PartTable({"cap a": e[0], "cap b": e[1]}, {10: e[2], 20: e[3], 30: (e[2] + e[3]) / np.sqrt(2)})
+
+    def picture(value: int) -> np.ndarray:
+        return np.full((4, 4, 3), value, dtype=np.uint8)
+
+    bank_docs = [Document.of("cap a", picture(10), id="query"), Document.of("cap a", picture(20), id="same-caption"),
+                 Document.of("cap b", picture(10), id="same-image"), Document.of("cap b", picture(30), id="other")]
+    built = MemoryBank.build(table.encode_documents(bank_docs).numpy(), bank_docs, factory="IVF1,PQ2x1",
+                             rerank={"shortlist": 4, "dtype": "float32"})
+    loaded = MemoryBank.load(built.save(tmp_path / "bank"))
+    with pytest.raises(RuntimeError):
+        loaded.index.reconstruct(0)  # no direct map
+    assert faiss.extract_index_ivf(loaded.index).direct_map.type == faiss.DirectMap.NoMap
+    retriever = StrategyRetriever(DenseSearcher(loaded, table), RetrievalStrategy(num_by_text=1, num_by_image=1))
+    hits = retriever.retrieve_hits([bank_docs[0]], k=2)[0]
+    assert [(h.id, h.modality) for h in hits] == [("same-caption", "text"), ("same-image", "image")]
+    assert [h.relevance for h in hits] == pytest.approx([0.5, 0.5])
