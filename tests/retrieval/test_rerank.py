@@ -69,6 +69,9 @@ def test_loaded_bank_memory_maps_its_vectors_and_ivf_has_no_direct_map(tmp_path:
     rows = np.array([0, 7, 599, 7])
     np.testing.assert_array_equal(loaded.vectors(rows), BASE[rows].astype(np.float16).astype(np.float32))
     assert MemoryBank.load(path, shortlist=5).shortlist == 5
+    copy = MemoryBank.load(loaded.save(tmp_path / "copy"))  # a loaded bank's memmap is copied, never moved
+    assert (path / "vectors.npy").is_file()
+    np.testing.assert_array_equal(copy.vectors(rows), loaded.vectors(rows))
 
 
 def test_corrupted_vectors_file_is_a_named_error(tmp_path: Path) -> None:
@@ -104,7 +107,9 @@ def test_built_bank_with_disk_rerank_and_its_config_checks(tmp_path: Path) -> No
     build_mod.embed_phase(cfg, enc, layout, progress=False)
     build_mod.train_phase(cfg, enc.dim, layout)
     build_mod.add_phase(cfg, enc.dim, layout)
+    work_file = build_mod.work_dir(cfg) / "vectors.npy"
     bank = MemoryBank.load(build_mod.merge_phase(cfg, layout, 1, {"name": "hash", "fingerprint": enc.fingerprint}))
+    assert not work_file.exists()  # moved into the bank, not copied
     vecs = enc.encode_documents(docs_).numpy()
     np.testing.assert_array_equal(bank.vectors(np.arange(200)), vecs)
     assert bank.search(vecs[:5], 1)[1][:, 0].tolist() == [0, 1, 2, 3, 4]

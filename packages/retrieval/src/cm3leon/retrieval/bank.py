@@ -294,8 +294,13 @@ class MemoryBank:
         return self.store.get(rows)
 
     # ----------------------------------------------------------- persistence
-    def save(self, directory: str | Path, *, overwrite: bool = False) -> Path:
-        """Write the bank directory atomically (see the module docstring)."""
+    def save(self, directory: str | Path, *, overwrite: bool = False, move_vectors: bool = False) -> Path:
+        """Write the bank directory atomically (see the module docstring).
+
+        ``move_vectors``: the disk vectors are a memory-mapped ``.npy`` file of their own
+        dtype that may be moved into the bank instead of copied (a build's work file; the
+        bank then maps its own ``vectors.npy``).
+        """
         from cm3leon.core.io import atomic_directory, atomic_write_json, mark_complete
 
         with atomic_directory(directory, overwrite=overwrite) as tmp:
@@ -303,8 +308,7 @@ class MemoryBank:
             atomic_write_json(tmp / IDS_FILE, self.ids, indent=0)
             documents, names = write_store(self.store, tmp, self._iter_documents)
             if self.disk_vectors is not None:
-                write_vectors(tmp / VECTORS_FILE, _blocks(self.disk_vectors), rows=self.size, dim=self.dim,
-                              dtype=str(self.disk_vectors.dtype))
+                _place_vectors(self.disk_vectors, tmp / VECTORS_FILE, move=move_vectors)
                 names = (*names, VECTORS_FILE)
             files = {name: file_record(tmp / name) for name in (INDEX_FILE, IDS_FILE, *names)}
             manifest = BankManifest(
@@ -315,6 +319,9 @@ class MemoryBank:
             atomic_write_json(tmp / MANIFEST_FILE, manifest.to_json())
             mark_complete(tmp, {"kind": "faiss", "size": self.size})
         self.manifest = manifest
+        if self.disk_vectors is not None and move_vectors:
+            self.disk_vectors = open_vectors(Path(directory) / VECTORS_FILE, rows=self.size, dim=self.dim,
+                                             dtype=str(self.disk_vectors.dtype))
         return Path(directory)
 
     @classmethod
@@ -407,6 +414,21 @@ def write_store(store: DocumentStore, directory: Path, iter_documents: Any) -> t
 def _blocks(vectors: np.ndarray, rows: int = 65536):
     for start in range(0, len(vectors), rows):
         yield vectors[start : start + rows]
+
+
+def _place_vectors(vectors: np.ndarray, path: Path, *, move: bool) -> None:
+    """Put ``vectors`` at ``path`` as a ``.npy``: moved when allowed and possible (a memory
+    map of a whole ``.npy`` file on the same filesystem), else written in blocks."""
+    import os
+
+    source = getattr(vectors, "filename", None)
+    if move and isinstance(vectors, np.memmap) and source is not None:
+        try:
+            os.replace(source, path)
+            return
+        except OSError:  # another filesystem: copy
+            pass
+    write_vectors(path, _blocks(vectors), rows=len(vectors), dim=vectors.shape[1], dtype=str(vectors.dtype))
 
 
 def _load_disk_vectors(directory: Path, manifest: BankManifest) -> np.ndarray | None:

@@ -251,12 +251,13 @@ def merge_phase(cfg: BankConfig, layout: Layout, world_size: int, encoder_info: 
                "world_size": world_size, "shards": [str(s) for s in cfg.data.shards], "limit": cfg.data.limit},
         disk_vectors=disk, shortlist=cfg.index.rerank.shortlist,
     )
-    return bank.save(cfg.output, overwrite=overwrite)
+    return bank.save(cfg.output, overwrite=overwrite, move_vectors=True)
 
 
 def _disk_vectors(cfg: BankConfig, dirs: Sequence[Path], rows: int, dim: int) -> np.ndarray | None:
     """With ``index.rerank.source: disk``: the chunks' vectors streamed into one ``.npy`` in
-    the work directory and memory-mapped (the bank copies it into ``vectors.npy``)."""
+    the work directory and memory-mapped (the bank moves it into ``vectors.npy``; a failed
+    save loses it, and a rerun writes it again from the chunks)."""
     from cm3leon.retrieval.rerank import open_vectors, write_vectors
 
     rerank = cfg.index.rerank
