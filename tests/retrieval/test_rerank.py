@@ -148,6 +148,9 @@ def test_shipped_disk_configs_state_their_ram_and_disk_and_build_scaled_down(nam
     assert f"vectors.npy {est.disk_vectors_bytes / 2**30:.1f} GiB" in header or \
         f"vectors.npy {est.disk_vectors_bytes / 2**30:.1f}" in header.replace("\n#   ", " ")
     small = re.sub(r"IVF\d+", "IVF16", cfg.index.factory)
+    assert small == "IVF16_HNSW32,PQ64x4fs"  # both configs: one structure, built once below
+    if name != "bank_100m_disk":
+        return
     base, queries = unit(N, 512, 5), unit(10, 512, 6)
     bank = MemoryBank.build(base, docs(N), factory=small, search_params="nprobe=16",
                             rerank={"shortlist": N, "dtype": cfg.index.rerank.dtype})
