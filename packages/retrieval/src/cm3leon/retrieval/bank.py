@@ -118,7 +118,10 @@ class BankManifest:
     rerank: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        out = asdict(self)
+        if not self.rerank:  # banks without vectors on disk stay readable by earlier versions
+            del out["rerank"]
+        return out
 
 
 def read_manifest(directory: str | Path, *, kind: str | None = None) -> BankManifest:
