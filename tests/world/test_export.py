@@ -421,3 +421,31 @@ def test_a_long_tail_is_mixed_into_pretrain_and_listed_with_its_truth(tmp_path: 
                         progress=False)["skipped"] == ["ground_truth", "pretrain", "entities"]  # fmt: skip
     with pytest.raises(FileExistsError, match="other parameters"):
         export_world(root, n=20, formats="pretrain", entity_docs=61, entities=20, progress=False)
+
+
+def test_score_never_takes_a_non_id_file_for_a_scene_and_can_score_the_same_set(tmp_path: Path) -> None:
+    """``entity-00000003.png`` is not scene 3 (it was scored against it: the VQ ceiling's
+    originals then mixed long-tail mosaics into the head measure); ``--names-from`` scores
+    exactly the images another folder names (originals vs their reconstructions)."""
+    root = tmp_path / "w"
+    runner = CliRunner()
+    res = runner.invoke(world_command, ["export", "--out", str(root), "--n", "8", "--formats", "coco", "--seed", "2"])
+    assert res.exit_code == 0, res.output
+    images, subset = tmp_path / "generated", tmp_path / "subset"
+    images.mkdir()
+    subset.mkdir()
+    jpgs = sorted((root / "coco" / "train2017").glob("*.jpg"))
+    for p in jpgs:
+        Image.open(p).save(images / f"{p.stem}.png")
+    Image.new("RGB", (32, 32), "white").save(images / f"entity-{int(jpgs[0].stem):08d}.png")
+    Image.open(jpgs[1]).save(subset / f"{jpgs[1].stem}.png")
+    scenes = str(root / "ground_truth" / "scenes.jsonl")
+    res = runner.invoke(world_command, ["score", str(images), "--scenes", scenes, "--out", str(tmp_path / "a.json")])
+    assert res.exit_code == 0, res.output
+    result = load(tmp_path / "a.json")
+    assert result["n"] == len(jpgs) and result["unmatched_files"] == [f"entity-{int(jpgs[0].stem):08d}.png"]
+    assert result["scores"]["colour_shape_acc"] >= 0.95
+    res = runner.invoke(world_command, ["score", str(images), "--scenes", scenes, "--names-from", str(subset),
+                                        "--out", str(tmp_path / "b.json")])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert load(tmp_path / "b.json")["n"] == 1

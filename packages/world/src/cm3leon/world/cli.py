@@ -118,6 +118,11 @@ def show_command(seed: int, index: int, image_size: int, save: str | None) -> No
         click.echo(f"saved {save}", err=True)
 
 
+def _image_files(folder: str) -> list[Path]:
+    """The PNG/JPEG files directly in ``folder``, sorted by path."""
+    return sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg"))
+
+
 @world_command.command("score")
 @click.argument("images", type=click.Path(exists=True, file_okay=False))
 @click.option(
@@ -129,11 +134,20 @@ def show_command(seed: int, index: int, image_size: int, save: str | None) -> No
 @click.option(
     "--out", type=click.Path(dir_okay=False), default=None, help="Write the results JSON here."
 )
-def score_command(images: str, scenes: str, out: str | None) -> None:
+@click.option(
+    "--names-from",
+    type=click.Path(exists=True, file_okay=False),
+    default=None,
+    help="Score only the images whose file stem also names an image in this folder "
+    "(e.g. originals against the reconstructions made of them: the same set).",
+)
+def score_command(images: str, scenes: str, out: str | None, names_from: str | None) -> None:
     """Score generated IMAGES (files named by image id, e.g. 000000000042.png) against the scenes.
 
-    Prints mean colour/shape/position/count accuracies, the number of images scored, and
-    the chance levels.
+    A file's stem must be the image id itself (digits only): other files (e.g. the long
+    tail's ``entity-00000025.png``, which is not scene 25) are listed as unmatched, never
+    scored against a scene.  Prints mean colour/shape/position/count accuracies, the number
+    of images scored, and the chance levels.
     """
     from PIL import Image
 
@@ -155,11 +169,12 @@ def score_command(images: str, scenes: str, out: str | None) -> None:
                 f"{scenes}:{line_no}: bad ground-truth line: {err}"
             ) from None
     scores, missing = [], []
-    files = sorted(
-        p for p in Path(images).iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg")
-    )
+    files = _image_files(images)
+    if names_from is not None:
+        wanted = {p.stem for p in _image_files(names_from)}
+        files = [p for p in files if p.stem in wanted]
     for path in files:
-        match = re.search(r"(\d+)$", path.stem)
+        match = re.fullmatch(r"(\d+)", path.stem)
         if match is None or int(match.group(1)) not in truth:
             missing.append(path.name)
             continue

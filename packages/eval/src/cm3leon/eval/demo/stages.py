@@ -409,7 +409,7 @@ def _vq_ceiling(cfg: DemoConfig, lay: Layout) -> Stage:
         Step("score_reconstructions", ("world", "score", str(recon), "--scenes", scenes,
                                        "--out", str(out / "reconstructions.json")),
              (out / "reconstructions.json",)),
-        Step("score_originals", ("world", "score", str(images), "--scenes", scenes,
+        Step("score_originals", ("world", "score", str(images), "--scenes", scenes, "--names-from", str(recon),
                                  "--out", str(out / "originals.json")), (out / "originals.json",)),
     )  # fmt: skip
     return Stage(
