@@ -125,7 +125,8 @@ def _in_context_claim(summary: dict[str, Any]) -> dict[str, Any]:
     check = _floor(summary, "in_context")
     text = _floor_text(check)
     if _ran(check) and check is not None:
-        text += f"; control (another document) {check.get('control')}; VQ ceiling {check.get('ceiling')}"
+        rounded = {k: f"{v:.3f}" if isinstance(v, float) else v for k, v in check.items()}
+        text += f"; control (another document) {rounded.get('control')}; VQ ceiling {rounded.get('ceiling')}"
     return {"paper": "Table 1's mechanism", "claim": "the model uses what it retrieves (the target itself in "
             "context draws it near the VQ ceiling)", "this_run": text, "verdict": _floor_verdict(check)}  # fmt: skip
 
