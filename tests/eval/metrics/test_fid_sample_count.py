@@ -81,3 +81,19 @@ def test_stats_refuse_when_asked_and_warn_by_default() -> None:
         few = GaussianStats.from_features(x[:5])
     assert few.rank_deficient and np.isfinite(frechet_distance(few, stats))
     assert not GaussianStats(np.zeros(3), np.eye(3)).rank_deficient  # N unknown (pytorch-fid .npz)
+
+
+def test_the_command_refuses_by_name_and_has_a_flag_to_compute_anyway(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from cm3leon.eval.cli import eval_group
+
+    small = GaussianStats(np.zeros(8), np.eye(8), num_samples=6).save(tmp_path / "small.npz")
+    large = GaussianStats(np.ones(8), np.eye(8), num_samples=500).save(tmp_path / "large.npz")
+    res = CliRunner().invoke(eval_group, ["fid", str(large), str(small)])
+    assert res.exit_code != 0 and "6 samples for 8-dimensional" in res.output
+    assert "--allow-rank-deficient" in res.output
+    res = CliRunner().invoke(eval_group, ["fid", str(large), str(small), "--allow-rank-deficient",
+                                          "--out", str(tmp_path / "fid.json")])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert '"rank_deficient": true' in (tmp_path / "fid.json").read_text()

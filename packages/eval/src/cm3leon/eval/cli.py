@@ -103,6 +103,9 @@ def _add_protocols() -> None:
 @_with_features
 @click.option("--method", type=click.Choice(["eigh", "sqrtm"]), default="eigh", show_default=True)
 @click.option("--save-real-stats", default=None, help="Also write REAL's stats (.npz) for reuse.")
+@click.option("--allow-rank-deficient", is_flag=True, default=False,
+              help="Compute FID although a set has fewer samples than feature dimensions + 1 "
+                   "(biased; the result says rank_deficient: true).")  # fmt: skip
 @click.option("--out", default=None, help="Write the JSON result here.")
 def fid_command(
     real: str,
@@ -113,21 +116,31 @@ def fid_command(
     batch_size: int,
     method: str,
     save_real_stats: str | None,
+    allow_rank_deficient: bool,
     out: str | None,
 ) -> None:
-    """FID between REAL and FAKE (image folders, document shards or .npz stats files)."""
+    """FID between REAL and FAKE (image folders, document shards or .npz stats files).
+
+    A set with fewer samples than feature dimensions + 1 (2,049 for Inception) is refused,
+    naming it and both numbers, unless ``--allow-rank-deficient``.
+    """
+    from cm3leon.eval.metrics.frechet import RankDeficientError
     from cm3leon.eval.protocols.fid import fid_between
 
     with _user_errors():
-        res = fid_between(
-            real,
-            fake,
-            features=features,
-            features_options=_options(options, weights),
-            batch_size=batch_size,
-            method=method,
-            save_real_stats=save_real_stats,
-        )
+        try:
+            res = fid_between(
+                real,
+                fake,
+                features=features,
+                features_options=_options(options, weights),
+                batch_size=batch_size,
+                method=method,
+                save_real_stats=save_real_stats,
+                allow_rank_deficient=allow_rank_deficient,
+            )
+        except RankDeficientError as err:
+            raise click.ClickException(f"{err} (on the command line: --allow-rank-deficient)") from None
     _emit(res, out)
 
 
