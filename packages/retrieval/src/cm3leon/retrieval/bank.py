@@ -52,7 +52,13 @@ from cm3leon.retrieval.index import (
     train_index,
     write_index,
 )
-from cm3leon.retrieval.rerank import VECTORS_FILE, open_vectors, search_reranked, write_vectors
+from cm3leon.retrieval.rerank import (
+    VECTORS_FILE,
+    open_vectors,
+    row_blocks,
+    search_reranked,
+    write_vectors,
+)
 from cm3leon.retrieval.store import (
     DOCUMENTS_FILE,
     OFFSETS_FILE,
@@ -414,11 +420,6 @@ def write_store(store: DocumentStore, directory: Path, iter_documents: Any) -> t
     return {"kind": "jsonl"}, (DOCUMENTS_FILE, OFFSETS_FILE)
 
 
-def _blocks(vectors: np.ndarray, rows: int = 65536):
-    for start in range(0, len(vectors), rows):
-        yield vectors[start : start + rows]
-
-
 def _place_vectors(vectors: np.ndarray, path: Path, *, move: bool) -> None:
     """Put ``vectors`` at ``path`` as a ``.npy``: moved when allowed and possible (a memory
     map of a whole ``.npy`` file on the same filesystem), else written in blocks."""
@@ -431,7 +432,7 @@ def _place_vectors(vectors: np.ndarray, path: Path, *, move: bool) -> None:
             return
         except OSError:  # another filesystem: copy
             pass
-    write_vectors(path, _blocks(vectors), rows=len(vectors), dim=vectors.shape[1], dtype=str(vectors.dtype))
+    write_vectors(path, row_blocks(vectors), rows=len(vectors), dim=vectors.shape[1], dtype=str(vectors.dtype))
 
 
 def _load_disk_vectors(directory: Path, manifest: BankManifest) -> np.ndarray | None:

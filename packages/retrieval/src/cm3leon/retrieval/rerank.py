@@ -20,13 +20,14 @@ bank file, and checked against both before it is opened (:func:`open_vectors`).
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-__all__ = ["DTYPES", "SOURCES", "VECTORS_FILE", "check_rerank", "open_vectors", "search_reranked", "write_vectors"]
+__all__ = ["DTYPES", "SOURCES", "VECTORS_FILE", "check_rerank", "open_vectors", "row_blocks", "search_reranked",
+           "write_vectors"]
 
 VECTORS_FILE = "vectors.npy"
 SOURCES = ("none", "disk")
@@ -48,6 +49,12 @@ def check_rerank(source: str, shortlist: int, dtype: str, *, key: str = "bank.in
         raise ConfigError(f"{key}.dtype: must be one of {', '.join(DTYPES)}, got {dtype!r}")
     if source == "disk" and int(shortlist) < 1:
         raise ConfigError(f"{key}.shortlist: must be >= 1 with source 'disk', got {shortlist}")
+
+
+def row_blocks(vectors: np.ndarray, rows: int = 65536) -> Iterator[np.ndarray]:
+    """Consecutive blocks of at most ``rows`` rows of ``vectors`` (what :func:`write_vectors` takes)."""
+    for start in range(0, len(vectors), rows):
+        yield vectors[start : start + rows]
 
 
 def write_vectors(path: str | Path, blocks: Iterable[np.ndarray], *, rows: int, dim: int, dtype: str) -> Path:
@@ -122,7 +129,7 @@ def search_reranked(index: Any, vectors: np.ndarray, queries: np.ndarray, k: int
         empty = (len(queries), min(int(k), depth))
         return np.full(empty, -np.inf, np.float32), np.full(empty, -1, np.int64), 0
     stored = np.asarray(vectors[unique], dtype=np.float32)  # (U, D), read from disk
-    where = np.searchsorted(unique, np.where(valid, cand, unique[0] if len(unique) else 0))  # (Q, S)
+    where = np.searchsorted(unique, np.where(valid, cand, unique[0]))  # (Q, S); invalid slots masked below
     exact = np.full(cand.shape, -np.inf, dtype=np.float32)
     step = max(1, (32 << 20) // max(1, 4 * depth * queries.shape[1]))  # queries per (q, S, D) block of <= 32 MiB
     for s in range(0, len(queries), step):

@@ -12,6 +12,7 @@ import csv
 import json
 import math
 import os
+import statistics
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -142,9 +143,7 @@ def _mean_se(values: Sequence[float | None]) -> float | None:
     found = [v for v in values if v is not None]
     if len(found) < 2:
         return None
-    mean = sum(found) / len(found)
-    var = sum((v - mean) ** 2 for v in found) / (len(found) - 1)
-    return math.sqrt(var / len(found))
+    return statistics.stdev(found) / math.sqrt(len(found))
 
 
 #: Per-item scores of the §4 protocols (``results.json``: the per-item mapping, the path to
